@@ -1,0 +1,1 @@
+"""Deploying and operating the images: configuration, catalogue, planning, applying."""

@@ -1,0 +1,29 @@
+"""Container engine drivers. ``connect()`` returns the driver for a named engine."""
+
+from __future__ import annotations
+
+from .driver import (  # noqa: F401  (re-exported: the public driver vocabulary)
+    ContainerDied,
+    ContainerSpec,
+    ContainerState,
+    Engine,
+    Healthcheck,
+    HealthTimeout,
+    ImageInfo,
+    JobResult,
+    Mount,
+    VolumeInfo,
+)
+
+
+def connect(name: str = "docker", base_url: str | None = None) -> Engine:
+    """Return a driver. ``docker`` and ``podman`` both use the Docker-compatible API."""
+    from .docker_engine import DockerEngine
+
+    if name == "podman" and base_url is None:
+        base_url = "unix:///run/podman/podman.sock"
+    if name not in ("docker", "podman"):
+        from dockyard.errors import ConfigError
+
+        raise ConfigError(f"unknown engine {name!r} (expected docker or podman)", key="engine")
+    return DockerEngine(base_url=base_url)

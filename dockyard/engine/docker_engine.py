@@ -1,0 +1,291 @@
+"""The Docker Engine driver, on the Docker SDK for Python.
+
+Podman serves the same API: point ``DOCKER_HOST`` at its socket.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.types import Healthcheck as SdkHealthcheck
+from docker.types import Mount as SdkMount
+
+from dockyard.errors import EngineError
+
+from .driver import (
+    ContainerDied,
+    ContainerSpec,
+    ContainerState,
+    HealthTimeout,
+    ImageInfo,
+    JobResult,
+    LogSink,
+    VolumeInfo,
+)
+
+_NS = 1_000_000_000
+
+
+class DockerEngine:
+    def __init__(self, base_url: str | None = None, timeout: int = 600):
+        try:
+            if base_url:
+                self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+            else:
+                self.client = docker.from_env(timeout=timeout)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot reach the container engine: {exc}") from exc
+        self.api = self.client.api
+
+    # -- images ----------------------------------------------------------------
+    def ping(self) -> None:
+        try:
+            self.api.ping()
+        except Exception as exc:  # the SDK raises several unrelated types here
+            raise EngineError(f"cannot reach the container engine: {exc}") from exc
+
+    @staticmethod
+    def _image_info(attrs: dict) -> ImageInfo:
+        config = attrs.get("Config") or {}
+        return ImageInfo(
+            id=attrs["Id"],
+            tags=tuple(attrs.get("RepoTags") or ()),
+            labels=dict(config.get("Labels") or attrs.get("Labels") or {}),
+            size=int(attrs.get("Size") or 0),
+            layers=tuple((attrs.get("RootFS") or {}).get("Layers") or ()),
+        )
+
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            return self._image_info(self.api.inspect_image(ref))
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.NotFound:
+            return None
+
+    def images(self, label: str | None = None) -> list[ImageInfo]:
+        filters = {"label": label} if label else None
+        out = []
+        for summary in self.api.images(filters=filters):
+            try:
+                out.append(self._image_info(self.api.inspect_image(summary["Id"])))
+            except docker.errors.NotFound:
+                continue
+        return out
+
+    def build(self, context: Path, tag: str, labels: dict[str, str], *, nocache: bool = False,
+              log: LogSink | None = None) -> str:
+        image_id = None
+        error = None
+        stream = self.api.build(path=str(context), tag=tag, labels=labels, nocache=nocache,
+                                rm=True, forcerm=True, decode=True, pull=False)
+        for chunk in stream:
+            if "stream" in chunk and log:
+                text = chunk["stream"].rstrip("\n")
+                if text:
+                    log(text)
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                error = chunk["error"].strip()
+                if log:
+                    log(f"ERROR: {error}")
+        if error:
+            raise EngineError(f"build of {tag} failed: {error}")
+        info = self.image(tag)
+        if info is None:
+            raise EngineError(f"build of {tag} produced no image")
+        return image_id or info.id
+
+    def import_rootfs(self, tarball: Path, tag: str, labels: dict[str, str]) -> str:
+        repository, _, version = tag.rpartition(":")
+        changes = [f'LABEL "{k}"="{v}"' for k, v in labels.items()]
+        changes.append('CMD ["/bin/bash"]')
+        with open(tarball, "rb") as fh:
+            self.api.import_image_from_data(fh.read(), repository=repository, tag=version, changes=changes)
+        info = self.image(tag)
+        if info is None:
+            raise EngineError(f"import of {tag} produced no image")
+        return info.id
+
+    def tag(self, ref: str, new_ref: str) -> None:
+        repository, _, version = new_ref.rpartition(":")
+        self.api.tag(ref, repository, version or "latest")
+
+    def push(self, ref: str, log: LogSink | None = None) -> None:
+        repository, _, version = ref.rpartition(":")
+        for chunk in self.api.push(repository, tag=version, stream=True, decode=True):
+            if "error" in chunk:
+                raise EngineError(f"push of {ref} failed: {chunk['error']}")
+            if log and "status" in chunk:
+                log(chunk["status"])
+
+    def read_file(self, image: str, path: str) -> bytes:
+        """Read one file from an image without starting a container."""
+        container = self.api.create_container(image, command=["true"])
+        try:
+            stream, _ = self.api.get_archive(container["Id"], path)
+            buf = io.BytesIO(b"".join(stream))
+            with tarfile.open(fileobj=buf) as tar:
+                member = tar.next()
+                if member is None:
+                    raise EngineError(f"{path} is empty in {image}")
+                fh = tar.extractfile(member)
+                return fh.read() if fh else b""
+        except docker.errors.NotFound as exc:
+            raise EngineError(f"{path} not found in image {image}") from exc
+        finally:
+            self.api.remove_container(container["Id"], force=True)
+
+    # -- containers --------------------------------------------------------------
+    @staticmethod
+    def _state(attrs: dict) -> ContainerState:
+        state = attrs.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        return ContainerState(
+            id=attrs["Id"],
+            name=attrs["Name"].lstrip("/"),
+            image_id=attrs["Image"],
+            image=(attrs.get("Config") or {}).get("Image", ""),
+            labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+            status=state.get("Status", "unknown"),
+            health=health,
+            started_at=state.get("StartedAt", ""),
+            exit_code=state.get("ExitCode"),
+        )
+
+    def containers(self, label: str | None = None) -> list[ContainerState]:
+        filters = {"label": label} if label else None
+        out = []
+        for summary in self.api.containers(all=True, filters=filters):
+            try:
+                out.append(self._state(self.api.inspect_container(summary["Id"])))
+            except docker.errors.NotFound:  # removed between list and inspect
+                continue
+        return out
+
+    def container(self, name: str) -> ContainerState | None:
+        try:
+            return self._state(self.api.inspect_container(name))
+        except docker.errors.NotFound:
+            return None
+
+    def _create_kwargs(self, spec: ContainerSpec) -> dict:
+        mounts = [
+            SdkMount(target=m.target, source=m.source, type="volume" if m.is_volume else "bind",
+                     read_only=m.read_only)
+            for m in spec.mounts
+        ]
+        host_config = self.api.create_host_config(
+            mounts=mounts,
+            network_mode=spec.network_mode,
+            privileged=spec.privileged,
+            pid_mode=spec.pid_mode,
+            cap_add=list(spec.cap_add) or None,
+            restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
+            tmpfs=list(spec.tmpfs) or None,
+        )
+        healthcheck = None
+        if spec.healthcheck:
+            hc = spec.healthcheck
+            healthcheck = SdkHealthcheck(
+                test=list(hc.test), interval=int(hc.interval * _NS), timeout=int(hc.timeout * _NS),
+                retries=hc.retries, start_period=int(hc.start_period * _NS),
+            )
+        return dict(
+            image=spec.image,
+            command=list(spec.command) if spec.command else None,
+            environment=dict(spec.environment),
+            labels=dict(spec.labels),
+            name=spec.name,
+            host_config=host_config,
+            healthcheck=healthcheck,
+            user=spec.user,
+            detach=True,
+        )
+
+    def create(self, spec: ContainerSpec) -> str:
+        return self.api.create_container(**self._create_kwargs(spec))["Id"]
+
+    def start(self, name: str) -> None:
+        self.api.start(name)
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        self.api.stop(name, timeout=timeout)
+
+    def restart(self, name: str, timeout: int = 10) -> None:
+        self.api.restart(name, timeout=timeout)
+
+    def remove(self, name: str) -> None:
+        try:
+            self.api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def logs(self, name: str, tail: int = 50) -> str:
+        try:
+            return self.api.logs(name, tail=tail).decode("utf-8", "replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult:
+        """Run a one-shot container to completion and return its exit code and logs."""
+        self.remove(spec.name)
+        self.create(spec)
+        try:
+            self.api.start(spec.name)
+            result = self.api.wait(spec.name, timeout=timeout)
+            logs = self.api.logs(spec.name).decode("utf-8", "replace")
+            return JobResult(exit_code=int(result.get("StatusCode", 1)), logs=logs)
+        finally:
+            self.remove(spec.name)
+
+    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
+        """Wait on the engine's own health events, re-checking state as each arrives."""
+        deadline = time.monotonic() + timeout
+        since = int(time.time()) - 1
+        while True:
+            state = self.container(name)
+            if state is None:
+                raise ContainerDied(f"{name} does not exist")
+            if state.status in ("exited", "dead"):
+                raise ContainerDied(f"{name} exited with code {state.exit_code}")
+            if state.health == "healthy" or (state.health is None and state.running):
+                return state
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HealthTimeout(f"{name} not healthy after {timeout:.0f}s (health: {state.health})")
+            # Block on the next event for this container (health change, die), bounded
+            # by the deadline; then look again.
+            until = int(time.time() + min(remaining, 30)) + 1
+            events = self.client.events(since=since, until=until, decode=True,
+                                        filters={"container": name})
+            try:
+                for event in events:
+                    since = int(event.get("time", since))
+                    status = event.get("status", "")
+                    if status.startswith("health_status") or status in ("die", "destroy", "start"):
+                        break
+            finally:
+                events.close()
+
+    # -- volumes -----------------------------------------------------------------
+    def volumes(self, label: str | None = None) -> list[VolumeInfo]:
+        filters = {"label": label} if label else None
+        result = self.api.volumes(filters=filters) or {}
+        return [VolumeInfo(name=v["Name"], labels=dict(v.get("Labels") or {}))
+                for v in result.get("Volumes") or []]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.api.create_volume(name=name, labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.api.remove_volume(name)
+        except docker.errors.NotFound:
+            pass

@@ -1,0 +1,143 @@
+"""The engine driver interface.
+
+Everything dockyard does to a container engine goes through :class:`Engine`.
+The Docker implementation talks to the engine API with the Docker SDK; Podman's
+Docker-compatible API can be served by the same class pointed at its socket.
+Unit tests use :class:`dockyard.engine.fake.FakeEngine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+LogSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    size: int                      # bytes, as the engine reports it
+    layers: tuple[str, ...] = ()   # rootfs layer digests, for distinct-bytes accounting
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: tuple[str, ...]          # e.g. ("CMD", "dockyard-healthcheck", "port", "3306")
+    interval: float = 5.0          # seconds
+    timeout: float = 5.0
+    retries: int = 6
+    start_period: float = 5.0
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str                    # a host path (absolute) or a named volume
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_volume(self) -> bool:
+        return not self.source.startswith("/")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything that defines a container. Its hash is stored as a label."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "host"
+    privileged: bool = False
+    pid_mode: str | None = None
+    user: str | None = None
+    cap_add: tuple[str, ...] = ()
+    healthcheck: Healthcheck | None = None
+    restart_policy: str = "unless-stopped"
+    tmpfs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    image_id: str
+    image: str                     # the reference it was created from
+    labels: dict[str, str]
+    status: str                    # created | running | exited | paused | restarting | dead
+    health: str | None             # starting | healthy | unhealthy | None when no healthcheck
+    started_at: str = ""
+    exit_code: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    exit_code: int
+    logs: str
+
+
+class HealthTimeout(Exception):
+    """A container did not become healthy in time."""
+
+
+class ContainerDied(Exception):
+    """A container exited while it was awaited."""
+
+
+class Engine(Protocol):
+    """What dockyard needs from a container engine. Nothing more."""
+
+    # -- images --------------------------------------------------------------
+    def ping(self) -> None: ...
+    def image(self, ref: str) -> ImageInfo | None: ...
+    def images(self, label: str | None = None) -> list[ImageInfo]: ...
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        labels: dict[str, str],
+        *,
+        nocache: bool = False,
+        log: LogSink | None = None,
+    ) -> str: ...
+    def import_rootfs(self, tarball: Path, tag: str, labels: dict[str, str]) -> str: ...
+    def tag(self, ref: str, new_ref: str) -> None: ...
+    def push(self, ref: str, log: LogSink | None = None) -> None: ...
+    def read_file(self, image: str, path: str) -> bytes: ...
+
+    # -- containers ----------------------------------------------------------
+    def containers(self, label: str | None = None) -> list[ContainerState]: ...
+    def container(self, name: str) -> ContainerState | None: ...
+    def create(self, spec: ContainerSpec) -> str: ...
+    def start(self, name: str) -> None: ...
+    def stop(self, name: str, timeout: int = 10) -> None: ...
+    def restart(self, name: str, timeout: int = 10) -> None: ...
+    def remove(self, name: str) -> None: ...
+    def logs(self, name: str, tail: int = 50) -> str: ...
+    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult: ...
+    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
+        """Block until the container reports healthy (or is running, when it has
+        no healthcheck). Raises :class:`HealthTimeout` or :class:`ContainerDied`."""
+        ...
+
+    # -- volumes -------------------------------------------------------------
+    def volumes(self, label: str | None = None) -> list[VolumeInfo]: ...
+    def create_volume(self, name: str, labels: dict[str, str]) -> None: ...
+    def remove_volume(self, name: str) -> None: ...

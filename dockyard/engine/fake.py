@@ -1,0 +1,205 @@
+"""An in-memory engine for unit tests: no Docker needed.
+
+It records every call in ``calls`` so tests can assert what was done, and can be
+told to fail builds (``fail_builds``: image tag -> number of failures before success,
+or -1 for always) or to leave containers unhealthy (``unhealthy``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from dockyard.errors import EngineError
+
+from .driver import (
+    ContainerDied,
+    ContainerSpec,
+    ContainerState,
+    HealthTimeout,
+    ImageInfo,
+    JobResult,
+    LogSink,
+    VolumeInfo,
+)
+
+
+def _matches(labels: dict[str, str], label: str | None) -> bool:
+    if label is None:
+        return True
+    key, _, value = label.partition("=")
+    if key not in labels:
+        return False
+    return not value or labels[key] == value
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.images_by_tag: dict[str, ImageInfo] = {}
+        self.containers_by_name: dict[str, tuple[ContainerSpec, ContainerState]] = {}
+        self.volumes_by_name: dict[str, VolumeInfo] = {}
+        self.files: dict[tuple[str, str], bytes] = {}
+        self.calls: list[tuple] = []
+        self.fail_builds: dict[str, int] = {}
+        self.unhealthy: set[str] = set()
+        self.job_results: dict[str, JobResult] = {}
+        self.jobs_run: list[str] = []
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):012d}"
+
+    def _record(self, *call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    # -- images ------------------------------------------------------------------
+    def ping(self) -> None:
+        return None
+
+    def add_image(self, tag: str, labels: dict[str, str] | None = None, size: int = 1000) -> ImageInfo:
+        info = ImageInfo(id="sha256:" + hashlib.sha256(tag.encode()).hexdigest(), tags=(tag,),
+                         labels=dict(labels or {}), size=size, layers=(tag,))
+        self.images_by_tag[tag] = info
+        return info
+
+    def image(self, ref: str) -> ImageInfo | None:
+        if ref in self.images_by_tag:
+            return self.images_by_tag[ref]
+        for info in self.images_by_tag.values():
+            if info.id == ref:
+                return info
+        return None
+
+    def images(self, label: str | None = None) -> list[ImageInfo]:
+        return [i for i in self.images_by_tag.values() if _matches(i.labels, label)]
+
+    def build(self, context: Path, tag: str, labels: dict[str, str], *, nocache: bool = False,
+              log: LogSink | None = None) -> str:
+        self._record("build", tag)
+        with self._lock:
+            remaining = self.fail_builds.get(tag, 0)
+            if remaining:
+                if remaining > 0:
+                    self.fail_builds[tag] = remaining - 1
+                fail = True
+            else:
+                fail = False
+        if log:
+            log(f"fake build of {tag} from {context}")
+        if fail:
+            raise EngineError(f"build of {tag} failed: injected failure")
+        dockerfile = (Path(context) / "Dockerfile")
+        digest = hashlib.sha256((dockerfile.read_text() if dockerfile.exists() else tag).encode()).hexdigest()
+        info = ImageInfo(id="sha256:" + digest, tags=(tag,), labels=dict(labels), size=1000, layers=(digest,))
+        with self._lock:
+            self.images_by_tag[tag] = info
+        return info.id
+
+    def import_rootfs(self, tarball: Path, tag: str, labels: dict[str, str]) -> str:
+        self._record("import", tag)
+        return self.add_image(tag, labels).id
+
+    def tag(self, ref: str, new_ref: str) -> None:
+        self._record("tag", ref, new_ref)
+        info = self.image(ref)
+        if info is None:
+            raise EngineError(f"no such image {ref}")
+        self.images_by_tag[new_ref] = replace(info, tags=info.tags + (new_ref,))
+
+    def push(self, ref: str, log: LogSink | None = None) -> None:
+        self._record("push", ref)
+
+    def read_file(self, image: str, path: str) -> bytes:
+        try:
+            return self.files[(image, path)]
+        except KeyError as exc:
+            raise EngineError(f"{path} not found in image {image}") from exc
+
+    # -- containers -----------------------------------------------------------------
+    def containers(self, label: str | None = None) -> list[ContainerState]:
+        return [st for _, st in self.containers_by_name.values() if _matches(st.labels, label)]
+
+    def container(self, name: str) -> ContainerState | None:
+        entry = self.containers_by_name.get(name)
+        return entry[1] if entry else None
+
+    def spec(self, name: str) -> ContainerSpec:
+        return self.containers_by_name[name][0]
+
+    def create(self, spec: ContainerSpec) -> str:
+        self._record("create", spec.name)
+        if spec.name in self.containers_by_name:
+            raise EngineError(f"container {spec.name} already exists")
+        image = self.image(spec.image)
+        if image is None:
+            raise EngineError(f"no such image {spec.image}")
+        for m in spec.mounts:
+            if m.is_volume and m.source not in self.volumes_by_name:
+                self.volumes_by_name[m.source] = VolumeInfo(m.source, {})
+        state = ContainerState(id=self._next_id("c"), name=spec.name, image_id=image.id, image=spec.image,
+                               labels=dict(spec.labels), status="created", health=None)
+        self.containers_by_name[spec.name] = (spec, state)
+        return state.id
+
+    def _set(self, name: str, **changes) -> None:
+        spec, state = self.containers_by_name[name]
+        self.containers_by_name[name] = (spec, replace(state, **changes))
+
+    def start(self, name: str) -> None:
+        self._record("start", name)
+        spec, _ = self.containers_by_name[name]
+        health = None
+        if spec.healthcheck:
+            health = "unhealthy" if name in self.unhealthy else "healthy"
+        self._set(name, status="running", health=health, started_at=self._next_id("t"))
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        self._record("stop", name)
+        self._set(name, status="exited", health=None, exit_code=0)
+
+    def restart(self, name: str, timeout: int = 10) -> None:
+        self._record("restart", name)
+        self.start(name)
+
+    def remove(self, name: str) -> None:
+        self._record("remove", name)
+        self.containers_by_name.pop(name, None)
+
+    def logs(self, name: str, tail: int = 50) -> str:
+        return f"fake logs of {name}\n"
+
+    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult:
+        self._record("job", spec.name)
+        if self.image(spec.image) is None:
+            raise EngineError(f"no such image {spec.image}")
+        with self._lock:
+            self.jobs_run.append(spec.name)
+        return self.job_results.get(spec.name, JobResult(0, "ok\n"))
+
+    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
+        self._record("wait", name)
+        state = self.container(name)
+        if state is None:
+            raise ContainerDied(f"{name} does not exist")
+        if state.status != "running":
+            raise ContainerDied(f"{name} is {state.status}")
+        if state.health == "unhealthy":
+            raise HealthTimeout(f"{name} not healthy after {timeout:.0f}s (health: unhealthy)")
+        return state
+
+    # -- volumes ---------------------------------------------------------------------
+    def volumes(self, label: str | None = None) -> list[VolumeInfo]:
+        return [v for v in self.volumes_by_name.values() if _matches(v.labels, label)]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self._record("create_volume", name)
+        self.volumes_by_name[name] = VolumeInfo(name, dict(labels))
+
+    def remove_volume(self, name: str) -> None:
+        self._record("remove_volume", name)
+        self.volumes_by_name.pop(name, None)
