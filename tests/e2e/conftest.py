@@ -1,0 +1,59 @@
+"""End-to-end fixtures: the real Docker Engine, real images, a real cloud.
+
+These tests are slow by nature (a cold build of the whole catalogue, then a full
+all-in-one deploy), so the expensive steps are session fixtures shared by every
+e2e test. Run only the fast tests with ``pytest tests/unit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORK = Path(os.environ.get("DOCKYARD_E2E_WORK", "/var/tmp/dockyard-e2e"))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def dockyard(*args: str, check: bool = True, timeout: float = 3600, env: dict | None = None,
+             input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``dockyard`` command as an operator would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockyard", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, **(env or {})}, input=input,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"dockyard {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from dockyard.engine import connect
+
+    eng = connect()
+    eng.ping()
+    return eng
+
+
+@pytest.fixture(scope="session")
+def built_catalogue(engine) -> dict:
+    """Build every image of the catalogue once (cached images are reused)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    proc = dockyard("build", "--format", "json", "--work-dir", str(WORK / "build"), timeout=5400)
+    report = json.loads(proc.stdout)
+    return report

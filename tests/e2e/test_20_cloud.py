@@ -1,0 +1,152 @@
+"""The all-in-one cloud, deployed by ``dockyard up`` and used with a real client.
+
+Everything here goes through the operator's interface (the ``dockyard`` command)
+and python-openstackclient with the ``clouds.yaml`` that ``post-deploy`` wrote.
+Tests run in file order and build on each other: they are one story.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import WORK, dockyard
+
+CONFIG_DIR = WORK / "site"
+
+
+def openstack(*args: str, cloud: str = "dockyard", check: bool = True, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["openstack", "--os-cloud", cloud, *args],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(CONFIG_DIR / "clouds.yaml"), **env},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"openstack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def openstack_json(*args: str, **kw):
+    return json.loads(openstack(*args, "-f", "json", **kw).stdout)
+
+
+def container_facts(engine) -> dict[str, tuple[str, str]]:
+    """name -> (container id, start time) of every dockyard container."""
+    return {c.name: (c.id, c.started_at) for c in engine.containers(label="dockyard.managed=true")}
+
+
+@pytest.fixture(scope="module")
+def cloud(built_catalogue, engine):
+    """A fresh all-in-one cloud from ``dockyard up``, destroyed (volumes too) at the end."""
+    if CONFIG_DIR.exists():
+        dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
+        shutil.rmtree(CONFIG_DIR)
+    proc = dockyard("up", "--config-dir", str(CONFIG_DIR), timeout=3600)
+    yield proc
+    dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
+
+
+def test_up_wrote_client_config_with_private_modes(cloud):
+    for name in ("clouds.yaml", "admin-openrc.sh", "passwords.yml"):
+        path = CONFIG_DIR / name
+        assert path.exists(), name
+        assert path.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_token_issue(cloud):
+    token = openstack_json("token", "issue")
+    assert token["id"]
+    assert token["project_id"]
+
+
+def test_catalog_lists_every_service(cloud):
+    types = {entry["Type"] for entry in openstack_json("catalog", "list")}
+    assert {"identity", "image", "placement", "compute", "network"} <= types
+
+
+def test_project_user_role_and_the_new_user_gets_a_token(cloud):
+    openstack("project", "create", "e2e-project")
+    openstack("user", "create", "--project", "e2e-project", "--password", "e2e-secret-pw", "e2e-user")
+    openstack("role", "add", "--project", "e2e-project", "--user", "e2e-user", "member")
+    env = {
+        "OS_AUTH_URL": openstack_json("endpoint", "list", "--service", "identity", "--interface", "public")[0]["URL"],
+        "OS_USERNAME": "e2e-user", "OS_PASSWORD": "e2e-secret-pw", "OS_PROJECT_NAME": "e2e-project",
+        "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3",
+    }
+    proc = subprocess.run(["openstack", "token", "issue", "-f", "json"], capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in {**os.environ, **env}.items()
+                                            if k != "OS_CLOUD"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"]
+
+
+def test_image_upload_download_is_byte_identical(cloud, tmp_path):
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "img.raw"
+    src.write_bytes(payload)
+    openstack("image", "create", "--file", str(src), "--disk-format", "raw",
+              "--container-format", "bare", "e2e-image")
+    dst = tmp_path / "back.raw"
+    openstack("image", "save", "--file", str(dst), "e2e-image")
+    assert hashlib.sha256(dst.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_placement_answers(cloud):
+    openstack("resource", "provider", "list")
+
+
+def test_compute_services_up(cloud):
+    rows = openstack_json("compute", "service", "list")
+    binaries = {r["Binary"]: r for r in rows}
+    for binary in ("nova-conductor", "nova-scheduler"):
+        assert binary in binaries, rows
+        assert binaries[binary]["State"] == "up", rows
+
+
+def test_network_and_subnet(cloud):
+    openstack("network", "create", "e2e-net")
+    openstack("subnet", "create", "--network", "e2e-net", "--subnet-range", "10.99.0.0/24", "e2e-subnet")
+    assert openstack_json("subnet", "show", "e2e-subnet")["cidr"] == "10.99.0.0/24"
+
+
+def test_horizon_login_page(cloud):
+    url = os.environ.get("DOCKYARD_E2E_HORIZON", "http://127.0.0.1/auth/login/")
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        body = resp.read().decode("utf-8", "replace")
+        assert resp.status == 200
+    assert "csrfmiddlewaretoken" in body
+
+
+def test_second_deploy_changes_nothing(cloud, engine):
+    before = container_facts(engine)
+    proc = dockyard("deploy", "--config-dir", str(CONFIG_DIR))
+    assert "0 changes" in proc.stdout + proc.stderr
+    assert container_facts(engine) == before
+
+
+def test_reconfigure_restarts_only_glance_api(cloud, engine):
+    before = container_facts(engine)
+    override = CONFIG_DIR / "config" / "glance.conf"
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text("[DEFAULT]\nshow_image_direct_url = True\n")
+    dockyard("reconfigure", "--config-dir", str(CONFIG_DIR))
+    after = container_facts(engine)
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {"glance_api"}
+    # The change really reached the running service.
+    image = openstack_json("image", "show", "e2e-image")
+    assert "direct_url" in image or "locations" in image
+
+
+def test_everything_created_is_still_there(cloud):
+    assert openstack_json("project", "show", "e2e-project")["name"] == "e2e-project"
+    assert openstack_json("user", "show", "e2e-user")["name"] == "e2e-user"
+    assert openstack_json("image", "show", "e2e-image")["status"] == "active"
+    assert openstack_json("network", "show", "e2e-net")["name"] == "e2e-net"
