@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("DOCKYARD_E2E_WORK", "/var/tmp/dockyard-e2e"))
+CONFIG_DIR = WORK / "site"
 
 
 def pytest_collection_modifyitems(items):
@@ -57,3 +59,15 @@ def built_catalogue(engine) -> dict:
     proc = dockyard("build", "--format", "json", "--work-dir", str(WORK / "build"), timeout=5400)
     report = json.loads(proc.stdout)
     return report
+
+
+@pytest.fixture(scope="session")
+def cloud(built_catalogue, engine):
+    """A fresh all-in-one cloud from ``dockyard up``, shared by every test after it
+    and destroyed (volumes too) when the session ends."""
+    if CONFIG_DIR.exists():
+        dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
+        shutil.rmtree(CONFIG_DIR)
+    proc = dockyard("up", "--config-dir", str(CONFIG_DIR), timeout=3600)
+    yield proc
+    dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)

@@ -10,47 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import WORK, dockyard
-
-CONFIG_DIR = WORK / "site"
-
-
-def openstack(*args: str, cloud: str = "dockyard", check: bool = True, **env) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        ["openstack", "--os-cloud", cloud, *args],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(CONFIG_DIR / "clouds.yaml"), **env},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"openstack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def openstack_json(*args: str, **kw):
-    return json.loads(openstack(*args, "-f", "json", **kw).stdout)
-
-
-def container_facts(engine) -> dict[str, tuple[str, str]]:
-    """name -> (container id, start time) of every dockyard container."""
-    return {c.name: (c.id, c.started_at) for c in engine.containers(label="dockyard.managed=true")}
-
-
-@pytest.fixture(scope="module")
-def cloud(built_catalogue, engine):
-    """A fresh all-in-one cloud from ``dockyard up``, destroyed (volumes too) at the end."""
-    if CONFIG_DIR.exists():
-        dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
-        shutil.rmtree(CONFIG_DIR)
-    proc = dockyard("up", "--config-dir", str(CONFIG_DIR), timeout=3600)
-    yield proc
-    dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
+from .client import container_facts, openstack, openstack_json
+from .conftest import CONFIG_DIR, dockyard
 
 
 def test_up_wrote_client_config_with_private_modes(cloud):
