@@ -1,0 +1,1 @@
+"""Image building: the catalogue, rendering, the base root filesystem, the scheduler."""
