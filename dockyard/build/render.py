@@ -7,6 +7,7 @@ Operator overrides chain: override N is the entry template and extends
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from .config import BuildConfig
 CONTRACT_DIR = Path(__file__).resolve().parent.parent / "contract"
 CONTRACT_FILES = ("dockyard_start.py", "dockyard_healthcheck.py")
 SKIP = {"image.yml", "Dockerfile.j2"}
+EXTENDS_PARENT = re.compile(r"\{%-?\s*extends\s+parent_template\s*-?%\}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Renderer:
             if not path.is_file():
                 raise ConfigError("template override not found", path=path)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(catalogue.root)),
+            loader=jinja2.ChoiceLoader([
+                jinja2.FunctionLoader(self._load_override),
+                jinja2.FileSystemLoader(str(catalogue.root)),
+            ]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
@@ -73,21 +78,28 @@ class Renderer:
             return self._chain(f"{image.name}/Dockerfile.j2").render(**context)
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"line {exc.lineno}: {exc.message}", path=exc.filename or exc.name) from None
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"template not found: {exc.name}", path=self._blame(exc)) from None
         except jinja2.TemplateError as exc:
             raise ConfigError(f"rendering {image.name}: {exc}", path=self._blame(exc)) from None
 
+    def _load_override(self, name: str):
+        """Serve ``override:<i>:<image template>``: override i, whose
+        ``{% extends parent_template %}`` names the template before it in the chain."""
+        if not name.startswith("override:"):
+            return None
+        _, index, base = name.split(":", 2)
+        i = int(index)
+        parent = base if i == 0 else f"override:{i - 1}:{base}"
+        path = self.overrides[i]
+        source = EXTENDS_PARENT.sub(lambda m: m.group(0).replace("parent_template", repr(parent)), path.read_text())
+        return source, str(path), lambda: True
+
     def _chain(self, base_name: str) -> jinja2.Template:
         """The image's template, then each override extending the one before it."""
-        parent = self.env.get_template(base_name)
-        for i, path in enumerate(self.overrides):
-            source = path.read_text()
-            try:
-                template = self.env.from_string(source, globals={"parent_template": parent})
-            except jinja2.TemplateSyntaxError as exc:
-                raise ConfigError(f"line {exc.lineno}: {exc.message}", path=path) from None
-            template.filename = str(path)
-            parent = template
-        return parent
+        if not self.overrides:
+            return self.env.get_template(base_name)
+        return self.env.get_template(f"override:{len(self.overrides) - 1}:{base_name}")
 
     def _blame(self, exc: Exception) -> str | None:
         # Undefined names and the like come from the last override when there is one.
