@@ -36,6 +36,7 @@ class WantedFile:
     host: str
     service: str
     mode: int = 0o600
+    unit: str = ""            # the container or job whose config folder holds it
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class WantedContainer:
     files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
     volumes: tuple[str, ...] = ()   # named volumes it mounts
     health_timeout: float = 300.0
+    ports: tuple[int, ...] = ()     # TCP ports it listens on at its host's address
+    address: str = ""               # the host address it binds
 
     @property
     def name(self) -> str:
