@@ -113,7 +113,10 @@ class ServiceCatalogue:
     def required_passwords(self, enabled: list[str]) -> list[str]:
         names: list[str] = []
         for name in enabled:
-            for pw in self.services[name].spec.passwords:
+            spec = self.services[name].spec
+            implied = (["database_password"] if spec.databases else []) + (
+                ["keystone_admin_password", spec.registration.password] if spec.registration else [])
+            for pw in [*spec.passwords, *implied, *(d.password for d in spec.databases)]:
                 if pw not in names:
                     names.append(pw)
         return names

@@ -120,8 +120,9 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
             if observed.jobs_done.get(unit.name) == unit.hash:
                 continue
             reason = "never run" if unit.name not in observed.jobs_done else "inputs changed (image or config)"
+            volumes = tuple(m.source for m in unit.spec.mounts if m.is_volume)
             a = Action(f"job:{unit.name}", "run_job", unit.name, unit.service, unit.host, reason,
-                       deps_for(unit.after, unit.name), payload=unit)
+                       deps_for(unit.after, unit.name, volumes), payload=unit)
             actions.append(a)
             ready[unit.name] = a.id
             continue
@@ -141,7 +142,6 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
         elif current.health == "unhealthy":
             act = Action(f"restart:{c.name}", "restart", c.name, c.service, c.host, "is unhealthy", deps, c)
         elif current.health == "starting":
-            act = None
             w = Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, "still starting",
                        deps, c)
             actions.append(w)

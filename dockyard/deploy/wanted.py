@@ -214,12 +214,11 @@ class WantedBuilder:
             after = [self.job_def(service, job, first, after, i, state)]
         if spec.registration:
             files = {"clouds.yaml": self.render("common/clouds.yaml.j2", variables, service.path, "register").encode(),
-                     "register.sh": self.render("common/register.sh.j2", {**variables, "register": spec.registration},
+                     "register.py": self.render("common/register.py.j2", {**variables, "register": spec.registration},
                                                 service.path, "register").encode()}
-            entries = [(n, ConfigFile(template="-", dest=f"{TOOLBOX_HOME}/{n}", owner="dockyard",
-                                      perm="0700" if n.endswith(".sh") else "0600")) for n in files]
+            entries = [(n, ConfigFile(template="-", dest=f"{TOOLBOX_HOME}/{n}", owner="dockyard")) for n in files]
             after = [self.job(service, f"{service.name}-register", "toolbox", first, files, entries,
-                              f"{TOOLBOX_HOME}/register.sh", False, None, [], after, "register", state)]
+                              f"python3 {TOOLBOX_HOME}/register.py", False, None, [], after, "register", state)]
         names = []
         for cname, c in spec.containers.items():
             for host in self.site.inventory.hosts_in(c.group):
