@@ -253,8 +253,10 @@ class DockerEngine:
             state = self.container(name)
             if state is None:
                 raise ContainerDied(f"{name} does not exist")
-            if state.status in ("exited", "dead"):
-                raise ContainerDied(f"{name} exited with code {state.exit_code}")
+            if state.status in ("exited", "dead", "restarting"):
+                # With a restart policy a crashing service shows as restarting: its
+                # command failed, and waiting longer would not make it healthy.
+                raise ContainerDied(f"{name} exited with code {state.exit_code} ({state.status})")
             if state.health == "healthy" or (state.health is None and state.running):
                 return state
             remaining = deadline - time.monotonic()
