@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Executor:
         self.timeline = timeline
         self.parallelism = parallelism
         self.on_outcome = on_outcome
+        self._record_lock = threading.Lock()  # jobs finish in parallel; the record is one file
 
     # -- one action ------------------------------------------------------------------
     def apply(self, action: Action) -> None:
@@ -118,9 +120,11 @@ class Executor:
         if result.exit_code != 0:
             tail = "\n      ".join(result.logs.rstrip().splitlines()[-20:])
             raise DockyardError(f"job {job.name} exited {result.exit_code}\n    last log lines:\n      {tail}")
-        record = read_jobs_record(self.state_dir)
-        record[job.name] = job.hash
-        write_atomic(jobs_record_path(self.state_dir), json.dumps(record, indent=2, sort_keys=True).encode(), 0o600)
+        with self._record_lock:
+            record = read_jobs_record(self.state_dir)
+            record[job.name] = job.hash
+            write_atomic(jobs_record_path(self.state_dir), json.dumps(record, indent=2, sort_keys=True).encode(),
+                         0o600)
 
     # -- the plan ----------------------------------------------------------------------
     def run(self, plan: Plan) -> RunResult:

@@ -74,7 +74,9 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
         return only_services is None or service in only_services
 
     actions: list[Action] = []
-    ready: dict[str, str] = {}   # unit name -> id of the action after which it is ready
+    # unit name -> ids of the actions after which it is ready. A unit that needs no
+    # action passes on what it would have waited for, so order holds across it.
+    ready: dict[str, tuple[str, ...]] = {}
 
     volume_action: dict[str, str] = {}
     for v in wanted.volumes:
@@ -98,7 +100,7 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
             config_action[unit] = a.id
 
     def deps_for(after: tuple[str, ...], unit: str, volumes: tuple[str, ...] = ()) -> tuple[str, ...]:
-        deps = [ready[name] for name in after if name in ready]
+        deps = [d for name in after for d in ready.get(name, ())]
         if unit in config_action:
             deps.append(config_action[unit])
         deps += [volume_action[v] for v in volumes if v in volume_action]
@@ -118,13 +120,14 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
             continue
         if isinstance(unit, WantedJob):
             if observed.jobs_done.get(unit.name) == unit.hash:
+                ready[unit.name] = deps_for(unit.after, "")
                 continue
             reason = "never run" if unit.name not in observed.jobs_done else "inputs changed (image or config)"
             volumes = tuple(m.source for m in unit.spec.mounts if m.is_volume)
             a = Action(f"job:{unit.name}", "run_job", unit.name, unit.service, unit.host, reason,
                        deps_for(unit.after, unit.name, volumes), payload=unit)
             actions.append(a)
-            ready[unit.name] = a.id
+            ready[unit.name] = (a.id,)
             continue
         c: WantedContainer = unit
         current = observed.containers.get(c.name)
@@ -145,17 +148,18 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
             w = Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, "still starting",
                        deps, c)
             actions.append(w)
-            ready[c.name] = w.id
+            ready[c.name] = (w.id,)
             continue
         else:
+            ready[c.name] = tuple(d for name in c.after for d in ready.get(name, ()))
             continue
         actions.append(act)
-        ready[c.name] = act.id
+        ready[c.name] = (act.id,)
         if c.spec.healthcheck is not None:
             w = Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, "gate dependants",
                        (act.id,), c)
             actions.append(w)
-            ready[c.name] = w.id
+            ready[c.name] = (w.id,)
 
     wanted_names = set(containers)
     for name, current in sorted(observed.containers.items()):

@@ -1,0 +1,33 @@
+"""A site on disk and a fake engine holding every image the catalogue needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dockyard.deploy.catalogue import load_services
+from dockyard.deploy.site import generate_passwords, load_site, write_defaults
+from dockyard.engine.fake import FakeEngine
+
+IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "glance-api", "placement-api",
+          "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon"]
+
+
+def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:
+    config_dir = tmp_path / "site"
+    write_defaults(config_dir)
+    if globals_text is not None:
+        (config_dir / "globals.yml").write_text(globals_text)
+    generate_passwords(config_dir / "passwords.yml", load_services().all_passwords())
+    return config_dir
+
+
+def fake_engine() -> FakeEngine:
+    engine = FakeEngine()
+    for image in IMAGES:
+        engine.add_image(f"dockyard/{image}:2025.1")
+    return engine
+
+
+def site_of(config_dir: Path):
+    catalogue = load_services()
+    return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
