@@ -1,0 +1,92 @@
+"""Planner scale: plan time for 1, 10, 100 and 1000 hosts of ~40 containers each.
+
+The planner is a pure function, so this runs with synthetic wanted and observed
+states (no engine). Two cases per size: a fresh site (everything to create) and a
+converged site (nothing to do, the no-op re-deploy path).
+
+    python3 bench/planner_scale.py [--sizes 1,10,100,1000] [--out bench/results/planner_scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from dockyard.deploy.hashing import hash_labels, spec_hashes
+from dockyard.deploy.model import LABEL_HASH, WantedContainer, WantedFile, WantedState, WantedVolume
+from dockyard.deploy.observe import ObservedState
+from dockyard.deploy.plan import make_plan
+from dockyard.engine.driver import ContainerSpec, ContainerState, Healthcheck, Mount
+
+PER_HOST = 40
+
+
+def synthetic(hosts: int) -> tuple[WantedState, ObservedState]:
+    wanted = WantedState()
+    observed = ObservedState()
+    for h in range(hosts):
+        host = f"host{h:04d}"
+        previous: tuple[str, ...] = ()
+        for i in range(PER_HOST):
+            name = f"{host}_svc{i:02d}"
+            content = f"[DEFAULT]\nname = {name}\n".encode()
+            path = f"/etc/dockyard/generated/{name}/svc.conf"
+            spec = ContainerSpec(name=name, image="dockyard/x:1", environment={"A": "1"},
+                                 mounts=(Mount(f"vol_{name}", "/var/lib/x"),),
+                                 healthcheck=Healthcheck(("CMD", "true")) if i % 4 == 0 else None)
+            parts = spec_hashes(spec, "sha256:x", {path: content})
+            spec = ContainerSpec(**{**spec.__dict__, "labels": hash_labels(parts)})
+            after = previous if i % 5 else ()
+            wanted.containers.append(WantedContainer(host, f"svc{i % 12}", spec, parts["all"], after,
+                                                     (path,), (f"vol_{name}",)))
+            wanted.files.append(WantedFile(path, content, host, f"svc{i % 12}", unit=name))
+            wanted.volumes.append(WantedVolume(f"vol_{name}", host, f"svc{i % 12}"))
+            observed.containers[name] = ContainerState(name, name, "sha256:x", "dockyard/x:1",
+                                                       {LABEL_HASH: parts["all"], **spec.labels},
+                                                       "running", "healthy" if spec.healthcheck else None)
+            observed.files[path] = content
+            observed.volumes.add(f"vol_{name}")
+            previous = (name,)
+    return wanted, observed
+
+
+def timed(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,10,100,1000")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "planner_scale.json")
+    args = parser.parse_args()
+    rows = []
+    for hosts in (int(s) for s in args.sizes.split(",")):
+        wanted, observed = synthetic(hosts)
+        repeat = 5 if hosts < 1000 else 2
+        fresh = timed(lambda: make_plan(wanted, ObservedState()), repeat)
+        noop = timed(lambda: make_plan(wanted, observed), repeat)
+        assert make_plan(wanted, observed).is_empty()
+        rows.append({"hosts": hosts, "containers": hosts * PER_HOST, "fresh_plan_s": round(fresh, 4),
+                     "noop_plan_s": round(noop, 4),
+                     "fresh_us_per_container": round(fresh / (hosts * PER_HOST) * 1e6, 1)})
+        print(f"{hosts:>5} hosts {hosts * PER_HOST:>6} containers  fresh plan {fresh:8.4f}s  "
+              f"no-op plan {noop:8.4f}s  ({rows[-1]['fresh_us_per_container']} us/container)")
+    first, last = rows[0], rows[-1]
+    growth = (last["fresh_plan_s"] / first["fresh_plan_s"]) / (last["hosts"] / first["hosts"])
+    print(f"growth relative to linear from {first['hosts']} to {last['hosts']} hosts: {growth:.2f} (1.0 = linear)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "planner_scale", "machine": platform.node(),
+                                    "cpus": __import__("os").cpu_count(), "rows": rows,
+                                    "growth_vs_linear": round(growth, 2)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
