@@ -77,11 +77,16 @@ class Scheduler:
                 self.on_event(Event(child, "done", outcome=results[child]))
                 mark_unbuildable(child)
 
+        def weight(name: str) -> int:
+            return len(children[name]) + sum(weight(c) for c in children[name])
+
+        # Images with more descendants first: they unblock the most work.
+        priority = {name: (-weight(name), name) for name in self.parents}
         pending = {n for n in self.parents if n not in results}
         running: dict[Future, str] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             while pending or running:
-                for name in sorted(pending):
+                for name in sorted(pending, key=priority.__getitem__):
                     if ready(name):
                         pending.discard(name)
                         running[pool.submit(work, name)] = name
