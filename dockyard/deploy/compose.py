@@ -44,4 +44,4 @@ def export_compose(wanted: WantedState) -> str:
     for c in wanted.containers:
         services[c.name] = _service(c.spec, c.after, kinds)
     volumes = {v.name: {"external": True} for v in wanted.volumes}
-    return yaml.safe_dump({"name": "dockyard", "services": services, "volumes": volumes}, sort_keys=False)
+    return yaml.safe_dump({"services": services, "volumes": volumes}, sort_keys=False)
