@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -203,27 +202,6 @@ def test_broken_template_override_is_refused(cloud, engine, tmp_path):
     assert proc.returncode == 2
     assert str(bad) in proc.stdout + proc.stderr
     assert sorted((i.id, i.tags) for i in engine.images(label="dockyard.hash")) == images_before
-
-
-def test_port_in_use_is_refused_before_anything_runs(cloud, engine, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "globals.yml").write_text(yaml.safe_dump({
-        "internal_address": "127.0.0.2", "enabled_services": ["memcached"]}))
-    dockyard("genpwd", "--config-dir", str(site))
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.2", 11211))
-    holder.listen()
-    before = host_snapshot(engine)
-    try:
-        proc = dockyard("deploy", "--config-dir", str(site), check=False)
-    finally:
-        holder.close()
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert "11211" in out
-    assert host_snapshot(engine) == before
 
 
 def test_no_secret_leaks(cloud, engine):
