@@ -1,189 +1,252 @@
 """The executor: applies a plan with bounded parallelism.
 
-An action starts as soon as every action it depends on has succeeded. A failed
-action skips everything that depends on it; every other branch still runs.
+An action starts as soon as every action it depends on has succeeded, not wave
+by wave: a slow health check on one branch never holds up another. A failed
+action marks everything that (transitively) depends on it ``skipped``, naming
+what was missing ("needs keystone healthy"); every other branch still runs.
+
+Nothing here sleeps: health waits block in the engine (on its events), and the
+scheduler blocks on a queue of finished actions.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import threading
+import queue
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
-from .model import WantedContainer, WantedFile, WantedJob
-from .observe import jobs_record_path, read_jobs_record
-from .plan import Action, Plan
+from .jobs_record import JobsRecord, write_atomic
+from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from .plan import KINDS, Action, Plan
 from .timeline import Timeline
 
-OK, FAILED, SKIPPED = "ok", "FAILED", "skipped"
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+LOG_LINES = 20          # log lines shown when a container or job fails
+
+
+class ActionFailed(DockyardError):
+    """An action did not succeed; the message says why, for the operator."""
 
 
 @dataclass
 class Outcome:
     action: Action
-    result: str
+    result: str              # ok | failed | skipped
     seconds: float = 0.0
-    error: str = ""
+    error: str = ""          # why it failed or was skipped (may span lines: log excerpts)
+
+    def line(self) -> str:
+        """The progress line of docs/cli.md: result, action id, time, and why."""
+        result = "FAILED" if self.result == FAILED else self.result
+        took = "" if self.result == SKIPPED else f"{self.seconds:.1f}s"
+        text = f"  {result:<7} {self.action.id:<44} {took:>7}"
+        if self.error:
+            text += "  " + self.error
+        return text
 
 
 @dataclass
 class RunResult:
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)     # in plan order
     seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(o.result == OK for o in self.outcomes)
 
     def count(self, result: str) -> int:
         return sum(1 for o in self.outcomes if o.result == result)
 
+    @property
+    def changed(self) -> int:
+        """Actions that succeeded and changed something (health waits do not)."""
+        return sum(1 for o in self.outcomes if o.result == OK and o.action.changes_something)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED)
+
+    @property
+    def skipped(self) -> int:
+        return self.count(SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.skipped == 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_FAILED
+
+    def outcome(self, action_id: str) -> Outcome:
+        return next(o for o in self.outcomes if o.action.id == action_id)
+
     def summary(self) -> str:
-        changes = sum(1 for o in self.outcomes if o.result == OK and o.action.kind != "wait_healthy")
-        return (f"{changes} changes, {self.count(FAILED)} failed, {self.count(SKIPPED)} skipped "
-                f"in {self.seconds:.1f}s")
+        return f"{self.changed} changes, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f}s"
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+Progress = Callable[[Outcome], None]
+
+
+def _tail(text: str, lines: int = LOG_LINES) -> str:
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join("      " + line for line in kept) if kept else "      (no output)"
+
+
+class _Applier:
+    """Does one action against the engine and the disk. Raises on failure."""
+
+    def __init__(self, engine: Engine, jobs_record: JobsRecord):
+        self.engine = engine
+        self.jobs_record = jobs_record
+
+    def __call__(self, action: Action) -> None:
+        if action.kind not in KINDS:
+            raise ActionFailed(f"{action.id}: unknown action kind {action.kind!r}")
+        getattr(self, action.kind)(action)
+
+    def create_volume(self, a: Action) -> None:
+        self.engine.create_volume(a.target, {LABEL_MANAGED: "true", LABEL_SERVICE: a.service, LABEL_HOST: a.host})
+
+    def write_file(self, a: Action) -> None:
+        f = a.file
+        write_atomic(Path(f.path), f.content, f.mode)
+
+    def run_job(self, a: Action) -> None:
+        job = a.job
+        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        if result.exit_code != 0:
+            raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
+                               + _tail(result.logs))
+        self.jobs_record.mark_done(job.name, job.hash)
+
+    def create(self, a: Action) -> None:
+        # `create` means create and start. A container of that name that dockyard
+        # does not manage is not ours to replace: the engine's refusal is reported.
+        self.engine.create(a.container.spec)
+        self.engine.start(a.target)
+
+    def recreate(self, a: Action) -> None:
+        # Stop first: a clean shutdown (a database flushing) before the removal.
+        self.engine.stop(a.target)
+        self.engine.remove(a.target)
+        self.create(a)
+
+    def start(self, a: Action) -> None:
+        self.engine.start(a.target)
+
+    def wait_healthy(self, a: Action) -> None:
+        try:
+            self.engine.wait_healthy(a.target, a.container.health_timeout)
+        except (HealthTimeout, ContainerDied) as exc:
+            logs = self.engine.logs(a.target, tail=LOG_LINES)
+            raise ActionFailed(f"{a.target} ({a.service}) is not healthy: {exc}; last log lines of {a.target}:\n"
+                               + _tail(logs)) from None
+
+    def remove(self, a: Action) -> None:
+        self.engine.stop(a.target)
+        self.engine.remove(a.target)
+
+
+def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline, jobs_record: JobsRecord,
+            progress: Progress | None = None) -> RunResult:
+    """Apply ``plan``: each action once its dependencies succeeded, at most
+    ``parallelism`` at a time. Returns every action's outcome, in plan order.
+
+    ``progress`` is called in the calling thread with each outcome as it is known
+    (skips included). Raises ValueError, before doing anything, on a malformed plan.
+    """
+    plan.validate()
+    apply = _Applier(engine, jobs_record)
+    actions = plan.by_id()
+    dependents = plan.dependents()
+    waiting_on = {a.id: set(a.deps) for a in plan.actions}
+    results: dict[str, Outcome] = {}
+    finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    started = time.monotonic()
+    timeline.run_start(actions=len(plan.actions), changes=plan.changes())
+
+    def run_one(action: Action) -> None:
+        # In a worker thread. Whatever happens, exactly one outcome is queued.
+        timeline.action_start(action)
+        t0 = time.monotonic()
+        try:
+            apply(action)
+            outcome = Outcome(action, OK, time.monotonic() - t0)
+        except Exception as exc:          # one action's failure is reported, not raised
+            outcome = Outcome(action, FAILED, time.monotonic() - t0, str(exc) or type(exc).__name__)
+        try:
+            timeline.action_end(action, outcome.result, outcome.error)
+        finally:
+            finished.put(outcome)
+
+    def report(outcome: Outcome) -> None:
+        results[outcome.action.id] = outcome
+        if progress:
+            progress(outcome)
+
+    def skip_dependents(failed: Action) -> None:
+        because = f"needs {failed.readiness()}"
+        stack = list(dependents[failed.id])
+        while stack:
+            action_id = stack.pop(0)
+            if action_id in results:
+                continue
+            outcome = Outcome(actions[action_id], SKIPPED, error=because)
+            timeline.action_end(outcome.action, SKIPPED, because)
+            report(outcome)
+            stack.extend(dependents[action_id])
+
+    in_flight = 0
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="dockyard-action")
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        def submit_ready(candidates: list[str]) -> None:
+            nonlocal in_flight
+            for action_id in candidates:
+                if action_id not in results and not waiting_on[action_id]:
+                    results[action_id] = None          # claimed: submitted once only
+                    in_flight += 1
+                    pool.submit(run_one, actions[action_id])
+
+        submit_ready([a.id for a in plan.actions])
+        while in_flight:
+            outcome = finished.get()
+            in_flight -= 1
+            report(outcome)
+            if outcome.result == OK:
+                freed = []
+                for d in dependents[outcome.action.id]:
+                    waiting_on[d].discard(outcome.action.id)
+                    if not waiting_on[d]:
+                        freed.append(d)
+                submit_ready(freed)
+            else:
+                skip_dependents(outcome.action)
+    finally:
+        # On an interrupt, queued actions are dropped; those running finish.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    result = RunResult([results[a.id] for a in plan.actions if results.get(a.id) is not None],
+                       time.monotonic() - started)
+    timeline.run_end(OK if result.ok else FAILED, changed=result.changed, failed=result.failed,
+                     skipped=result.skipped, seconds=round(result.seconds, 3))
+    return result
 
 
 class Executor:
+    """The executor bound to a site, for callers that keep one object around
+    (``dockyard.deploy.api``)."""
+
     def __init__(self, engine: Engine, state_dir: Path, timeline: Timeline, parallelism: int = 4,
-                 on_outcome: Callable[[Outcome], None] = lambda o: None):
+                 on_outcome: Progress | None = None):
         self.engine = engine
-        self.state_dir = state_dir
+        self.jobs_record = JobsRecord(state_dir)
         self.timeline = timeline
         self.parallelism = parallelism
         self.on_outcome = on_outcome
-        self._record_lock = threading.Lock()  # jobs finish in parallel; the record is one file
 
-    # -- one action ------------------------------------------------------------------
-    def apply(self, action: Action) -> None:
-        kind = action.kind
-        if kind == "create_volume":
-            self.engine.create_volume(action.target, {"dockyard.managed": "true", "dockyard.service": action.service})
-        elif kind == "write_config":
-            files: tuple[WantedFile, ...] = action.payload
-            for f in files:
-                write_atomic(Path(f.path), f.content, f.mode)
-        elif kind == "run_job":
-            self.run_job(action.payload)
-        elif kind == "create":
-            c: WantedContainer = action.payload
-            self.engine.remove(c.name)  # a half-created leftover of a killed run
-            self.engine.create(c.spec)
-            self.engine.start(c.name)
-        elif kind == "recreate":
-            c = action.payload
-            self.engine.remove(c.name)
-            self.engine.create(c.spec)
-            self.engine.start(c.name)
-        elif kind == "start":
-            self.engine.start(action.target)
-        elif kind == "restart":
-            self.engine.restart(action.target)
-        elif kind == "wait_healthy":
-            c = action.payload
-            try:
-                self.engine.wait_healthy(c.name, c.health_timeout)
-            except (HealthTimeout, ContainerDied) as exc:
-                logs = self.engine.logs(c.name, tail=20).rstrip()
-                raise DockyardError(f"{exc}\n    last log lines of {c.name}:\n      "
-                                    + "\n      ".join(logs.splitlines()[-20:])) from None
-        elif kind == "remove":
-            self.engine.remove(action.target)
-        else:
-            raise DockyardError(f"unknown action kind {kind}")
-
-    def run_job(self, job: WantedJob) -> None:
-        result = self.engine.run_job(job.spec, timeout=job.timeout)
-        if result.exit_code != 0:
-            tail = "\n      ".join(result.logs.rstrip().splitlines()[-20:])
-            raise DockyardError(f"job {job.name} exited {result.exit_code}\n    last log lines:\n      {tail}")
-        with self._record_lock:
-            record = read_jobs_record(self.state_dir)
-            record[job.name] = job.hash
-            write_atomic(jobs_record_path(self.state_dir), json.dumps(record, indent=2, sort_keys=True).encode(),
-                         0o600)
-
-    # -- the plan ----------------------------------------------------------------------
     def run(self, plan: Plan) -> RunResult:
-        started = time.monotonic()
-        actions = plan.by_id()
-        dependents: dict[str, list[str]] = {a: [] for a in actions}
-        for a in plan.actions:
-            for d in a.deps:
-                if d in dependents:
-                    dependents[d].append(a.id)
-        results: dict[str, Outcome] = {}
-        pending = [a.id for a in plan.actions]
-        running: dict[Future, str] = {}
-        self.timeline.write(event="run-start", actions=len(actions))
-
-        def timed(action: Action) -> Outcome:
-            self.timeline.write(action=action.id, kind=action.kind, service=action.service, event="start",
-                                deps=list(action.deps))
-            t0 = time.monotonic()
-            try:
-                self.apply(action)
-                outcome = Outcome(action, OK, time.monotonic() - t0)
-            except Exception as exc:  # one action's failure is reported, not raised
-                outcome = Outcome(action, FAILED, time.monotonic() - t0, str(exc))
-            self.timeline.write(action=action.id, kind=action.kind, service=action.service, event="end",
-                                result=outcome.result, error=outcome.error.splitlines()[0] if outcome.error else "")
-            return outcome
-
-        def skip(action_id: str, because: str) -> None:
-            if action_id in results:
-                return
-            results[action_id] = Outcome(actions[action_id], SKIPPED, error=because)
-            self.timeline.write(action=action_id, kind=actions[action_id].kind, service=actions[action_id].service,
-                                event="end", result=SKIPPED, error=because)
-            self.on_outcome(results[action_id])
-            for d in dependents[action_id]:
-                skip(d, because)
-
-        with ThreadPoolExecutor(max_workers=max(1, self.parallelism)) as pool:
-            while pending or running:
-                for action_id in list(pending):
-                    if action_id in results:
-                        pending.remove(action_id)
-                        continue
-                    deps = actions[action_id].deps
-                    if all(results.get(d) and results[d].result == OK for d in deps if d in actions):
-                        pending.remove(action_id)
-                        running[pool.submit(timed, actions[action_id])] = action_id
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    action_id = running.pop(future)
-                    outcome = future.result()
-                    results[action_id] = outcome
-                    self.on_outcome(outcome)
-                    if outcome.result == FAILED:
-                        for d in dependents[action_id]:
-                            skip(d, f"needs {actions[action_id].target} ({actions[action_id].kind}) which failed")
-        result = RunResult([results[a.id] for a in plan.actions if a.id in results], time.monotonic() - started)
-        self.timeline.write(event="run-end", ok=result.ok, summary=result.summary())
-        return result
+        return execute(plan, self.engine, parallelism=self.parallelism, timeline=self.timeline,
+                       jobs_record=self.jobs_record, progress=self.on_outcome)

@@ -1,21 +1,42 @@
 """The hashes that define a container, kept in its labels.
 
-Only hashes go in labels: files and environment may hold secrets. Keeping one
-hash per part lets the planner say *which* part differs.
+The WantedState builder calls :func:`spec_hashes` and puts the labels it returns
+on the container's spec; the planner compares them with the labels of the running
+container. Both sides use this module, so they always agree.
+
+Only hashes ever go in labels: config files and environment may hold secrets.
+Keeping one hash per part (and one per config file) is what lets the planner say
+*which* part differs ("config-hash differs (keystone.conf changed)") instead of
+only "something changed".
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from pathlib import PurePosixPath
 
 from dockyard.engine.driver import ContainerSpec
 
+from .model import LABEL_HASH
+
+# dockyard.config-hash (model.LABEL_HASH) holds the overall hash; these hold the parts.
 LABEL_PREFIX = "dockyard.hash."
+LABEL_IMAGE = LABEL_PREFIX + "image"        # the image id (or reference when no id is known)
+LABEL_FILES = LABEL_PREFIX + "files"        # every config file, by name and content
+LABEL_ENV = LABEL_PREFIX + "env"            # the environment
+LABEL_COMMAND = LABEL_PREFIX + "command"    # the command
+LABEL_VOLUMES = LABEL_PREFIX + "volumes"    # mounts: named volumes and bind mounts
+LABEL_RUNTIME = LABEL_PREFIX + "runtime"    # everything else the engine is told
+FILE_LABEL_PREFIX = LABEL_PREFIX + "file."  # one per config file: dockyard.hash.file.keystone.conf
+
+# The parts, in the order reasons name them.
 PARTS = ("image", "files", "env", "command", "volumes", "runtime")
 
 
-def digest(value) -> str:
+def digest(value: object) -> str:
+    """A short stable hash of bytes or of any JSON-able value."""
     if isinstance(value, bytes):
         data = value
     else:
@@ -23,33 +44,88 @@ def digest(value) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def files_digest(files: dict[str, bytes]) -> str:
+def file_key(path_or_name: str) -> str:
+    """The name a config file is known by in labels and reasons: its base name."""
+    return PurePosixPath(path_or_name).name or path_or_name
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
+    """One hash over every file's name and content (names, so a rename counts)."""
     h = hashlib.sha256()
-    for path in sorted(files):
-        h.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    for key in sorted(files, key=file_key):
+        h.update(file_key(key).encode() + b"\0" + hashlib.sha256(files[key]).digest())
     return h.hexdigest()[:16]
 
 
-def spec_hashes(spec: ContainerSpec, image_id: str, files: dict[str, bytes]) -> dict[str, str]:
-    """One hash per part of what defines a container, and the overall one."""
+def _runtime(spec: ContainerSpec) -> list:
+    return [spec.network_mode, spec.privileged, spec.pid_mode, spec.user, sorted(spec.cap_add),
+            spec.healthcheck, spec.restart_policy, sorted(spec.tmpfs)]
+
+
+def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None) -> dict[str, str]:
     parts = {
-        "image": digest(image_id),
+        "image": digest(image_id or spec.image),
         "files": files_digest(files),
         "env": digest(spec.environment),
-        "command": digest(list(spec.command or [])),
+        "command": digest(list(spec.command) if spec.command is not None else None),
         "volumes": digest([(m.source, m.target, m.read_only) for m in spec.mounts]),
-        "runtime": digest([spec.network_mode, spec.privileged, spec.pid_mode, spec.user, list(spec.cap_add),
-                           spec.healthcheck, spec.restart_policy, list(spec.tmpfs)]),
+        "runtime": digest(_runtime(spec)),
     }
+    # The overall hash covers the parts; per-file hashes are covered by "files".
     parts["all"] = digest(parts)
+    for key, content in files.items():
+        parts["file." + file_key(key)] = digest(content)
     return parts
 
 
-def hash_labels(parts: dict[str, str]) -> dict[str, str]:
-    labels = {f"{LABEL_PREFIX}{k}": v for k, v in parts.items() if k != "all"}
-    labels["dockyard.config-hash"] = parts["all"]
+def hash_labels(parts: Mapping[str, str]) -> dict[str, str]:
+    """Labels from a parts mapping ("all" becomes dockyard.config-hash)."""
+    labels = {LABEL_PREFIX + k: v for k, v in parts.items() if k != "all"}
+    labels[LABEL_HASH] = parts["all"]
     return labels
 
 
-def differing_parts(observed_labels: dict[str, str], wanted_labels: dict[str, str]) -> list[str]:
-    return [p for p in PARTS if observed_labels.get(LABEL_PREFIX + p) != wanted_labels.get(LABEL_PREFIX + p)]
+def spec_hashes(spec: ContainerSpec, file_contents: Mapping[str, bytes],
+                image_id: str | None = None) -> dict[str, str]:
+    """The hash labels of a container: label name -> hash.
+
+    ``file_contents`` maps each config file the container reads (path or name) to
+    its bytes. ``image_id`` should be the id the image reference resolves to now,
+    so a rebuilt image under the same tag counts as a change; without it the
+    reference itself is hashed. The spec's own labels are not hashed: a new
+    dockyard version label must not restart every container.
+
+    The result holds ``dockyard.config-hash`` (the overall hash, also
+    ``WantedContainer.hash``), one ``dockyard.hash.<part>`` per part and one
+    ``dockyard.hash.file.<name>`` per file.
+    """
+    if isinstance(file_contents, str) and isinstance(image_id, Mapping):
+        # The first wanted.py calls spec_hashes(spec, image_id, files) and wants the
+        # parts mapping (fed to hash_labels). Accepted until it moves to this form.
+        return _parts(spec, image_id, file_contents)
+    return hash_labels(_parts(spec, file_contents, image_id))
+
+
+def differing_parts(observed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    """The parts whose hash labels differ. Empty when the observed container has no
+    part labels (made by an older dockyard): then only the overall hash can tell."""
+    if not any(k.startswith(LABEL_PREFIX) for k in observed):
+        return []
+    return [p for p in PARTS if observed.get(LABEL_PREFIX + p) != wanted.get(LABEL_PREFIX + p)]
+
+
+def differing_files(observed: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
+    """Config file name -> "changed" | "added" | "removed", from the per-file labels."""
+    def files(labels: Mapping[str, str]) -> dict[str, str]:
+        return {k[len(FILE_LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(FILE_LABEL_PREFIX)}
+
+    old, new = files(observed), files(wanted)
+    out: dict[str, str] = {}
+    for name in sorted(old.keys() | new.keys()):
+        if name not in old:
+            out[name] = "added"
+        elif name not in new:
+            out[name] = "removed"
+        elif old[name] != new[name]:
+            out[name] = "changed"
+    return out

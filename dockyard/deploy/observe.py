@@ -1,43 +1,56 @@
-"""Facts: what the engine and the disk hold now. One list call per kind of object."""
+"""Facts: what the engine and the disk hold now, as plain data for the planner.
+
+One list call for containers and one for volumes, whatever the size of the site:
+the no-op re-deploy of a whole cloud must take seconds, so there is no per-container
+round trip here. On disk only the wanted files are read, plus the jobs record.
+"""
 
 from __future__ import annotations
 
-import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine
 
-from .model import LABEL_MANAGED, WantedState
+from .jobs_record import load_jobs, record_path
+from .model import LABEL_MANAGED, LABEL_SITE, WantedState
+
+# Kept importable from here: the first api.py and executor read the record through it.
+jobs_record_path = record_path
+read_jobs_record = load_jobs
 
 
 @dataclass
 class ObservedState:
-    containers: dict[str, ContainerState] = field(default_factory=dict)
-    volumes: set[str] = field(default_factory=set)
-    files: dict[str, bytes | None] = field(default_factory=dict)     # wanted path -> current bytes
-    jobs_done: dict[str, str] = field(default_factory=dict)          # job name -> hash recorded
+    containers: dict[str, ContainerState] = field(default_factory=dict)   # managed containers by name
+    volumes: set[str] = field(default_factory=set)                        # every volume name
+    files: dict[str, bytes | None] = field(default_factory=dict)          # wanted path -> bytes, None if absent
+    file_modes: dict[str, int] = field(default_factory=dict)              # wanted path -> permission bits
+    jobs_done: dict[str, str] = field(default_factory=dict)               # job name -> hash of last success
 
 
-def jobs_record_path(state_dir: Path) -> Path:
-    return state_dir / "jobs.json"
-
-
-def read_jobs_record(state_dir: Path) -> dict[str, str]:
-    path = jobs_record_path(state_dir)
-    if not path.exists():
-        return {}
+def read_file(path: str) -> tuple[bytes | None, int | None]:
+    """The bytes and permission bits of a file, or (None, None) when it is absent."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}  # a torn record only means jobs (all idempotent) run again
+        with open(path, "rb") as fh:
+            return fh.read(), stat.S_IMODE(Path(path).stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
 
 
 def observe(engine: Engine, wanted: WantedState, state_dir: Path) -> ObservedState:
-    containers = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")}
-    volumes = {v.name for v in engine.volumes()}
-    files: dict[str, bytes | None] = {}
+    observed = ObservedState()
+    observed.containers = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")}
+    # Every volume, labelled or not: a volume of the wanted name made by hand (or by
+    # an engine auto-creating a mount) is used as it is, never created over.
+    observed.volumes = {v.name for v in engine.volumes()}
     for f in wanted.files:
-        p = Path(f.path)
-        files[f.path] = p.read_bytes() if p.exists() else None
-    return ObservedState(containers, volumes, files, read_jobs_record(state_dir))
+        if f.path in observed.files:
+            continue
+        content, mode = read_file(f.path)
+        observed.files[f.path] = content
+        if mode is not None:
+            observed.file_modes[f.path] = mode
+    observed.jobs_done = load_jobs(state_dir)
+    return observed

@@ -1,25 +1,54 @@
-"""The planner: a pure function of the wanted and the observed state.
+"""The planner: a pure function of the wanted state and the observed facts.
 
-It returns the actions that take what runs to what is wanted, each with the
-reason for it and the actions it must wait for. No I/O here: plans are printed
-by ``--dry-run`` and tested without an engine.
+``make_plan`` returns the actions that take what runs to what is wanted, each with
+a stable readable id, the reason for it, and the ids of the actions it must wait
+for. There is no I/O here: ``--dry-run`` prints the plan, and the tests check
+plans without an engine.
+
+The rules, in short (docs/planning.md has the long version):
+
+- a missing volume is created; volumes are never removed by a deploy;
+- a file whose content or mode differs (or that is missing) is written;
+- a job runs when its recorded hash differs from its wanted hash;
+- a container is created when missing, recreated when its config-hash label
+  differs, started when stopped, and waited on when it has a health check;
+- a managed container nobody wants any more is removed;
+- X waits for Y (named in X's ``after``) only when Y has an action in this plan:
+  things that are already fine are never waited on, which keeps a no-op run fast.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 
-from .hashing import differing_parts
-from .model import LABEL_HASH, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState
+from dockyard.engine.driver import ContainerSpec, ContainerState
+from dockyard.errors import ConfigError
+
+from .hashing import differing_files, differing_parts, file_key
+from .model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState,
+                    WantedVolume)
 from .observe import ObservedState
 
-KINDS = ("create_volume", "write_config", "run_job", "create", "recreate", "start", "restart", "wait_healthy",
-         "remove")
+KINDS = ("create_volume", "write_file", "run_job", "create", "recreate", "start", "wait_healthy", "remove")
+# Kinds that change something on the host; waiting on health changes nothing.
+CHANGING_KINDS = frozenset(KINDS) - {"wait_healthy"}
+STARTS_CONTAINER = frozenset({"create", "recreate", "start"})
+
+# How a reason names each part of a container's definition.
+PART_NAMES = {"image": "image", "files": "config files", "env": "environment", "command": "command",
+              "volumes": "mounts", "runtime": "runtime settings"}
+
+Unit = WantedJob | WantedContainer      # what `after` names: a job or a container
 
 
 @dataclass(frozen=True)
 class Action:
+    """One step of a plan. The payload fields carry what the executor needs; they
+    are left out of repr and comparison (file contents and environments may hold
+    secrets, and must never end up in an error message)."""
+
     id: str
     kind: str
     target: str
@@ -27,10 +56,39 @@ class Action:
     host: str
     reason: str
     deps: tuple[str, ...] = ()
-    payload: object = None
+    container: WantedContainer | None = field(default=None, repr=False, compare=False)
+    job: WantedJob | None = field(default=None, repr=False, compare=False)
+    file: WantedFile | None = field(default=None, repr=False, compare=False)
+    volume: WantedVolume | None = field(default=None, repr=False, compare=False)
 
-    def __str__(self) -> str:
-        return f"{self.kind:<13} {self.target:<34} {self.reason}"
+    @property
+    def spec(self) -> ContainerSpec | None:
+        if self.container is not None:
+            return self.container.spec
+        if self.job is not None:
+            return self.job.spec
+        return None
+
+    @property
+    def changes_something(self) -> bool:
+        return self.kind in CHANGING_KINDS
+
+    def readiness(self) -> str:
+        """What its success makes true, for "skipped: needs <this>" messages."""
+        return {
+            "create_volume": f"volume {self.target}",
+            "write_file": f"{self.target} written",
+            "run_job": f"job {self.target} done",
+            "create": f"{self.target} created",
+            "recreate": f"{self.target} recreated",
+            "start": f"{self.target} started",
+            "wait_healthy": f"{self.target} healthy",
+            "remove": f"{self.target} removed",
+        }.get(self.kind, self.id)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "target": self.target, "service": self.service,
+                "host": self.host, "reason": self.reason, "deps": list(self.deps)}
 
 
 @dataclass
@@ -43,152 +101,314 @@ class Plan:
     def by_id(self) -> dict[str, Action]:
         return {a.id: a for a in self.actions}
 
+    def changes(self) -> int:
+        """How many actions change something (wait_healthy does not)."""
+        return sum(1 for a in self.actions if a.changes_something)
+
+    def dependents(self) -> dict[str, list[str]]:
+        """Action id -> ids of the actions that wait for it."""
+        out: dict[str, list[str]] = {a.id: [] for a in self.actions}
+        for a in self.actions:
+            for d in a.deps:
+                out[d].append(a.id)
+        return out
+
+    def validate(self) -> None:
+        """Ids unique, every dependency in the plan, no cycle. Raises ValueError."""
+        ids = [a.id for a in self.actions]
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dupes:
+            raise ValueError(f"plan has duplicate action ids: {', '.join(dupes)}")
+        known = set(ids)
+        for a in self.actions:
+            missing = [d for d in a.deps if d not in known]
+            if missing:
+                raise ValueError(f"{a.id} depends on {', '.join(missing)}, which is not in the plan")
+        # Kahn's algorithm: if some action never becomes free, there is a cycle.
+        waiting = {a.id: len(set(a.deps)) for a in self.actions}
+        dependents = self.dependents()
+        free = [i for i, n in waiting.items() if n == 0]
+        done = 0
+        while free:
+            current = free.pop()
+            done += 1
+            for d in set(dependents[current]):
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    free.append(d)
+        if done != len(self.actions):
+            stuck = sorted(i for i, n in waiting.items() if n > 0)
+            raise ValueError(f"plan has a dependency cycle among: {', '.join(stuck)}")
+
     def render(self) -> str:
+        """The plan for ``--dry-run``: by service, one line per action with its reason."""
         if not self.actions:
             return "nothing to do: everything is as wanted"
+        width = min(max(len(a.target) for a in self.actions), 60)
+        services: dict[str, list[Action]] = {}
+        for a in self.actions:                      # services in plan (dependency) order
+            services.setdefault(a.service or "(no service)", []).append(a)
         lines = []
-        for service in sorted({a.service for a in self.actions}):
+        for service, actions in services.items():
             lines.append(f"{service}:")
-            for a in self.actions:
-                if a.service == service:
-                    after = f"  (after {', '.join(a.deps)})" if a.deps else ""
-                    lines.append(f"  {a}{after}")
+            for a in actions:
+                line = f"  {a.kind:<13} {a.target:<{width}}  {a.reason}"
+                after = _render_deps(a.deps)
+                if after:
+                    line += f"  [after {after}]"
+                lines.append(line)
+        counts = Counter(a.kind for a in self.actions)
+        detail = ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k])
+        lines.append(f"{len(self.actions)} actions ({detail})")
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps([{"id": a.id, "kind": a.kind, "target": a.target, "service": a.service, "host": a.host,
-                            "reason": a.reason, "deps": list(a.deps)} for a in self.actions], indent=2)
+        counts = Counter(a.kind for a in self.actions)
+        return json.dumps({"actions": [a.to_dict() for a in self.actions],
+                           "counts": {k: counts[k] for k in KINDS if counts[k]}}, indent=2)
 
 
-def _file_reason(files: list[WantedFile], observed: ObservedState) -> str | None:
-    changed = [f for f in files if observed.files.get(f.path) != f.content]
-    if not changed:
-        return None
-    names = ", ".join(sorted(f.path.rsplit("/", 1)[-1] for f in changed))
-    missing = all(observed.files.get(f.path) is None for f in changed)
-    return f"{'missing' if missing else 'changed'}: {names}"
+def _render_deps(deps: tuple[str, ...]) -> str:
+    # File and volume dependencies are implied ("its files"); name only the units.
+    units = [d for d in deps if not d.startswith(("write_file:", "create_volume:"))]
+    files = sum(1 for d in deps if d.startswith("write_file:"))
+    volumes = sum(1 for d in deps if d.startswith("create_volume:"))
+    parts = units[:]
+    if files:
+        parts.append(f"{files} file{'s' if files > 1 else ''}")
+    if volumes:
+        parts.append(f"{volumes} volume{'s' if volumes > 1 else ''}")
+    return ", ".join(parts)
 
 
-def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None) -> Plan:
-    def included(service: str) -> bool:
-        return only_services is None or service in only_services
+# -- decisions shared with `dockyard status` -------------------------------------------
 
-    actions: list[Action] = []
-    # unit name -> ids of the actions after which it is ready. A unit that needs no
-    # action passes on what it would have waited for, so order holds across it.
-    ready: dict[str, tuple[str, ...]] = {}
+def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
+                rewritten_files: list[str] = ()) -> str:
+    """Why a container's config-hash differs, naming the parts (and files) at fault.
 
-    volume_action: dict[str, str] = {}
-    for v in wanted.volumes:
-        if v.name not in observed.volumes and included(v.service) and v.name not in volume_action:
-            a = Action(f"create_volume:{v.name}", "create_volume", v.name, v.service, v.host, "not present")
-            actions.append(a)
-            volume_action[v.name] = a.id
-
-    files_by_unit: dict[str, list[WantedFile]] = {}
-    for f in wanted.files:
-        files_by_unit.setdefault(f.unit, []).append(f)
-    config_action: dict[str, str] = {}
-    for unit, files in files_by_unit.items():
-        if not included(files[0].service):
-            continue
-        reason = _file_reason(files, observed)
-        if reason:
-            a = Action(f"write_config:{unit}", "write_config", unit, files[0].service, files[0].host, reason,
-                       payload=tuple(files))
-            actions.append(a)
-            config_action[unit] = a.id
-
-    def deps_for(after: tuple[str, ...], unit: str, volumes: tuple[str, ...] = ()) -> tuple[str, ...]:
-        deps = [d for name in after for d in ready.get(name, ())]
-        if unit in config_action:
-            deps.append(config_action[unit])
-        deps += [volume_action[v] for v in volumes if v in volume_action]
-        return tuple(dict.fromkeys(deps))
-
-    # Units in the order the wanted state lists them: dependencies come first.
-    units: list[WantedJob | WantedContainer] = []
-    jobs = {j.name: j for j in wanted.jobs}
-    containers = {c.name: c for c in wanted.containers}
-    order = _unit_order(wanted)
-    for name in order:
-        unit = jobs.get(name) or containers[name]
-        units.append(unit)
-
-    for unit in units:
-        if not included(unit.service):
-            continue
-        if isinstance(unit, WantedJob):
-            if observed.jobs_done.get(unit.name) == unit.hash:
-                ready[unit.name] = deps_for(unit.after, "")
-                continue
-            reason = "never run" if unit.name not in observed.jobs_done else "inputs changed (image or config)"
-            volumes = tuple(m.source for m in unit.spec.mounts if m.is_volume)
-            a = Action(f"job:{unit.name}", "run_job", unit.name, unit.service, unit.host, reason,
-                       deps_for(unit.after, unit.name, volumes), payload=unit)
-            actions.append(a)
-            ready[unit.name] = (a.id,)
-            continue
-        c: WantedContainer = unit
-        current = observed.containers.get(c.name)
-        deps = deps_for(c.after, c.name, c.volumes)
-        if current is None:
-            act = Action(f"create:{c.name}", "create", c.name, c.service, c.host, "not present", deps, c)
-        elif current.labels.get(LABEL_HASH) != c.hash:
-            parts = differing_parts(current.labels, c.spec.labels)
-            detail = ", ".join(parts) or "definition"
-            if "files" in parts and c.name in config_action:
-                detail = detail.replace("files", f"config ({_action(actions, config_action[c.name]).reason})")
-            act = Action(f"recreate:{c.name}", "recreate", c.name, c.service, c.host, f"differs: {detail}", deps, c)
-        elif current.status != "running":
-            act = Action(f"start:{c.name}", "start", c.name, c.service, c.host, f"is {current.status}", deps, c)
-        elif current.health == "unhealthy":
-            act = Action(f"restart:{c.name}", "restart", c.name, c.service, c.host, "is unhealthy", deps, c)
-        elif current.health == "starting":
-            w = Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, "still starting",
-                       deps, c)
-            actions.append(w)
-            ready[c.name] = (w.id,)
-            continue
+    ``rewritten_files`` names the container's files this plan rewrites; it is the
+    fallback when the running container predates per-file labels.
+    """
+    if LABEL_HASH not in observed_labels:
+        return "config-hash differs (the container has no config-hash label)"
+    details = []
+    for part in differing_parts(observed_labels, wanted_labels):
+        if part == "files":
+            files = differing_files(observed_labels, wanted_labels)
+            if files:
+                details += [f"{name} {how}" for name, how in files.items()]
+            elif rewritten_files:
+                details += [f"{name} changed" for name in rewritten_files]
+            else:
+                details.append(PART_NAMES[part])
         else:
-            ready[c.name] = tuple(d for name in c.after for d in ready.get(name, ()))
-            continue
-        actions.append(act)
-        ready[c.name] = (act.id,)
-        if c.spec.healthcheck is not None:
-            w = Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, "gate dependants",
-                       (act.id,), c)
-            actions.append(w)
-            ready[c.name] = (w.id,)
-
-    wanted_names = set(containers)
-    for name, current in sorted(observed.containers.items()):
-        service = current.labels.get(LABEL_SERVICE, "")
-        if name not in wanted_names and included(service) and current.labels.get("dockyard.job") != "true":
-            actions.append(Action(f"remove:{name}", "remove", name, service, current.labels.get("dockyard.host", ""),
-                                  "no longer wanted"))
-    return Plan(actions)
+            details.append(PART_NAMES[part])
+    return f"config-hash differs ({', '.join(details)})" if details else "config-hash differs"
 
 
-def _action(actions: list[Action], action_id: str) -> Action:
-    return next(a for a in actions if a.id == action_id)
+def container_change(c: WantedContainer, current: ContainerState | None,
+                     rewritten_files: list[str] = ()) -> tuple[str | None, str]:
+    """What a container needs: (kind or None, reason). The one place that decides."""
+    if current is None:
+        return "create", "not present"
+    if current.labels.get(LABEL_HASH) != c.hash:
+        return "recreate", hash_reason(current.labels, c.spec.labels, rewritten_files)
+    if not current.running:
+        code = f", exit code {current.exit_code}" if current.status == "exited" and current.exit_code else ""
+        return "start", f"is {current.status}{code}"
+    if c.spec.healthcheck is not None and current.health != "healthy":
+        return "wait_healthy", f"running, health {current.health or 'not reported yet'}"
+    return None, ""
 
 
-def _unit_order(wanted: WantedState) -> list[str]:
-    """Jobs and containers, each after the units it names in ``after``."""
-    units = {j.name: j.after for j in wanted.jobs}
-    units.update({c.name: c.after for c in wanted.containers})
-    order: list[str] = []
-    seen: set[str] = set()
+def _file_reason(f: WantedFile, observed: ObservedState) -> str | None:
+    current = observed.files.get(f.path)
+    if current is None:
+        return "not present"
+    if current != f.content:
+        return "content differs"
+    mode = observed.file_modes.get(f.path)
+    if mode is not None and mode != f.mode:
+        return f"mode {mode:04o}, wanted {f.mode:04o}"
+    return None
 
-    def visit(name: str) -> None:
-        if name in seen or name not in units:
+
+def unit_order(wanted: WantedState) -> list[Unit]:
+    """Jobs and containers, each after the units its ``after`` names (depth first,
+    otherwise in the wanted state's order). Raises ConfigError on a name wanted
+    twice or a dependency cycle."""
+    units: dict[str, Unit] = {}
+    for unit in [*wanted.jobs, *wanted.containers]:
+        if unit.name in units:
+            other = units[unit.name]
+            raise ConfigError(f"{unit.name!r} is wanted twice (services {other.service} and {unit.service}, "
+                              f"hosts {other.host} and {unit.host}); one engine runs one container per name",
+                              key=unit.name)
+        units[unit.name] = unit
+    order: list[Unit] = []
+    state: dict[str, str] = {}        # name -> "visiting" | "done"
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
             return
-        seen.add(name)
-        for dep in units[name]:
-            visit(dep)
-        order.append(name)
+        if state.get(name) == "visiting":
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise ConfigError(f"dependency cycle: {cycle}", key="after")
+        state[name] = "visiting"
+        for dep in units[name].after:
+            if dep in units:          # names outside the wanted state are not ours to order
+                visit(dep, path + [name])
+        state[name] = "done"
+        order.append(units[name])
 
     for name in units:
-        visit(name)
+        visit(name, [])
     return order
+
+
+# -- the planner ----------------------------------------------------------------------
+
+def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None) -> Plan:
+    """The actions that converge ``observed`` on ``wanted``.
+
+    ``only_services`` limits the plan to those services' objects; the others are
+    assumed deployed and are neither acted on nor waited for.
+    """
+    return _Planner(wanted, observed, only_services).run()
+
+
+class _Planner:
+    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None):
+        self.wanted = wanted
+        self.observed = observed
+        self.only = only_services
+        self.actions: list[Action] = []
+        # Volume and file actions are decided first, and placed in the plan just
+        # before the first unit that needs them, so the plan reads in order.
+        self.volume_action: dict[str, Action] = {}    # volume name -> create_volume action
+        self.file_action: dict[str, Action] = {}      # file path -> write_file action
+        self.placed: set[str] = set()                 # ids already in self.actions
+        self.ready: dict[str, str] = {}               # unit name -> id of the action that makes it ready
+        self.removals: dict[tuple[str, str], list[str]] = {}   # (service, host) -> remove action ids
+
+    def included(self, service: str) -> bool:
+        return self.only is None or service in self.only
+
+    def add(self, action: Action) -> Action:
+        if action.id not in self.placed:
+            self.placed.add(action.id)
+            self.actions.append(action)
+        return action
+
+    def run(self) -> Plan:
+        units = unit_order(self.wanted)
+        self.plan_removals()
+        self.plan_volumes()
+        self.plan_files()
+        for unit in units:
+            if not self.included(unit.service):
+                continue
+            if isinstance(unit, WantedJob):
+                self.plan_job(unit)
+            else:
+                self.plan_container(unit)
+        # What no planned unit needed (a file of an up-to-date container gone missing).
+        for action in [*self.volume_action.values(), *self.file_action.values()]:
+            self.add(action)
+        return Plan(self.actions)
+
+    # -- objects --------------------------------------------------------------------------
+    def plan_removals(self) -> None:
+        wanted_containers = {c.name for c in self.wanted.containers}
+        jobs = {j.name: j for j in self.wanted.jobs}
+        for name, current in sorted(self.observed.containers.items()):
+            if name in wanted_containers:
+                continue
+            service = current.labels.get(LABEL_SERVICE, "")
+            host = current.labels.get(LABEL_HOST, "")
+            job = jobs.get(name)
+            if job is not None:
+                # A job's container left behind by a killed run. If the job still has
+                # to run, running it replaces the leftover; if it is done, tidy up.
+                if not self.included(job.service) or self.observed.jobs_done.get(name) != job.hash:
+                    continue
+                reason = f"leftover container of job {name}, which is done"
+            elif not self.included(service):
+                continue
+            else:
+                reason = "not wanted any more"
+            action = self.add(Action(f"remove:{name}", "remove", name, service, host, reason))
+            self.removals.setdefault((service, host), []).append(action.id)
+
+    def plan_volumes(self) -> None:
+        for v in self.wanted.volumes:
+            if v.name in self.observed.volumes or v.name in self.volume_action or not self.included(v.service):
+                continue
+            self.volume_action[v.name] = Action(f"create_volume:{v.name}", "create_volume", v.name, v.service,
+                                                v.host, "not present", volume=v)
+
+    def plan_files(self) -> None:
+        seen: dict[str, WantedFile] = {}
+        for f in self.wanted.files:
+            if f.path in seen:
+                if seen[f.path].content != f.content or seen[f.path].mode != f.mode:
+                    raise ConfigError(f"rendered twice with different content or mode (services "
+                                      f"{seen[f.path].service} and {f.service})", path=f.path)
+                continue
+            seen[f.path] = f
+            if not self.included(f.service):
+                continue
+            reason = _file_reason(f, self.observed)
+            if reason:
+                self.file_action[f.path] = Action(f"write_file:{f.path}", "write_file", f.path, f.service, f.host,
+                                                  reason, file=f)
+
+    # -- units ----------------------------------------------------------------------------
+    def deps_of(self, after: tuple[str, ...], files: tuple[str, ...], volumes: tuple[str, ...],
+                extra: list[str] = ()) -> tuple[str, ...]:
+        deps = [self.add(self.volume_action[v]).id for v in volumes if v in self.volume_action]
+        deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
+        deps += [self.ready[name] for name in after if name in self.ready]
+        deps += list(extra)
+        return tuple(dict.fromkeys(deps))           # unique, in order
+
+    def rewritten(self, files: tuple[str, ...]) -> list[str]:
+        """Names of these files whose content this plan changes."""
+        return [file_key(p) for p in files if p in self.file_action and self.file_action[p].reason == "content differs"]
+
+    def plan_job(self, job: WantedJob) -> None:
+        done = self.observed.jobs_done.get(job.name)
+        if done == job.hash:
+            return
+        if done is None:
+            reason = "never run"
+        else:
+            changed = self.rewritten(job.files)
+            reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")
+        volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
+        action = self.add(Action(f"job:{job.name}", "run_job", job.name, job.service, job.host, reason,
+                                 self.deps_of(job.after, job.files, volumes), job=job))
+        self.ready[job.name] = action.id
+
+    def plan_container(self, c: WantedContainer) -> None:
+        kind, reason = container_change(c, self.observed.containers.get(c.name), self.rewritten(c.files))
+        if kind is None:
+            return
+        if kind == "wait_healthy":
+            # Running with its wanted definition, but not healthy (yet): dependants wait.
+            action = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, reason,
+                                     self.deps_of(c.after, (), ()), container=c))
+            self.ready[c.name] = action.id
+            return
+        # A replacement of the same service on the same host may need what the
+        # removed container held (a port, a name in some config): remove first.
+        removals = self.removals.get((c.service, c.host), [])
+        volumes = tuple(dict.fromkeys([*c.volumes, *(m.source for m in c.spec.mounts if m.is_volume)]))
+        action = self.add(Action(f"{kind}:{c.name}", kind, c.name, c.service, c.host, reason,
+                                 self.deps_of(c.after, c.files, volumes, removals), container=c))
+        self.ready[c.name] = action.id
+        if c.spec.healthcheck is not None:
+            wait = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host,
+                                   f"health check after {kind}", (action.id,), container=c))
+            self.ready[c.name] = wait.id
