@@ -18,6 +18,7 @@ LABEL_SERVICE = "dockyard.service"          # e.g. "nova"
 LABEL_HOST = "dockyard.host"                # inventory host name
 LABEL_HASH = "dockyard.config-hash"         # hash of everything that defines the container
 LABEL_VERSION = "dockyard.version"
+LABEL_SITE = "dockyard.site"               # the site (config folder) that owns it
 
 
 @dataclass(frozen=True)

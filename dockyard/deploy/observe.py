@@ -28,6 +28,7 @@ class ObservedState:
     files: dict[str, bytes | None] = field(default_factory=dict)          # wanted path -> bytes, None if absent
     file_modes: dict[str, int] = field(default_factory=dict)              # wanted path -> permission bits
     jobs_done: dict[str, str] = field(default_factory=dict)               # job name -> hash of last success
+    foreign: dict[str, str] = field(default_factory=dict)                 # another site's container -> its site
 
 
 def read_file(path: str) -> tuple[bytes | None, int | None]:
@@ -39,9 +40,18 @@ def read_file(path: str) -> tuple[bytes | None, int | None]:
         return None, None
 
 
-def observe(engine: Engine, wanted: WantedState, state_dir: Path) -> ObservedState:
+def observe(engine: Engine, wanted: WantedState, state_dir: Path, site: str | None = None) -> ObservedState:
+    """The facts. With ``site``, managed containers labelled for another site go to
+    ``foreign``, never to ``containers``: one site's deploy must not plan against,
+    let alone remove, another's containers. Unlabelled ones (made before sites were
+    labelled) count as this site's."""
     observed = ObservedState()
-    observed.containers = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")}
+    for c in engine.containers(label=f"{LABEL_MANAGED}=true"):
+        owner = c.labels.get(LABEL_SITE)
+        if site is not None and owner is not None and owner != site:
+            observed.foreign[c.name] = owner
+        else:
+            observed.containers[c.name] = c
     # Every volume, labelled or not: a volume of the wanted name made by hand (or by
     # an engine auto-creating a mount) is used as it is, never created over.
     observed.volumes = {v.name for v in engine.volumes()}

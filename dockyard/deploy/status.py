@@ -16,7 +16,7 @@ from rich.table import Table
 
 from dockyard.engine.driver import Engine
 
-from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, WantedState
+from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
 from .plan import container_change
 
 
@@ -32,8 +32,11 @@ class StatusRow:
     reason: str = ""         # why not up to date: what a deploy would do about it
 
 
-def status(engine: Engine, wanted: WantedState) -> list[StatusRow]:
-    observed = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")}
+def status(engine: Engine, wanted: WantedState, site: str | None = None) -> list[StatusRow]:
+    """One row per wanted container, then one per managed container nobody wants.
+    With ``site``, other sites' containers are left out (as ``observe`` does)."""
+    observed = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")
+                if site is None or c.labels.get(LABEL_SITE) in (None, site)}
     job_names = {j.name for j in wanted.jobs}
     rows = []
     for c in wanted.containers:

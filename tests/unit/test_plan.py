@@ -414,3 +414,17 @@ def test_any_damage_converges_in_one_run(damage):
         converge(engine, wanted, state_dir)
         assert plan_for(engine, wanted, state_dir).is_empty()
         assert {c.name for c in engine.containers()} == {c.name for c in wanted.containers}
+
+
+def test_another_sites_containers_are_never_planned_against(site, state_dir, deployed):
+    from dockyard.deploy.model import LABEL_SITE
+
+    deployed.create(ContainerSpec(name="other_memcached", image="dockyard/memcached:test",
+                                  labels={LABEL_MANAGED: "true", LABEL_SERVICE: "memcached",
+                                          LABEL_SITE: "/etc/other-site"}))
+    observed = observe(deployed, make_wanted(site), state_dir, "/etc/this-site")
+    assert observed.foreign == {"other_memcached": "/etc/other-site"}
+    assert "other_memcached" not in observed.containers
+    assert make_plan(make_wanted(site), observed).is_empty()
+    # Without a site, every managed container is this site's (the old behaviour).
+    assert ids(plan_for(deployed, make_wanted(site), state_dir)) == ["remove:other_memcached"]
