@@ -15,6 +15,11 @@ IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "gla
 def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:
     config_dir = tmp_path / "site"
     write_defaults(config_dir)
+    # An address nothing listens on: the port checks bind for real, and must not
+    # collide with whatever runs on this machine.
+    text = (config_dir / "globals.yml").read_text().replace("internal_address: 127.0.0.1",
+                                                            "internal_address: 127.0.0.99")
+    (config_dir / "globals.yml").write_text(text)
     if globals_text is not None:
         (config_dir / "globals.yml").write_text(globals_text)
     generate_passwords(config_dir / "passwords.yml", load_services().all_passwords())
