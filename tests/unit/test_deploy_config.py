@@ -66,7 +66,12 @@ def test_genpwd_private_random_and_never_overwrites(tmp_path):
 
 
 def test_all_in_one_defaults(tmp_path):
-    site = load(make_site(tmp_path))
+    from dockyard.deploy.site import write_defaults
+
+    config_dir = make_site(tmp_path)
+    (config_dir / "globals.yml").unlink()
+    write_defaults(config_dir)
+    site = load(config_dir)
     assert [h.name for h in site.inventory.hosts_in("control")] == ["localhost"]
     assert site.globals.internal_address == "127.0.0.1"
     assert "nova" in site.globals.enabled_services
