@@ -13,8 +13,9 @@ The rules, in short (docs/planning.md has the long version):
 - a container is created when missing, recreated when its config-hash label
   differs, started when stopped, and waited on when it has a health check;
 - a managed container nobody wants any more is removed;
-- X waits for Y (named in X's ``after``) only when Y has an action in this plan:
-  things that are already fine are never waited on, which keeps a no-op run fast.
+- X waits for Y (named in X's ``after``) only when Y has an action in this plan;
+  a Y with nothing to do passes on what it would have waited for. Things that
+  are already fine are never waited on, which keeps a no-op run fast.
 """
 
 from __future__ import annotations
@@ -289,7 +290,9 @@ class _Planner:
         self.volume_action: dict[str, Action] = {}    # volume name -> create_volume action
         self.file_action: dict[str, Action] = {}      # file path -> write_file action
         self.placed: set[str] = set()                 # ids already in self.actions
-        self.ready: dict[str, str] = {}               # unit name -> id of the action that makes it ready
+        # unit name -> ids of the actions after which it is ready: its own last action,
+        # or, when it needs none, whatever it would itself have waited for.
+        self.ready: dict[str, tuple[str, ...]] = {}
         self.removals: dict[tuple[str, str], list[str]] = {}   # (service, host) -> remove action ids
 
     def included(self, service: str) -> bool:
@@ -369,7 +372,8 @@ class _Planner:
                 extra: list[str] = ()) -> tuple[str, ...]:
         deps = [self.add(self.volume_action[v]).id for v in volumes if v in self.volume_action]
         deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
-        deps += [self.ready[name] for name in after if name in self.ready]
+        for name in after:
+            deps += self.ready.get(name, ())
         deps += list(extra)
         return tuple(dict.fromkeys(deps))           # unique, in order
 
@@ -380,6 +384,7 @@ class _Planner:
     def plan_job(self, job: WantedJob) -> None:
         done = self.observed.jobs_done.get(job.name)
         if done == job.hash:
+            self.pass_through(job)
             return
         if done is None:
             reason = "never run"
@@ -389,17 +394,25 @@ class _Planner:
         volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
         action = self.add(Action(f"job:{job.name}", "run_job", job.name, job.service, job.host, reason,
                                  self.deps_of(job.after, job.files, volumes), job=job))
-        self.ready[job.name] = action.id
+        self.ready[job.name] = (action.id,)
+
+    def pass_through(self, unit: Unit) -> None:
+        """A unit with nothing to do: what waits for it waits for what it would
+        have waited for, so order holds across done jobs and healthy containers
+        (mariadb restarting -> keystone_db_sync done -> keystone waits for mariadb).
+        When all of that is fine too, this is empty: nothing waits at all."""
+        self.ready[unit.name] = self.deps_of(unit.after, (), ())
 
     def plan_container(self, c: WantedContainer) -> None:
         kind, reason = container_change(c, self.observed.containers.get(c.name), self.rewritten(c.files))
         if kind is None:
+            self.pass_through(c)
             return
         if kind == "wait_healthy":
             # Running with its wanted definition, but not healthy (yet): dependants wait.
             action = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, reason,
                                      self.deps_of(c.after, (), ()), container=c))
-            self.ready[c.name] = action.id
+            self.ready[c.name] = (action.id,)
             return
         # A replacement of the same service on the same host may need what the
         # removed container held (a port, a name in some config): remove first.
@@ -407,8 +420,8 @@ class _Planner:
         volumes = tuple(dict.fromkeys([*c.volumes, *(m.source for m in c.spec.mounts if m.is_volume)]))
         action = self.add(Action(f"{kind}:{c.name}", kind, c.name, c.service, c.host, reason,
                                  self.deps_of(c.after, c.files, volumes, removals), container=c))
-        self.ready[c.name] = action.id
+        self.ready[c.name] = (action.id,)
         if c.spec.healthcheck is not None:
             wait = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host,
                                    f"health check after {kind}", (action.id,), container=c))
-            self.ready[c.name] = wait.id
+            self.ready[c.name] = (wait.id,)

@@ -207,6 +207,16 @@ def test_healthy_dependency_is_not_waited_for(site, state_dir, deployed):
     assert recreate.deps == (f"write_file:{path(site, 'glance_api', 'glance-api.conf')}", "job:glance_db_sync")
 
 
+def test_order_holds_across_done_jobs(site, state_dir, deployed):
+    # keystone waits for mariadb through two jobs that are done: mariadb restarting
+    # must still come first, though nothing in between has anything to do.
+    deployed.stop("mariadb")
+    deployed.remove("keystone")
+    plan = plan_for(deployed, make_wanted(site), state_dir)
+    assert ids(plan) == ["start:mariadb", "wait_healthy:mariadb", "create:keystone", "wait_healthy:keystone"]
+    assert plan.by_id()["create:keystone"].deps == ("wait_healthy:mariadb",)
+
+
 def test_half_done_site_plans_only_the_rest(site, state_dir):
     engine = fake_engine()
     wanted = make_wanted(site)
