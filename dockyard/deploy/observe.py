@@ -36,7 +36,9 @@ def read_file(path: str) -> tuple[bytes | None, int | None]:
     try:
         with open(path, "rb") as fh:
             return fh.read(), stat.S_IMODE(Path(path).stat().st_mode)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        # Absent as a file: writing it is planned, and a folder in the way makes
+        # that write fail with the path named, rather than this observation.
         return None, None
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockyard.deploy.hashing import LABEL_PREFIX, differing_files, spec_hashes
-from dockyard.deploy.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE, WantedState
+from dockyard.deploy.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.observe import ObservedState, observe
 from dockyard.deploy.plan import KINDS, Plan, make_plan
 from dockyard.engine.driver import ContainerSpec
