@@ -398,7 +398,7 @@ DAMAGE = st.lists(st.sampled_from([
 ]), unique=True, max_size=5)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damage=DAMAGE)
 def test_any_damage_converges_in_one_run(damage):
     with tempfile.TemporaryDirectory() as tmp:
