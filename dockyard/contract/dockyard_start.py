@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """dockyard-start: the entrypoint of every dockyard image.
 
-Reads config.json (Kolla's fields), validates all of it, copies the config files
-into place with their owners and modes, applies permissions, runs the image's
-optional start extension, then either runs the image's bootstrap step (bootstrap
-mode) or execs the command as the service user.
+Reads config.json (Kolla's fields) and validates all of it, then copies the
+config files into place with their owners and modes, applies permissions, runs
+the image's optional start extension, and either runs the image's bootstrap step
+(bootstrap mode) or execs the command as the service user.
 
-Standard library only: it runs inside the images (Debian's python3).
-Exit codes: 0 ok, 1 --check found differences, 2 invalid configuration.
+It runs inside the images (Debian's python3), so it uses the standard library
+only and stays compatible with Python 3.11 to 3.13.
+
+Exit codes: 0 ok; 1 an action failed, or --check found differences; 2 invalid
+configuration (nothing was changed). In bootstrap mode, the bootstrap step's code.
 """
 
 from __future__ import annotations
@@ -18,350 +21,834 @@ import grp
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
+# Paths inside the container. A ``root`` other than "/" places all of them
+# (and every path config.json names) under that directory, for tests.
 CONFIG_FILE = "/var/lib/dockyard/config_files/config.json"
 MARKER = "/var/lib/dockyard/.configured"
 EXTEND_START = "/usr/local/bin/dockyard-extend-start"
-BOOTSTRAP = "/usr/local/bin/dockyard-bootstrap"
+BOOTSTRAP_STEP = "/usr/local/bin/dockyard-bootstrap"
 
-TOP_KEYS = {"command", "user", "config_files", "permissions"}
-FILE_KEYS = {"source", "dest", "owner", "perm", "merge", "preserve_properties", "optional"}
-PERM_KEYS = {"path", "owner", "perm", "recurse", "exclude"}
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
 STRATEGIES = ("COPY_ALWAYS", "COPY_ONCE")
+TOP_KEYS = frozenset({"command", "user", "config_files", "permissions"})
+FILE_KEYS = frozenset({"source", "dest", "owner", "perm", "merge", "preserve_properties", "optional"})
+PERM_KEYS = frozenset({"path", "owner", "perm", "recurse", "exclude"})
 
+DIGITS = re.compile(r"[0-9]+")
+OCTAL_MODE = re.compile(r"[0-7]{3,4}")
+MAX_ID = 2**32 - 2          # (uid_t)-1 means "leave unchanged" to chown(2)
+FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+# -- errors and logging ---------------------------------------------------------------
 
 class Invalid(Exception):
-    """config.json is wrong; raised before anything is changed."""
+    """The configuration is wrong. Raised before anything is changed; holds every problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
-def log(message: str) -> None:
-    print(f"INFO {message}", file=sys.stderr, flush=True)
+class Bad(ValueError):
+    """One value is wrong. The caller adds where it is (file and key)."""
+
+
+class ActionFailed(Exception):
+    """Applying a valid configuration failed (a disk error, a failed chown...)."""
+
+
+def _say(level: str, message: str) -> None:
+    print(f"{level} {message}", file=sys.stderr, flush=True)
+
+
+def info(message: str) -> None:
+    _say("INFO", message)
+
+
+def warn(message: str) -> None:
+    _say("WARNING", message)
+
+
+def error(message: str) -> None:
+    _say("ERROR", message)
 
 
 def rebase(root: str, path: str) -> str:
-    """Place an absolute container path under ``root`` (``/`` in a real container)."""
+    """The real location of container path ``path`` when the container's / is ``root``.
+
+    The path is normalised first, so ``..`` can never climb out of ``root``.
+    """
+    path = _clean(path)
     if root in ("", "/"):
         return path
-    return os.path.join(root, path.lstrip("/"))
+    return os.path.join(root, path.lstrip("/")) if path != "/" else root
 
 
-# -- validation ----------------------------------------------------------------
+def _clean(path: str) -> str:
+    # One leading slash first: POSIX normpath keeps a leading "//" as it is.
+    return os.path.normpath("/" + path.lstrip("/"))
 
-def parse_owner(value, where: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    if not isinstance(value, str) or not value:
-        raise Invalid(f"{where}: owner must be 'user' or 'user:group', got {value!r}")
-    user, _, group = value.partition(":")
+
+def _rebase_pattern(root: str, pattern: str) -> str:
+    # The root is a literal directory: its own characters must not act as wildcards.
+    if root in ("", "/"):
+        return _clean(pattern)
+    return os.path.join(glob.escape(root), _clean(pattern).lstrip("/"))
+
+
+def _is_glob(pattern: str) -> bool:
+    return glob.has_magic(pattern)
+
+
+# -- parsing single values ------------------------------------------------------------
+
+def _kind(value: object) -> str:
+    """A value's JSON type, for messages (never the value: it might be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _short(value: object) -> str:
+    # Names, modes and paths are safe to echo; anything else is described by type.
+    if isinstance(value, str) and len(value) <= 64:
+        return repr(value)
+    return _kind(value)
+
+
+def _id_in_range(number: int) -> int:
+    if not 0 <= number <= MAX_ID:
+        raise Bad(f"id {number} is out of range (0-{MAX_ID})")
+    return number
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a process runs as."""
+
+    name: str | None         # None: a numeric uid with no passwd entry
+    uid: int
+    gid: int
+    home: str
+
+    def groups(self) -> list[int]:
+        if self.name is None:
+            return [self.gid]
+        return os.getgrouplist(self.name, self.gid)
+
+
+ROOT_IDENTITY = Identity("root", 0, 0, "/root")
+
+
+def resolve_user(value: object) -> Identity:
+    """A user name or numeric uid (string or number) -> Identity. Raises Bad."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Bad(f"must be a user name or a numeric uid, got {_kind(value)}")
+    text = str(value)
+    if DIGITS.fullmatch(text):
+        uid = _id_in_range(int(text))
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            # An arbitrary uid (as OpenShift-style runtimes use) is allowed.
+            return Identity(None, uid, uid, "/")
+    else:
+        if not text or ":" in text:
+            raise Bad(f"must be a user name or a numeric uid, got {_short(value)}")
+        try:
+            entry = pwd.getpwnam(text)
+        except (KeyError, ValueError):
+            raise Bad(f"unknown user {text!r}") from None
+    return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/")
+
+
+def resolve_group(text: str) -> int:
+    if DIGITS.fullmatch(text):
+        return _id_in_range(int(text))
     try:
-        if user.isdigit():
-            uid = int(user)
-            default_gid = uid
-        else:
-            entry = pwd.getpwnam(user)
-            uid, default_gid = entry.pw_uid, entry.pw_gid
-    except KeyError:
-        raise Invalid(f"{where}: unknown user {user!r}") from None
-    if not group:
-        return uid, default_gid
-    try:
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise Invalid(f"{where}: unknown group {group!r}") from None
-    return uid, gid
+        return grp.getgrnam(text).gr_gid
+    except (KeyError, ValueError):
+        raise Bad(f"unknown group {text!r}") from None
 
 
-def parse_perm(value, where: str) -> int:
-    if not isinstance(value, str):
-        raise Invalid(f"{where}: perm must be an octal string like '0640', got {value!r}")
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise Invalid(f"{where}: perm must be an octal string like '0640', got {value!r}") from None
-    if not 0 <= mode <= 0o7777:
-        raise Invalid(f"{where}: perm {value!r} is out of range")
-    return mode
+def parse_owner(value: object) -> tuple[int, int]:
+    """'user', 'user:group', a numeric uid ('1000' or 1000) -> (uid, gid).
+
+    Without a group, the user's primary group (or, for a uid with no passwd
+    entry, the gid of the same number).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Bad(f"must be 'user', 'user:group' or a numeric uid, got {_kind(value)}")
+    text = str(value)
+    user, colon, group = text.partition(":")
+    if not user or (colon and not group) or ":" in group:
+        raise Bad(f"must be 'user', 'user:group' or a numeric uid, got {_short(value)}")
+    identity = resolve_user(user)
+    return identity.uid, resolve_group(group) if group else identity.gid
 
 
-def _check_keys(entry, allowed: set[str], required: set[str], where: str) -> None:
-    if not isinstance(entry, dict):
-        raise Invalid(f"{where}: must be an object")
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise Invalid(f"{where}: unknown key {unknown[0]!r}")
-    for key in sorted(required):
-        if key not in entry:
-            raise Invalid(f"{where}: missing required key {key!r}")
+def parse_perm(value: object) -> int:
+    """An octal mode string ('0640', '755', '2775') -> int. Raises Bad."""
+    if not isinstance(value, str) or not OCTAL_MODE.fullmatch(value):
+        raise Bad(f"must be an octal mode string such as '0640', got {_short(value)}")
+    return int(value, 8)
 
 
-def _check_bool(entry: dict, key: str, where: str) -> bool:
-    value = entry.get(key, False)
+def parse_bool(value: object) -> bool:
     if not isinstance(value, bool):
-        raise Invalid(f"{where}.{key}: must be true or false, got {value!r}")
+        raise Bad(f"must be true or false, got {_kind(value)}")
     return value
 
 
-def load_config(path: str, root: str = "/", need_command: bool = True) -> dict:
-    """Read and validate config.json completely. Returns a normalised plan."""
+def parse_abs_path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        raise Bad(f"must be an absolute path, got {_short(value)}")
+    return value
+
+
+def parse_command(value: object) -> tuple[str, ...]:
+    if not isinstance(value, str):
+        raise Bad(f"must be a string, got {_kind(value)}")
+    try:
+        argv = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise Bad(f"cannot be split into words: {exc}") from None
+    if not argv:
+        raise Bad("is empty")
+    return argv
+
+
+def dir_mode(perm: int) -> int:
+    """The mode a directory gets from a file mode: each read bit also grants search.
+
+    Without it, a ``perm: "0640"`` applied to a tree would lock its owner out of
+    its own directories.
+    """
+    return perm | ((perm & 0o444) >> 2)
+
+
+# -- the validated configuration ------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One config_files entry, validated. ``pairs`` are real (rebased) paths."""
+
+    where: str                               # e.g. "config_files[2]"
+    source: str                              # as written in config.json
+    dest: str
+    owner: tuple[int, int] | None
+    perm: int | None
+    merge: bool
+    preserve: bool
+    optional: bool
+    pairs: tuple[tuple[str, str], ...]       # (source, dest) to copy, in order
+
+
+@dataclass(frozen=True)
+class PermSpec:
+    """One permissions entry, validated."""
+
+    where: str
+    path: str                                # as written (may be a glob)
+    pattern: str                             # real (rebased) glob pattern
+    owner: tuple[int, int]
+    perm: int | None
+    recurse: bool
+    exclude: frozenset[str]                  # real paths, normalised
+
+
+@dataclass(frozen=True)
+class Config:
+    command: tuple[str, ...] | None
+    user: Identity | None
+    files: tuple[FileSpec, ...]
+    permissions: tuple[PermSpec, ...]
+
+
+class _Problems:
+    """Collects every problem of one file, so an operator fixes them in one go."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{self.name}: {where}: {message}" if where else f"{self.name}: {message}")
+
+    def value(self, where: str, parse: Callable, value: object):
+        try:
+            return parse(value)
+        except Bad as exc:
+            self.add(where, str(exc))
+            return None
+
+    def entry(self, where: str, entry: object, allowed: frozenset[str], required: tuple[str, ...]) -> bool:
+        """Check an entry's shape; False when it is too broken to look inside."""
+        if not isinstance(entry, dict):
+            self.add(where, f"must be an object, got {_kind(entry)}")
+            return False
+        ok = True
+        for key in sorted(set(entry) - allowed):
+            self.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in entry:
+                self.add(where, f"missing required key {key!r}")
+                ok = False
+        return ok
+
+    def list_of(self, raw: dict, key: str) -> list:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            self.add(key, f"must be a list, got {_kind(value)}")
+            return []
+        return value
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    # JSON allows a key twice and keeps the last: almost always a mistake here.
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise Bad(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def read_json(path: str) -> object:
+    """config.json's document. Raises Invalid naming the file when it cannot be read."""
     name = os.path.basename(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
+            return json.load(fh, object_pairs_hook=_no_duplicate_keys)
     except FileNotFoundError:
-        raise Invalid(f"{path}: not found (mount the container's config at {os.path.dirname(path)})") from None
+        raise Invalid([f"{path}: not found (mount the container's configuration at "
+                       f"{os.path.dirname(path)})"]) from None
     except json.JSONDecodeError as exc:
-        raise Invalid(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    _check_keys(raw, TOP_KEYS, set(), name)
-    command = raw.get("command")
-    if command is not None and not isinstance(command, str):
-        raise Invalid(f"{name}: command: must be a string")
-    if need_command and not command:
-        raise Invalid(f"{name}: command: missing")
-    user = raw.get("user")
-    if user is not None:
-        parse_owner(user, f"{name}: user")
-
-    files = []
-    entries = raw.get("config_files", [])
-    if not isinstance(entries, list):
-        raise Invalid(f"{name}: config_files: must be a list")
-    for i, entry in enumerate(entries):
-        where = f"{name}: config_files[{i}]"
-        _check_keys(entry, FILE_KEYS, {"source", "dest"}, where)
-        for key in ("source", "dest"):
-            if not isinstance(entry[key], str) or not entry[key].startswith("/"):
-                raise Invalid(f"{where}.{key}: must be an absolute path")
-        optional = _check_bool(entry, "optional", where)
-        merge = _check_bool(entry, "merge", where)
-        preserve = _check_bool(entry, "preserve_properties", where)
-        owner = parse_owner(entry["owner"], f"{where}.owner") if "owner" in entry else None
-        perm = parse_perm(entry["perm"], f"{where}.perm") if "perm" in entry else None
-        sources = sorted(glob.glob(rebase(root, entry["source"])))
-        if not sources and not optional:
-            raise Invalid(f"{where}.source: {entry['source']} does not exist")
-        files.append({"sources": sources, "dest": entry["dest"], "owner": owner, "perm": perm,
-                      "merge": merge, "preserve": preserve, "glob": any(c in entry["source"] for c in "*?[")})
-
-    perms = []
-    entries = raw.get("permissions", [])
-    if not isinstance(entries, list):
-        raise Invalid(f"{name}: permissions: must be a list")
-    for i, entry in enumerate(entries):
-        where = f"{name}: permissions[{i}]"
-        _check_keys(entry, PERM_KEYS, {"path", "owner"}, where)
-        if not isinstance(entry["path"], str) or not entry["path"].startswith("/"):
-            raise Invalid(f"{where}.path: must be an absolute path")
-        exclude = entry.get("exclude", [])
-        if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
-            raise Invalid(f"{where}.exclude: must be a list of paths")
-        perms.append({
-            "path": entry["path"],
-            "owner": parse_owner(entry["owner"], f"{where}.owner"),
-            "perm": parse_perm(entry["perm"], f"{where}.perm") if "perm" in entry else None,
-            "recurse": _check_bool(entry, "recurse", where),
-            "exclude": [rebase(root, e) for e in exclude],
-        })
-    return {"command": command, "user": user, "files": files, "permissions": perms}
+        raise Invalid([f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    except UnicodeDecodeError:
+        raise Invalid([f"{name}: not UTF-8 text"]) from None
+    except Bad as exc:
+        raise Invalid([f"{name}: {exc}"]) from None
+    except OSError as exc:
+        raise Invalid([f"{path}: cannot be read: {exc.strerror or exc}"]) from None
 
 
-# -- applying ----------------------------------------------------------------------
-
-def _targets(spec: dict, root: str) -> list[tuple[str, str]]:
-    """(source, dest) pairs of one config_files entry."""
-    dest = rebase(root, spec["dest"])
+def _file_pairs(p: _Problems, where: str, source: str, dest: str, optional: bool,
+                root: str) -> tuple[tuple[str, str], ...]:
+    sources = sorted(glob.glob(_rebase_pattern(root, source)))
+    if not sources:
+        if not optional:
+            what = "no file matches" if _is_glob(source) else "does not exist"
+            p.add(f"{where}.source", f"{source} {what} (mark the entry \"optional\": true if it may be absent)")
+        return ()
+    # A trailing "/" or a glob source means "into that directory".
+    into = dest.endswith("/") or _is_glob(source)
+    real_dest = rebase(root, dest)
+    if into and os.path.lexists(real_dest) and not os.path.isdir(real_dest):
+        p.add(f"{where}.dest", f"{real_dest} is not a directory, so nothing can be copied into it")
+        return ()
     pairs = []
-    for source in spec["sources"]:
-        if spec["dest"].endswith("/") or spec["glob"]:
-            pairs.append((source, os.path.join(dest, os.path.basename(source))))
-        else:
-            pairs.append((source, dest))
-    return pairs
+    for src in sources:
+        target = os.path.join(real_dest, os.path.basename(src)) if into else real_dest
+        src_dir = os.path.isdir(src)
+        # Refuse to swap a file for a directory (or back): one missing "/" must
+        # not wipe out a whole directory such as /etc/keystone.
+        if os.path.lexists(target) and os.path.isdir(target) != src_dir:
+            if src_dir:
+                p.add(f"{where}.dest", f"{target} is not a directory, but the source {src} is one")
+            else:
+                p.add(f"{where}.dest", f"{target} is a directory, but the source {src} is a file "
+                                       f"(end dest with '/' to copy into it)")
+            continue
+        pairs.append((src, target))
+    return tuple(pairs)
 
 
-def _set_properties(path: str, spec: dict, source: str) -> None:
-    if spec["preserve"]:
-        st = os.stat(source)
-        os.chown(path, st.st_uid, st.st_gid)
-        os.chmod(path, stat.S_IMODE(st.st_mode))
-        return
-    if spec["owner"] is not None:
-        os.chown(path, *spec["owner"])
-    if spec["perm"] is not None:
-        os.chmod(path, spec["perm"])
+def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpec | None:
+    where = f"config_files[{i}]"
+    if not p.entry(where, entry, FILE_KEYS, ("source", "dest")):
+        return None
+    assert isinstance(entry, dict)
+    before = len(p.items)
+    source = p.value(f"{where}.source", parse_abs_path, entry["source"])
+    dest = p.value(f"{where}.dest", parse_abs_path, entry["dest"])
+    owner = p.value(f"{where}.owner", parse_owner, entry["owner"]) if "owner" in entry else None
+    perm = p.value(f"{where}.perm", parse_perm, entry["perm"]) if "perm" in entry else None
+    flags = {key: p.value(f"{where}.{key}", parse_bool, entry.get(key, False))
+             for key in ("merge", "preserve_properties", "optional")}
+    if source is None or dest is None:
+        return None
+    pairs = _file_pairs(p, where, source, dest, bool(flags["optional"]), root)
+    if len(p.items) != before:
+        return None
+    return FileSpec(where, source, dest, owner, perm, flags["merge"], flags["preserve_properties"],
+                    flags["optional"], pairs)
 
 
-def _copy_file(source: str, dest: str, spec: dict) -> None:
-    os.makedirs(os.path.dirname(dest) or "/", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".dockyard-")
+def _parse_exclude(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise Bad(f"must be a list of absolute paths, got {_kind(value)}")
+    for item in value:
+        parse_abs_path(item)
+    return value
+
+
+def _parse_perm_entry(p: _Problems, i: int, entry: object, root: str) -> PermSpec | None:
+    where = f"permissions[{i}]"
+    if not p.entry(where, entry, PERM_KEYS, ("path", "owner")):
+        return None
+    assert isinstance(entry, dict)
+    before = len(p.items)
+    path = p.value(f"{where}.path", parse_abs_path, entry["path"])
+    owner = p.value(f"{where}.owner", parse_owner, entry["owner"])
+    perm = p.value(f"{where}.perm", parse_perm, entry["perm"]) if "perm" in entry else None
+    recurse = p.value(f"{where}.recurse", parse_bool, entry.get("recurse", False))
+    exclude = p.value(f"{where}.exclude", _parse_exclude, entry.get("exclude", []))
+    if len(p.items) != before:
+        return None
+    return PermSpec(where, path, _rebase_pattern(root, path), owner, perm, recurse,
+                    frozenset(rebase(root, e) for e in exclude))
+
+
+def parse_config(raw: object, root: str = "/", need_command: bool = True,
+                 name: str = "config.json") -> Config:
+    """Validate config.json's document completely. Raises Invalid listing every problem."""
+    p = _Problems(name)
+    if not isinstance(raw, dict):
+        raise Invalid([f"{name}: must be a JSON object, got {_kind(raw)}"])
+    for key in sorted(set(raw) - TOP_KEYS):
+        p.add("", f"unknown key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
+    command = None
+    if "command" in raw:
+        command = p.value("command", parse_command, raw["command"])
+    elif need_command:
+        p.add("command", "missing (required unless DOCKYARD_BOOTSTRAP is set)")
+    user = p.value("user", resolve_user, raw["user"]) if "user" in raw else None
+    files = [_parse_file_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "config_files"))]
+    perms = [_parse_perm_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "permissions"))]
+    if p.items:
+        raise Invalid(p.items)
+    return Config(command, user, tuple(files), tuple(perms))  # type: ignore[arg-type]
+
+
+def load_config(path: str, root: str = "/", need_command: bool = True) -> Config:
+    """Read and validate config.json at ``path`` (a real path). Raises Invalid."""
+    return parse_config(read_json(path), root, need_command, os.path.basename(path))
+
+
+# -- copying --------------------------------------------------------------------------
+
+def _wanted(spec: FileSpec, source_st: os.stat_result, is_dir: bool) -> tuple[tuple[int, int] | None, int | None]:
+    """(owner, mode) a copied path must have; None where config.json leaves it open."""
+    if spec.preserve:
+        return (source_st.st_uid, source_st.st_gid), stat.S_IMODE(source_st.st_mode)
+    mode = spec.perm
+    if mode is not None and is_dir:
+        mode = dir_mode(mode)
+    return spec.owner, mode
+
+
+def _set_props(path: str, spec: FileSpec, source_st: os.stat_result, is_dir: bool) -> None:
+    owner, mode = _wanted(spec, source_st, is_dir)
+    if owner is not None:
+        os.chown(path, *owner)
+    # Chmod after chown: chown clears setuid/setgid bits. Without a perm, the
+    # copy keeps the source's mode, as cp does.
+    os.chmod(path, mode if mode is not None else stat.S_IMODE(source_st.st_mode))
+
+
+def _copy_file(source: str, dest: str, spec: FileSpec) -> None:
+    """Replace ``dest`` atomically: readers see the old file or the new one, whole."""
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".dockyard-")
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
             shutil.copyfileobj(src, out)
-        os.chmod(tmp, 0o600)
-        _set_properties(tmp, spec, source)
+            source_st = os.fstat(src.fileno())
+        # Owner and mode are set before the rename, so the file is never
+        # visible with looser permissions than asked for.
+        _set_props(tmp, spec, source_st, is_dir=False)
         os.replace(tmp, dest)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
 
 
-def _copy_tree(source: str, dest: str, spec: dict) -> None:
-    if os.path.isdir(dest) and not spec["merge"]:
-        shutil.rmtree(dest)
+def _children(source: str) -> list[tuple[str, bool]]:
+    """(name, is_dir) of the regular files and directories in ``source``."""
+    out = []
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        if entry.is_dir():
+            out.append((entry.name, True))
+        elif entry.is_file():
+            out.append((entry.name, False))
+        else:
+            warn(f"skipping {entry.path}: not a regular file or directory")
+    return out
+
+
+def _fill_dir(source: str, dest: str, spec: FileSpec) -> None:
+    """Copy the contents of ``source`` into the directory ``dest`` (made if missing)."""
     os.makedirs(dest, exist_ok=True)
-    _set_properties(dest, spec, source)
-    for entry in sorted(os.listdir(source)):
-        s, d = os.path.join(source, entry), os.path.join(dest, entry)
-        if os.path.isdir(s):
-            _copy_tree(s, d, spec)
+    _set_props(dest, spec, os.stat(source), is_dir=True)
+    for name, is_dir in _children(source):
+        s, d = os.path.join(source, name), os.path.join(dest, name)
+        if is_dir:
+            _fill_dir(s, d, spec)
         else:
             _copy_file(s, d, spec)
 
 
-def copy_files(config: dict, root: str = "/") -> None:
-    for spec in config["files"]:
-        for source, dest in _targets(spec, root):
-            log(f"copying {source} -> {dest}")
-            if os.path.isdir(source):
-                _copy_tree(source, dest, spec)
-            else:
-                _copy_file(source, dest, spec)
+def _replace_dir(source: str, dest: str, spec: FileSpec) -> None:
+    """Build the new tree beside ``dest``, then swap it in with two renames."""
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    new = tempfile.mkdtemp(dir=parent, prefix=".dockyard-new-")
+    old = None
+    try:
+        _fill_dir(source, new, spec)
+        if os.path.lexists(dest):
+            old = tempfile.mkdtemp(dir=parent, prefix=".dockyard-old-")
+            os.rename(dest, os.path.join(old, "tree"))
+        os.rename(new, dest)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        if old and os.path.lexists(os.path.join(old, "tree")) and not os.path.lexists(dest):
+            os.rename(os.path.join(old, "tree"), dest)      # put the old tree back
+        raise
+    finally:
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def _walk(path: str, exclude: list[str]):
-    yield path
-    if os.path.isdir(path) and not os.path.islink(path):
-        for entry in sorted(os.listdir(path)):
-            child = os.path.join(path, entry)
-            if child in exclude:
+def copy_files(config: Config) -> None:
+    """Copy every config_files entry into place. Raises ActionFailed."""
+    for spec in config.files:
+        for source, dest in spec.pairs:
+            info(f"copying {source} -> {dest}")
+            try:
+                if not os.path.isdir(source):
+                    _copy_file(source, dest, spec)
+                elif spec.merge:
+                    _fill_dir(source, dest, spec)
+                else:
+                    _replace_dir(source, dest, spec)
+            except OSError as exc:
+                raise ActionFailed(f"{spec.where}: copying {source} -> {dest}: "
+                                   f"{exc.strerror or exc}") from None
+
+
+# -- permissions ----------------------------------------------------------------------
+
+def _walk(top: str, exclude: frozenset[str]):
+    """``top`` and everything under it, not following symlinks, pruning ``exclude``."""
+    yield top
+    if os.path.isdir(top) and not os.path.islink(top):
+        for name in sorted(os.listdir(top)):
+            child = os.path.join(top, name)
+            if child not in exclude:
+                yield from _walk(child, exclude)
+
+
+def apply_permissions(config: Config) -> None:
+    """Set owner (and mode) of each permissions path. Raises ActionFailed."""
+    for spec in config.permissions:
+        matches = sorted(glob.glob(spec.pattern))
+        if not matches:
+            # Paths on volumes may appear later; a typo shows up here.
+            warn(f"{spec.where}.path: {spec.path} does not exist; skipped")
+        for top in matches:
+            if os.path.normpath(top) in spec.exclude:
                 continue
-            yield from _walk(child, exclude)
+            info(f"setting permissions on {top}" + (" recursively" if spec.recurse else ""))
+            for path in (_walk(top, spec.exclude) if spec.recurse else [top]):
+                try:
+                    os.chown(path, *spec.owner, follow_symlinks=False)
+                    st = os.lstat(path)
+                    if spec.perm is not None and not stat.S_ISLNK(st.st_mode):
+                        os.chmod(path, dir_mode(spec.perm) if stat.S_ISDIR(st.st_mode) else spec.perm)
+                except OSError as exc:
+                    raise ActionFailed(f"{spec.where}: {path}: {exc.strerror or exc}") from None
 
 
-def apply_permissions(config: dict, root: str = "/") -> None:
-    for spec in config["permissions"]:
-        for path in sorted(glob.glob(rebase(root, spec["path"]))):
-            log(f"setting permissions on {path}")
-            paths = _walk(path, spec["exclude"]) if spec["recurse"] else [path]
-            for p in paths:
-                os.chown(p, *spec["owner"], follow_symlinks=False)
-                if spec["perm"] is not None and not os.path.islink(p):
-                    os.chmod(p, spec["perm"])
+# -- checking -------------------------------------------------------------------------
+
+def _same_bytes(a: str, b: str) -> bool:
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 16), fb.read(1 << 16)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
-def differences(config: dict, root: str = "/") -> list[str]:
-    """Files whose content (or owner/mode, when given) differs from their source."""
-    found = []
+def _compare(source: str, dest: str, spec: FileSpec, found: list[str]) -> None:
+    is_dir = os.path.isdir(source)
+    if not os.path.lexists(dest):
+        found.append(f"{dest}: missing")
+        return
+    if is_dir != os.path.isdir(dest) or (not is_dir and not os.path.isfile(dest)):
+        found.append(f"{dest}: {'not a directory' if is_dir else 'not a regular file'}")
+        return
+    reasons = []
+    if not is_dir and not _same_bytes(source, dest):
+        reasons.append("content")
+    owner, mode = _wanted(spec, os.stat(source), is_dir)
+    st = os.stat(dest)
+    if owner is not None and (st.st_uid, st.st_gid) != owner:
+        reasons.append("owner")
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        reasons.append("mode")
+    if reasons:
+        found.append(f"{dest}: {', '.join(reasons)} differ{'s' if len(reasons) == 1 else ''}")
+    if is_dir:
+        names = set()
+        for name, _ in _children(source):
+            names.add(name)
+            _compare(os.path.join(source, name), os.path.join(dest, name), spec, found)
+        if not spec.merge:
+            for extra in sorted(set(os.listdir(dest)) - names):
+                found.append(f"{os.path.join(dest, extra)}: not in {source}")
 
-    def compare(source: str, dest: str, spec: dict) -> None:
-        if os.path.isdir(source):
-            for entry in sorted(os.listdir(source)):
-                compare(os.path.join(source, entry), os.path.join(dest, entry), spec)
-            return
-        if not os.path.exists(dest):
-            found.append(f"{dest}: missing")
-            return
-        with open(source, "rb") as a, open(dest, "rb") as b:
-            if a.read() != b.read():
-                found.append(f"{dest}: content differs")
-                return
-        st = os.stat(dest)
-        if not spec["preserve"]:
-            if spec["owner"] is not None and (st.st_uid, st.st_gid) != spec["owner"]:
-                found.append(f"{dest}: owner differs")
-            if spec["perm"] is not None and stat.S_IMODE(st.st_mode) != spec["perm"]:
-                found.append(f"{dest}: mode differs")
 
-    for spec in config["files"]:
-        for source, dest in _targets(spec, root):
-            compare(source, dest, spec)
+def differences(config: Config) -> list[str]:
+    """One line per copied path that differs from its source; empty when all match."""
+    found: list[str] = []
+    for spec in config.files:
+        for source, dest in spec.pairs:
+            _compare(source, dest, spec, found)
     return found
 
 
-# -- running ----------------------------------------------------------------------
+# -- running --------------------------------------------------------------------------
 
-def _truthy(value: str | None) -> bool:
-    return bool(value) and value.strip().lower() not in ("0", "false", "no")
+def _is_set(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in FALSE_WORDS
 
 
-def drop_privileges(user: str | None) -> None:
-    if os.getuid() != 0 or not user or user in ("root", "0"):
+def _exit_code(returncode: int) -> int:
+    # A child killed by a signal reports -N; shells say 128+N.
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def user_environment(environ: Mapping[str, str], who: Identity) -> dict[str, str]:
+    """The environment for a process running as ``who``."""
+    env = dict(environ)
+    if os.getuid() == 0 and who.uid != 0:
+        env["HOME"] = who.home
+        if who.name:
+            env["USER"] = env["LOGNAME"] = who.name
+    return env
+
+
+def drop_privileges(who: Identity) -> None:
+    """Become ``who`` for good. A process that is not root already stays as it is."""
+    if os.getuid() != 0 or who.uid == 0:
         return
-    entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    os.initgroups(entry.pw_name, entry.pw_gid)
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    os.environ["HOME"] = entry.pw_dir
-    os.environ["USER"] = entry.pw_name
-
-
-def run_as(argv: list[str], user: str | None) -> int:
-    return subprocess.call(argv, preexec_fn=lambda: drop_privileges(user))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dockyard-start", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the files in place differ from the mounted ones; change nothing")
-    parser.add_argument("--root", default=os.environ.get("DOCKYARD_ROOT", "/"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    root = args.root
-    config_path = os.environ.get("DOCKYARD_CONFIG_FILE", rebase(root, CONFIG_FILE))
-    bootstrap = _truthy(os.environ.get("DOCKYARD_BOOTSTRAP"))
-    strategy = os.environ.get("DOCKYARD_CONFIG_STRATEGY", "COPY_ALWAYS")
-    try:
-        if strategy not in STRATEGIES:
-            raise Invalid(f"DOCKYARD_CONFIG_STRATEGY: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        config = load_config(config_path, root, need_command=not (bootstrap or args.check))
-    except Invalid as exc:
-        print(f"ERROR {exc}", file=sys.stderr, flush=True)
-        return 2
-
-    if args.check:
-        diffs = differences(config, root)
-        for line in diffs:
-            print(line)
-        return 1 if diffs else 0
-
-    marker = rebase(root, os.environ.get("DOCKYARD_MARKER", MARKER))
-    if strategy == "COPY_ONCE" and os.path.exists(marker):
-        log("COPY_ONCE: configuration already in place, not copying")
+    if who.name is not None:
+        os.initgroups(who.name, who.gid)
     else:
-        copy_files(config, root)
-        apply_permissions(config, root)
-        if strategy == "COPY_ONCE":
+        os.setgroups([])
+    os.setgid(who.gid)
+    os.setuid(who.uid)
+
+
+def run_as(argv: list[str], who: Identity, environ: Mapping[str, str]) -> int:
+    """Run ``argv`` as ``who`` and wait; its exit code."""
+    kwargs: dict = {}
+    if os.getuid() == 0 and who.uid != 0:
+        kwargs = {"user": who.uid, "group": who.gid, "extra_groups": who.groups()}
+    return _exit_code(subprocess.call(argv, env=user_environment(environ, who), **kwargs))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things are and how to start, from the environment."""
+
+    root: str = "/"
+    config_file: str = CONFIG_FILE
+    marker: str = MARKER
+    extend_start: str = EXTEND_START
+    bootstrap_step: str = BOOTSTRAP_STEP
+    strategy: str = "COPY_ALWAYS"
+    bootstrap: bool = False
+    default_user: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], root: str = "/") -> Settings:
+        return cls(root=root,
+                   config_file=environ.get("DOCKYARD_CONFIG_FILE") or CONFIG_FILE,
+                   strategy=environ.get("DOCKYARD_CONFIG_STRATEGY") or "COPY_ALWAYS",
+                   bootstrap=_is_set(environ.get("DOCKYARD_BOOTSTRAP")),
+                   default_user=environ.get("DOCKYARD_USER") or None)
+
+    def real(self, path: str) -> str:
+        return rebase(self.root, path)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Everything validated, ready to act."""
+
+    config: Config
+    user: Identity
+    settings: Settings
+
+
+def prepare(settings: Settings, check: bool = False) -> Start:
+    """Validate config.json and the environment. Raises Invalid; changes nothing."""
+    problems = []
+    if settings.strategy not in STRATEGIES:
+        problems.append(f"DOCKYARD_CONFIG_STRATEGY: must be {' or '.join(STRATEGIES)}, got {_short(settings.strategy)}")
+    try:
+        config = load_config(settings.real(settings.config_file), settings.root,
+                             need_command=not (settings.bootstrap or check))
+    except Invalid as exc:
+        problems.extend(exc.problems)
+        config = None
+    user = config.user if config else None
+    if user is None and settings.default_user:
+        try:
+            user = resolve_user(settings.default_user)
+        except Bad as exc:
+            problems.append(f"DOCKYARD_USER: {exc}")
+    step = settings.real(settings.bootstrap_step)
+    if settings.bootstrap and not check and not (os.path.isfile(step) and os.access(step, os.X_OK)):
+        problems.append(f"DOCKYARD_BOOTSTRAP is set, but this image has no executable bootstrap step {step}")
+    if problems:
+        raise Invalid(problems)
+    assert config is not None
+    return Start(config, user or ROOT_IDENTITY, settings)
+
+
+def configure(start: Start) -> None:
+    """Copy (as the strategy says) and apply permissions. Raises ActionFailed."""
+    settings = start.settings
+    marker = settings.real(settings.marker)
+    if settings.strategy == "COPY_ONCE" and os.path.exists(marker):
+        info(f"COPY_ONCE: this container was configured before ({marker}); not copying")
+    else:
+        copy_files(start.config)
+    # Permissions are applied on every start: they describe volumes, which may
+    # have been replaced since the last one.
+    apply_permissions(start.config)
+    if settings.strategy == "COPY_ONCE" and not os.path.exists(marker):
+        try:
             os.makedirs(os.path.dirname(marker), exist_ok=True)
-            open(marker, "w").close()
+            with open(marker, "w"):
+                pass
+        except OSError as exc:
+            raise ActionFailed(f"writing {marker}: {exc.strerror or exc}") from None
 
-    user = config["user"] or os.environ.get("DOCKYARD_USER") or "root"
-    extend = rebase(root, os.environ.get("DOCKYARD_EXTEND_START", EXTEND_START))
-    if os.access(extend, os.X_OK):
-        log(f"running {extend}")
-        code = subprocess.call([extend])
-        if code != 0:
-            print(f"ERROR {extend} exited {code}", file=sys.stderr, flush=True)
-            return code
 
-    if bootstrap:
-        step = rebase(root, os.environ.get("DOCKYARD_BOOTSTRAP_STEP", BOOTSTRAP))
-        if not os.access(step, os.X_OK):
-            print(f"ERROR bootstrap mode, but this image has no bootstrap step ({step})", file=sys.stderr)
-            return 2
-        log(f"bootstrap: running {step} as {user}")
-        return run_as([step], user)
+def run_extension(start: Start, environ: Mapping[str, str]) -> int:
+    """The image's start extension, as root, when it has one; its exit code."""
+    path = start.settings.real(start.settings.extend_start)
+    if not os.path.lexists(path):
+        return EXIT_OK
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        warn(f"{path} exists but is not an executable file; not run")
+        return EXIT_OK
+    info(f"running {path}")
+    return _exit_code(subprocess.call([path], env=dict(environ)))
 
-    command = shlex.split(config["command"])
-    log(f"running {command[0]} as {user}")
-    drop_privileges(user)
+
+def _describe(who: Identity) -> str:
+    return who.name or f"uid {who.uid}"
+
+
+def exec_command(command: tuple[str, ...], who: Identity, environ: Mapping[str, str]) -> int:
+    """Replace this process with the command as ``who``; returns only on failure."""
+    env = user_environment(environ, who)
+    # Only the program is logged: its arguments may hold secrets.
+    info(f"running {command[0]} as {_describe(who)}")
+    drop_privileges(who)
     sys.stdout.flush()
-    os.execvp(command[0], command)
-    return 127  # not reached
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], list(command), env)
+    except FileNotFoundError:
+        error(f"command: {command[0]}: not found")
+        return 127
+    except OSError as exc:
+        error(f"command: {command[0]}: {exc.strerror or exc}")
+        return 126
+    return EXIT_FAILED  # not reached: exec does not return
+
+
+def run_check(start: Start) -> int:
+    diffs = differences(start.config)
+    for line in diffs:
+        print(line)
+    sys.stdout.flush()
+    return EXIT_FAILED if diffs else EXIT_OK
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dockyard-start",
+        description="Configure this container from config.json, then run its command as the service user.")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 listing the files in place that differ from config.json's; change nothing")
+    # Tests place the container's / elsewhere; images never pass it.
+    parser.add_argument("--root", default="/", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    environ = os.environ if environ is None else environ
+
+    try:
+        start = prepare(Settings.from_environ(environ, args.root), check=args.check)
+    except Invalid as exc:
+        for problem in exc.problems:
+            error(problem)
+        return EXIT_INVALID
+    if args.check:
+        return run_check(start)
+
+    try:
+        configure(start)
+    except ActionFailed as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    code = run_extension(start, environ)
+    if code != EXIT_OK:
+        error(f"{start.settings.real(start.settings.extend_start)} exited {code}; not starting")
+        return code
+
+    if start.settings.bootstrap:
+        step = start.settings.real(start.settings.bootstrap_step)
+        info(f"bootstrap: running {step} as {_describe(start.user)}")
+        code = run_as([step], start.user, environ)
+        info(f"bootstrap: {step} exited {code}")
+        return code
+    assert start.config.command is not None
+    return exec_command(start.config.command, start.user, environ)
 
 
 if __name__ == "__main__":
