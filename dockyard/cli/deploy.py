@@ -1,22 +1,19 @@
 """Deploy and operate: genpwd, prechecks, deploy, reconfigure, status, stop,
-destroy, post-deploy, export compose, up."""
+destroy, post-deploy, export compose, up. Each command parses its options, calls
+``dockyard.deploy.api`` and prints; errors become exit codes in ``cli.main``."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from dockyard.deploy import api
+from dockyard.deploy import status as status_view
 from dockyard.deploy.catalogue import load_services
-from dockyard.deploy.compose import export_compose
-from dockyard.deploy.postdeploy import write_client_config
-from dockyard.deploy.prechecks import run_prechecks
-from dockyard.deploy.site import config_dir_from, generate_passwords, write_defaults
+from dockyard.deploy.prechecks import failed
+from dockyard.deploy.site import generate_passwords
 from dockyard.errors import EXIT_FAILED, EXIT_OK
 
 from . import cli
@@ -28,46 +25,44 @@ def say(line: str) -> None:
 
 
 config_dir_option = click.option(
-    "--config-dir", type=click.Path(path_type=Path), envvar="DOCKYARD_CONFIG_DIR", default="/etc/dockyard",
-    show_default=True, help="The site's configuration folder (env DOCKYARD_CONFIG_DIR).")
-
-
-@cli.command()
-@config_dir_option
-def genpwd(config_dir):
-    """Generate passwords.yml: a strong random value for every password the
-    service catalogue needs. Existing values are never changed. Mode 0600."""
-    names = load_services().all_passwords()
-    added = generate_passwords(config_dir_from(config_dir) / "passwords.yml", names)
-    click.echo(f"{len(added)} passwords generated, {len(names) - len(added)} kept "
-               f"({config_dir_from(config_dir) / 'passwords.yml'})")
-    return EXIT_OK
-
-
-@cli.command()
-@config_dir_option
-def prechecks(config_dir):
-    """Check the host is ready: engine, ports, memory, kernel modules."""
-    problems = run_prechecks(config_dir_from(config_dir), say)
-    return EXIT_FAILED if problems else EXIT_OK
+    "--config-dir", type=click.Path(path_type=Path, file_okay=False), envvar="DOCKYARD_CONFIG_DIR",
+    default="/etc/dockyard", show_default=True, help="The site's configuration folder (env DOCKYARD_CONFIG_DIR).")
 
 
 def _services(value: str | None) -> set[str] | None:
     return {s.strip() for s in value.split(",") if s.strip()} if value else None
 
 
-def _run(config_dir, services, dry_run) -> int:
-    result = api.deploy(config_dir_from(config_dir), services=_services(services), dry_run=dry_run, say=say)
-    if dry_run:
-        return EXIT_OK
-    return EXIT_OK if result.ok else EXIT_FAILED
+@cli.command()
+@config_dir_option
+def genpwd(config_dir: Path):
+    """Generate passwords.yml: a strong random value for every password the
+    service catalogue names. Existing values are never changed. Mode 0600."""
+    names = load_services().all_passwords()
+    config_dir.mkdir(parents=True, exist_ok=True)
+    added = generate_passwords(config_dir / "passwords.yml", names)
+    click.echo(f"{len(added)} passwords generated, {len(names) - len(added)} kept ({config_dir / 'passwords.yml'})")
+    return EXIT_OK
 
 
 @cli.command()
 @config_dir_option
-@click.option("--services", help="Only these services (comma separated).")
+def prechecks(config_dir: Path):
+    """Check the host is ready: configuration, engine, images, free ports,
+    memory, kernel modules. Exit 1 when a check fails. Changes nothing."""
+    return EXIT_FAILED if failed(api.prechecks(config_dir, say=say)) else EXIT_OK
+
+
+def _converge(config_dir: Path, services: str | None, dry_run: bool) -> int:
+    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say)
+    return EXIT_OK if dry_run else result.exit_code
+
+
+@cli.command()
+@config_dir_option
+@click.option("--services", metavar="A,B", help="Only these services (comma separated); the others are left alone.")
 @click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing.")
-def deploy(config_dir, services, dry_run):
+def deploy(config_dir: Path, services: str | None, dry_run: bool):
     """Converge the running containers on the wanted state.
 
     Compares what runs (image, config files, volumes, environment, command) with
@@ -78,43 +73,38 @@ def deploy(config_dir, services, dry_run):
     Exit codes: 0 converged, 1 an action failed, 2 invalid input (nothing
     changed), 3 another run holds the lock, 4 engine unreachable.
     """
-    return _run(config_dir, services, dry_run)
+    return _converge(config_dir, services, dry_run)
 
 
 @cli.command()
 @config_dir_option
-@click.option("--services", help="Only these services (comma separated).")
+@click.option("--services", metavar="A,B", help="Only these services (comma separated).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def reconfigure(config_dir, services, dry_run):
-    """Apply changed configuration (globals, overrides in config/): only the
-    containers whose files changed are recreated."""
-    return _run(config_dir, services, dry_run)
+def reconfigure(config_dir: Path, services: str | None, dry_run: bool):
+    """Apply changed configuration (globals.yml, overrides in config/): only
+    the containers whose files or settings changed are recreated."""
+    return _converge(config_dir, services, dry_run)
 
 
 @cli.command()
 @config_dir_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(config_dir, fmt):
-    """Every container: its state, health, image, and whether it is up to date."""
-    rows = api.status_rows(config_dir_from(config_dir))
+def status(config_dir: Path, fmt: str):
+    """Every container: state, health, image, and whether a deploy would leave
+    it alone (if not, why)."""
+    rows = api.status(config_dir)
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return EXIT_OK
-    table = Table(title="dockyard status")
-    for col in ("container", "service", "host", "state", "health", "image", "up to date"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["container"], r["service"], r["host"], r["state"], r["health"], r["image"],
-                      "yes" if r["up_to_date"] else "[yellow]no[/]")
-    Console().print(table)
+        click.echo(status_view.to_json(rows))
+    else:
+        status_view.render(rows)
     return EXIT_OK
 
 
 @cli.command()
 @config_dir_option
-def stop(config_dir):
-    """Stop every dockyard container (volumes and configuration stay)."""
-    api.stop(config_dir_from(config_dir), say=say)
+def stop(config_dir: Path):
+    """Stop every container of the site (volumes and configuration stay)."""
+    api.stop(config_dir, say=say)
     return EXIT_OK
 
 
@@ -122,21 +112,20 @@ def stop(config_dir):
 @config_dir_option
 @click.option("--include-volumes", is_flag=True, help="Also remove the named volumes: ALL DATA IS LOST.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def destroy(config_dir, include_volumes, yes):
-    """Remove every dockyard container; with --include-volumes, the data too."""
+def destroy(config_dir: Path, include_volumes: bool, yes: bool):
+    """Remove every container of the site; with --include-volumes, its data too."""
     what = "containers AND VOLUMES (all data)" if include_volumes else "containers (volumes are kept)"
     if not yes:
-        click.confirm(f"Remove all dockyard {what}?", abort=True)
-    api.destroy(config_dir_from(config_dir), include_volumes, say=say)
+        click.confirm(f"Remove the site's {what}?", abort=True)
+    api.destroy(config_dir, include_volumes, say=say)
     return EXIT_OK
 
 
 @cli.command("post-deploy")
 @config_dir_option
-def post_deploy(config_dir):
+def post_deploy(config_dir: Path):
     """Write clouds.yaml (cloud `dockyard`) and admin-openrc.sh, mode 0600."""
-    prepared = api.prepare(config_dir_from(config_dir))
-    for path in write_client_config(prepared.site):
+    for path in api.post_deploy(config_dir):
         click.echo(f"wrote {path}")
     return EXIT_OK
 
@@ -148,25 +137,24 @@ def export():
 
 @export.command("compose")
 @config_dir_option
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
-def export_compose_cmd(config_dir, output):
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE, not stdout.")
+def export_compose(config_dir: Path, output: Path | None):
     """A docker compose file with the same containers, volumes and ordering."""
-    prepared = api.prepare(config_dir_from(config_dir))
-    text = export_compose(prepared.wanted)
+    text = api.export_compose(config_dir)
     if output:
         output.write_text(text)
+        click.echo(f"wrote {output}")
     else:
-        click.echo(text)
+        click.echo(text, nl=False)
     return EXIT_OK
 
 
 @cli.command()
 @config_dir_option
 @click.option("--threads", type=click.IntRange(1), help="Parallel image builds.")
-def up(config_dir, threads):
+def up(config_dir: Path, threads: int | None):
     """From a fresh machine to a working cloud: write the all-in-one defaults
-    (when there is no configuration), build the images that are missing, generate
-    passwords, deploy, and write the client configuration."""
-    from dockyard.deploy.bootstrap_site import up as run_up
-
-    return EXIT_OK if run_up(config_dir_from(config_dir), threads=threads, say=say) else EXIT_FAILED
+    (files that exist are kept), generate missing passwords, build the missing
+    images, deploy, and write the client configuration."""
+    result = api.up(config_dir, say=say, threads=threads)
+    return EXIT_FAILED if result is None else result.exit_code

@@ -1,165 +1,330 @@
 """The library API behind the deploy commands. The CLI only parses and prints.
 
-Every command validates everything (site, catalogue, rendering, images, ports)
-before it takes the lock and acts, so bad input changes nothing.
+Every command validates everything it needs (the site, the catalogue, every
+rendered file, the images) before it takes the site's lock and acts, so bad input
+changes nothing: no container, no volume, no file.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from dockyard.engine import connect
-from dockyard.engine.driver import Engine
-from dockyard.errors import ConfigError, DockyardError
+from dockyard.engine.driver import ContainerState, Engine
+from dockyard.errors import ConfigError
 
+from . import postdeploy
 from .catalogue import ServiceCatalogue, load_services
-from .executor import Executor, Outcome, RunResult
+from .compose import export_compose as compose_text
+from .executor import RunResult, execute
+from .jobs_record import JobsRecord, record_path
 from .lock import SiteLock
-from .model import LABEL_MANAGED, LABEL_SERVICE, WantedState
-from .observe import observe
+from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
+from .observe import ObservedState, observe
 from .plan import Plan, make_plan
-from .site import Site, load_globals, load_site
+from .prechecks import Check, run_prechecks
+from .site import Site, generate_passwords, load_site, write_defaults
+from .status import StatusRow, status as status_of
 from .timeline import Timeline
-from .wanted import build_wanted
+from .wanted import build_wanted, image_reference, site_id
 
 Say = Callable[[str], None]
 
 
 @dataclass
 class Prepared:
+    """Everything a command needs, all of it validated."""
+
     site: Site
     catalogue: ServiceCatalogue
-    engine: Engine
+    engine: Engine | None
     wanted: WantedState
 
 
-def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None) -> Prepared:
+# -- loading and validating ----------------------------------------------------------
+
+def load(config_dir: Path, services_root: Path | None = None, *, need_passwords: bool = True
+         ) -> tuple[Site, ServiceCatalogue]:
+    """The catalogue and the site, validated; the passwords of every enabled
+    service (and its dependencies) must be present unless ``need_passwords`` is off."""
     catalogue = load_services(services_root)
+    config_dir = Path(config_dir)
     if not config_dir.is_dir():
-        raise ConfigError("configuration folder not found (run `dockyard up` or create it)", path=config_dir)
-    enabled = load_globals(config_dir, set(catalogue.services)).enabled_services
-    required = catalogue.required_passwords(catalogue.closure(enabled))
-    site = load_site(config_dir, set(catalogue.services), required)
+        raise ConfigError("configuration folder not found (run `dockyard up`, or create it with a globals.yml)",
+                          path=config_dir)
+    known = set(catalogue.services)
+    if not need_passwords:
+        return load_site(config_dir, known, []), catalogue
+    # Which passwords are required depends on which services are enabled: read
+    # the site once without, then with the full list.
+    site = load_site(config_dir, known, [])
+    try:
+        enabled = catalogue.closure(site.globals.enabled_services)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, path=config_dir / "globals.yml", key=exc.key) from None
+    return load_site(config_dir, known, catalogue.required_passwords(enabled)), catalogue
+
+
+def engine_for(site: Site, engine: Engine | None = None) -> Engine:
+    """The given engine, or a connection to the site's; reachable (else exit 4)."""
     engine = engine or connect(site.globals.engine)
     engine.ping()
-    wanted, missing = build_wanted(site, catalogue, engine)
+    return engine
+
+
+def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None, *,
+            resolve_images: bool = True) -> Prepared:
+    """Load and render everything, resolve every image: all before any action."""
+    site, catalogue = load(config_dir, services_root)
+    if resolve_images:
+        engine = engine_for(site, engine)
+    wanted, missing = build_wanted(site, catalogue, engine, resolve_images=resolve_images)
     if missing:
-        raise ConfigError(f"images not built: {', '.join(missing)} (run `dockyard build "
-                          f"{' '.join('^' + m + '$' for m in missing)}`)", key="images")
+        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
+                          + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     return Prepared(site, catalogue, engine, wanted)
 
 
-def check_ports(prepared: Prepared, plan: Plan) -> None:
-    """A container about to be created must find its ports free (bad input, exit 2)."""
+def _check_services(prepared: Prepared, services: set[str] | None) -> None:
+    if not services:
+        return
+    deployed = prepared.wanted.services()
+    for name in sorted(services):
+        if name not in prepared.catalogue.services:
+            raise ConfigError(f"unknown service {name!r} (known: {', '.join(sorted(prepared.catalogue.services))})",
+                              key="--services")
+        if name not in deployed:
+            raise ConfigError(f"service {name!r} is not enabled in globals.yml", key="--services")
+
+
+def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
+    """Another site's container of the same name is never touched (exit 2)."""
+    wanted = {u.name for u in [*prepared.wanted.containers, *prepared.wanted.jobs]}
+    for name in sorted(wanted & set(observed.foreign)):
+        raise ConfigError(f"container {name} belongs to another dockyard site ({observed.foreign[name]}); one "
+                          f"engine runs one site", path=prepared.site.config_dir)
+
+
+def port_free(address: str, port: int) -> bool:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def _check_ports(prepared: Prepared, plan: Plan) -> None:
+    """A container about to be created must find its ports free (exit 2). One
+    being recreated frees its own ports first, so it is not checked."""
     creating = {a.target for a in plan.actions if a.kind == "create"}
     for c in prepared.wanted.containers:
         if c.name not in creating:
             continue
         for port in c.ports:
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((c.address, port))
-            except OSError:
-                raise ConfigError(f"port {port} on {c.address} is already in use; {c.name} ({c.service}) "
-                                  f"needs it", key=f"{c.service}.ports") from None
-            finally:
-                sock.close()
+            if not port_free(c.address, port):
+                service = prepared.catalogue.services[c.service]
+                raise ConfigError(f"port {port} on {c.address} is already in use, and {c.name} needs it: stop "
+                                  f"what holds it, or change internal_address", path=service.path,
+                                  key=f"containers.{c.name.replace('_', '-')}.ports")
 
+
+# -- deploy ---------------------------------------------------------------------------
 
 def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
            engine: Engine | None = None, services_root: Path | None = None) -> RunResult | Plan:
-    prepared = prepare(config_dir, engine, services_root)
-    if services:
-        unknown = services - set(prepared.catalogue.services)
-        if unknown:
-            raise ConfigError(f"unknown service {sorted(unknown)[0]!r}", key="--services")
+    """Converge the site: only the difference is done, in dependency order.
+
+    Returns the plan on a dry run (nothing done), else the run's result.
+    """
+    prepared = prepare(Path(config_dir), engine, services_root)
+    _check_services(prepared, services)
     site = prepared.site
-    if dry_run:
-        plan = make_plan(prepared.wanted, observe(prepared.engine, prepared.wanted, site.state_dir),
-                         only_services=services)
-        say(plan.render())
-        say(f"{len(plan.actions)} changes planned (dry run: nothing done)")
-        return plan
     with SiteLock(site.state_dir):
-        timeline = Timeline(site.state_dir)
-        say(f"dockyard: run {timeline.run_id} on {config_dir}")
-        observed = observe(prepared.engine, prepared.wanted, site.state_dir)
+        observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
+        _check_foreign(prepared, observed)
         plan = make_plan(prepared.wanted, observed, only_services=services)
-        check_ports(prepared, plan)
-
-        def report(o: Outcome) -> None:
-            line = f"  {o.result:<7} {o.action.id:<44} {o.seconds:6.1f}s"
-            if o.result != "ok":
-                line += f"  {o.error}"
-            say(line)
-
-        executor = Executor(prepared.engine, site.state_dir, timeline, site.globals.parallelism, report)
-        try:
-            result = executor.run(plan)
-        finally:
-            timeline.close()
+        if dry_run:
+            say(plan.render())
+            say(f"{plan.changes()} changes planned (dry run: nothing done)")
+            return plan
+        _check_ports(prepared, plan)
+        with Timeline(site.state_dir) as timeline:
+            say(f"dockyard: run {timeline.run_id} on {config_dir}")
+            result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
+                             jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         say(result.summary())
         return result
 
 
-def managed(engine: Engine) -> list:
-    return engine.containers(label=f"{LABEL_MANAGED}=true")
+# Reconfiguring is deploying: only what changed is recreated.
+reconfigure = deploy
 
 
-def stop(config_dir: Path, say: Say = print, engine: Engine | None = None) -> int:
-    prepared_site = _site_only(config_dir)
-    engine = engine or connect(prepared_site.globals.engine)
-    with SiteLock(prepared_site.state_dir):
-        count = 0
-        for c in managed(engine):
+# -- status, stop, destroy ------------------------------------------------------------
+
+def status(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None) -> list[StatusRow]:
+    prepared = prepare(Path(config_dir), engine, services_root)
+    return status_of(prepared.engine, prepared.wanted, site_id(prepared.site))
+
+
+def _ours(engine: Engine, site: Site) -> list[ContainerState]:
+    """This site's containers, jobs' leftovers included (and unlabelled ones from
+    before sites were labelled)."""
+    return [c for c in engine.containers(label=f"{LABEL_MANAGED}=true")
+            if c.labels.get(LABEL_SITE) in (None, site_id(site))]
+
+
+def _dependents_first(containers: list[ContainerState], catalogue: ServiceCatalogue) -> list[ContainerState]:
+    """Stop order: a service before the services it depends on (nova before
+    rabbitmq before nothing), unknown ones first."""
+    order = {name: i for i, name in enumerate(catalogue.closure(sorted(catalogue.services)))}
+    return sorted(containers, key=lambda c: (-order.get(c.labels.get(LABEL_SERVICE, ""), len(order)), c.name))
+
+
+def stop(config_dir: Path, say: Say = print, engine: Engine | None = None,
+         services_root: Path | None = None) -> int:
+    """Stop every container of the site; volumes and configuration stay."""
+    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
+    engine = engine_for(site, engine)
+    count = 0
+    with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
+        timeline.run_start(command="stop")
+        for c in _dependents_first(_ours(engine, site), catalogue):
             if c.running:
                 engine.stop(c.name)
+                timeline.write(event="stop", target=c.name)
                 say(f"  stopped {c.name}")
                 count += 1
-        say(f"{count} containers stopped")
+        timeline.run_end("ok", stopped=count)
+    say(f"{count} containers stopped")
     return count
 
 
-def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: Engine | None = None) -> None:
-    site = _site_only(config_dir)
-    engine = engine or connect(site.globals.engine)
-    with SiteLock(site.state_dir):
-        for c in managed(engine):
+def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: Engine | None = None,
+            services_root: Path | None = None) -> int:
+    """Remove every container of the site; with ``include_volumes`` its named
+    volumes too (all data), and the jobs record, so every bootstrap runs again."""
+    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
+    engine = engine_for(site, engine)
+    removed = 0
+    with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
+        timeline.run_start(command="destroy", include_volumes=include_volumes)
+        for c in _dependents_first(_ours(engine, site), catalogue):
+            if c.running:
+                engine.stop(c.name)
             engine.remove(c.name)
+            timeline.write(event="remove", target=c.name)
             say(f"  removed container {c.name}")
+            removed += 1
         if include_volumes:
+            # Only volumes the catalogue declares: a shared engine holds others'.
+            declared = {v for s in catalogue.services.values() for v in s.spec.volumes}
             for v in engine.volumes(label=f"{LABEL_MANAGED}=true"):
-                engine.remove_volume(v.name)
-                say(f"  removed volume {v.name}")
-            record = site.state_dir / "jobs.json"
-            if record.exists():
-                record.unlink()  # with the data gone, every bootstrap must run again
+                if v.name in declared and v.labels.get(LABEL_SITE) in (None, site_id(site)):
+                    engine.remove_volume(v.name)
+                    timeline.write(event="remove_volume", target=v.name)
+                    say(f"  removed volume {v.name}")
+                    removed += 1
+            record_path(site.state_dir).unlink(missing_ok=True)
+        timeline.run_end("ok", removed=removed)
+    say(f"{removed} removed")
+    return removed
 
 
-def _site_only(config_dir: Path) -> Site:
-    catalogue = load_services()
-    return load_site(config_dir, set(catalogue.services), [])
+# -- the rest -------------------------------------------------------------------------
+
+def post_deploy(config_dir: Path, services_root: Path | None = None) -> list[Path]:
+    """clouds.yaml (cloud ``dockyard``) and admin-openrc.sh in the config folder, 0600."""
+    site, _ = load(Path(config_dir), services_root)
+    return postdeploy.write_client_config(site)
 
 
-def status_rows(config_dir: Path, engine: Engine | None = None) -> list[dict]:
-    prepared = prepare(config_dir, engine)
-    observed = observe(prepared.engine, prepared.wanted, prepared.site.state_dir)
-    rows = []
-    for c in prepared.wanted.containers:
-        cur = observed.containers.get(c.name)
-        if cur is None:
-            rows.append(dict(container=c.name, service=c.service, host=c.host, state="missing", health="",
-                             image=c.spec.image, up_to_date=False))
-            continue
-        rows.append(dict(container=c.name, service=c.service, host=c.host, state=cur.status,
-                         health=cur.health or "", image=c.spec.image,
-                         up_to_date=cur.labels.get("dockyard.config-hash") == c.hash))
-    return rows
+def export_compose(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None) -> str:
+    """The site as a docker compose file. Needs no engine: hashes cover image references."""
+    prepared = prepare(Path(config_dir), engine, services_root, resolve_images=False)
+    return compose_text(prepared.wanted)
 
 
-def services_of(engine: Engine) -> set[str]:
-    return {c.labels.get(LABEL_SERVICE, "") for c in managed(engine)}
+def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
+              services_root: Path | None = None) -> list[Check]:
+    """Is this host ready for the site (or, with no site yet, for the all-in-one defaults)?"""
+    checks = run_prechecks(Path(config_dir), engine, services_root)
+    for check in checks:
+        say(check.line())
+    failed = sum(1 for c in checks if c.status == "FAIL")
+    say(f"{failed} problems" if failed else "all prechecks passed")
+    return checks
+
+
+def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
+    needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
+    return [name for name in needed if engine.image(image_reference(site, name)) is None]
+
+
+def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
+                 work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
+    """Build these images (and whatever of their parents is missing) with the
+    builder library; images already present are kept as they are."""
+    from dockyard.build.builder import Builder, BuildOptions
+    from dockyard.build.catalogue import load_catalogue
+    from dockyard.build.config import load_build_config
+
+    images = load_catalogue()
+    g = site.globals
+    config = load_build_config(None, set(images.images)).model_copy(
+        update={"namespace": g.image_namespace, "tag": g.image_tag, "registry": g.image_registry,
+                **({"threads": threads} if threads else {})})
+    options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
+    builder = Builder(engine, config, images, options)
+
+    def event(e) -> None:
+        if getattr(e, "kind", None) == "done":
+            say(f"  image {e.image}: {e.outcome.status}")
+
+    report = builder.run(on_event=event)
+    if not report.ok:
+        say(f"image build failed; the logs are in {options.logs}")
+    return report.ok
+
+
+def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads: int | None = None,
+       services_root: Path | None = None) -> RunResult | None:
+    """A fresh machine to a working cloud: defaults, passwords, missing images,
+    deploy, client configuration. Returns the deploy's result (None when the
+    image build failed)."""
+    config_dir = Path(config_dir)
+    for path in write_defaults(config_dir):
+        say(f"wrote {path}")
+    catalogue = load_services(services_root)
+    added = generate_passwords(config_dir / "passwords.yml", catalogue.all_passwords())
+    if added:
+        say(f"{len(added)} passwords generated in {config_dir / 'passwords.yml'}")
+    site, catalogue = load(config_dir, services_root)
+    engine = engine_for(site, engine)
+    missing = images_missing(site, catalogue, engine)
+    if missing:
+        say(f"building {len(missing)} missing images: {', '.join(missing)}")
+        if not build_images(site, engine, missing, say, threads):
+            return None
+    result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
+    if not result.ok:
+        return result
+    for path in post_deploy(config_dir, services_root):
+        say(f"wrote {path}")
+    say("")
+    say("The cloud is up. Use it with python-openstackclient:")
+    say(f"  export OS_CLIENT_CONFIG_FILE={config_dir / 'clouds.yaml'} OS_CLOUD=dockyard")
+    say("  openstack catalog list")
+    say(f"or: source {config_dir / 'admin-openrc.sh'}")
+    if "horizon" in catalogue.closure(site.globals.enabled_services):
+        say(f"Horizon: http://{site.globals.external_address or site.globals.internal_address}/ (user admin, "
+            f"password keystone_admin_password in {config_dir / 'passwords.yml'})")
+    return result

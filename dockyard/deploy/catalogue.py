@@ -1,21 +1,44 @@
 """The service catalogue: ``services/<name>.yml``, validated into typed models.
 
-A service declares its containers, config files (Jinja2 templates), named volumes,
-bootstrap jobs, databases, keystone registration and the services it depends on.
+A service is data, not code: the containers it runs, the config files they read
+(Jinja2 templates under ``services/templates/``), its named volumes, its bootstrap
+jobs, its databases and keystone registration, and the services it depends on.
+Everything is checked when the catalogue is loaded, including the references
+between entries, so a typo fails with the file and key at fault before anything
+is rendered, let alone run.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
 from dockyard.build.config import load_yaml, validation_error
 from dockyard.errors import ConfigError
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
+GROUPS = ("control", "network", "compute")
+HEALTH_KINDS = ("port", "http", "socket", "process")
+
+# The services the generated units lean on: the databases job talks to the
+# database service, the registration job to the identity service.
+DATABASE_SERVICE = "mariadb"
+IDENTITY_SERVICE = "keystone"
+TOOLBOX_IMAGE = "toolbox"
+
+NAME = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+_PASSWORD_REFERENCE = re.compile(r"\bpasswords\b")
+
+
+def unit_name(name: str) -> str:
+    """A container's (or job's) name on the engine: the catalogue name with
+    underscores, so it is also a valid hostname fragment and shell word."""
+    return name.replace("-", "_")
 
 
 class Strict(BaseModel):
@@ -26,48 +49,155 @@ class ConfigFile(Strict):
     template: str                     # path under services/templates/
     dest: str                         # where dockyard-start puts it in the container
     owner: str = "root"
-    perm: str = "0600"
-    override: str | None = None       # INI override name: config/<override>.conf etc.
+    perm: str = Field(default="0600", pattern=r"^0?[0-7]{3}$")
+    # The INI override name (config/<override>.conf, ...). Defaults to the file's
+    # stem for .conf and .ini files; `false` for files that are not INI.
+    override: str | Literal[False] | None = None
+
+    @field_validator("dest")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path in the container")
+        return value
+
+    @property
+    def override_name(self) -> str | None:
+        if self.override is False:
+            return None
+        if self.override:
+            return self.override
+        dest = PurePosixPath(self.dest)
+        return dest.stem if dest.suffix in (".conf", ".ini") else None
+
+
+class VolumeMount(Strict):
+    """``name:/path[:ro]`` (a named volume) or ``/host/path:/path[:ro]`` (a bind mount)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        if not isinstance(value, str):
+            return value
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"expected 'volume:/path[:ro]' or '/host/path:/path[:ro]', got {value!r}")
+        return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
+
+    @field_validator("target")
+    @classmethod
+    def _target_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("the mount point must be an absolute path")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not value.startswith("/") and not re.match(r"^[a-z][a-z0-9_]*$", value):
+            raise ValueError(f"{value!r} is neither an absolute host path nor a volume name ([a-z0-9_])")
+        return value
+
+    @property
+    def is_volume(self) -> bool:
+        return not self.source.startswith("/")
+
+
+class Permission(Strict):
+    """A ``permissions`` entry of config.json: ownership fixed at start (e.g. on a
+    fresh named volume)."""
+
+    path: str
+    owner: str
+    perm: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$")
+    recurse: bool = False
+    exclude: list[str] = Field(default_factory=list)
 
 
 class HealthSpec(Strict):
     test: list[str]                   # arguments of dockyard-healthcheck (templated)
-    interval: float = 2.0
-    timeout: float = 10.0
-    retries: int = 5
-    start_period: float = 300.0
+    interval: float = Field(default=2.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=5, ge=1)
+    start_period: float = Field(default=300.0, ge=0)
+
+    @field_validator("test")
+    @classmethod
+    def _kind(cls, value: list[str]) -> list[str]:
+        if len(value) < 2 or value[0] not in HEALTH_KINDS:
+            raise ValueError(f"expected [{' | '.join(HEALTH_KINDS)}, argument, ...], got {value!r}")
+        return value
+
+
+def _groups(value):
+    groups = [value] if isinstance(value, str) else value
+    for group in groups:
+        if group not in GROUPS:
+            raise ValueError(f"unknown group {group!r} (expected one of {', '.join(GROUPS)})")
+    return groups
 
 
 class ContainerDef(Strict):
     image: str
-    group: str = "control"
-    command: str                      # templated; goes into config.json
-    config: list[str] = Field(default_factory=list)    # names under the service's `config`
-    volumes: list[str] = Field(default_factory=list)   # "name:/path[:ro]" or "/host:/path[:ro]"
-    environment: dict[str, str] = Field(default_factory=dict)
+    group: str | list[str] = "control"   # one container per host in the group(s)
+    command: str                          # templated; goes into config.json, not the engine
+    config: list[str] = Field(default_factory=list)       # names under the service's `config`
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)   # templated; never a secret
+    permissions: list[Permission] = Field(default_factory=list)
+    network: Literal["host", "none"] = "host"
     privileged: bool = False
-    pid: str | None = None
-    user: str | None = None           # config.json user, when not the image's own
+    pid: Literal["host"] | None = None
+    cap_add: list[str] = Field(default_factory=list)
+    tmpfs: list[str] = Field(default_factory=list)
+    user: str | None = None               # config.json user, when not the image's own
     healthcheck: HealthSpec | None = None
-    ports: list[int] = Field(default_factory=list)
-    after: list[str] = Field(default_factory=list)     # other containers of this service
+    ports: list[int] = Field(default_factory=list)         # TCP ports it binds: checked free first
+    after: list[str] = Field(default_factory=list)         # units of this or a dependency service
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value):
+        return _groups(value)
+
+    @property
+    def groups(self) -> list[str]:
+        return [self.group] if isinstance(self.group, str) else list(self.group)
 
 
 class JobDef(Strict):
-    name: str
+    name: str = Field(pattern=NAME)
     image: str
-    group: str = "control"
-    bootstrap: bool = False           # run the image's bootstrap step
+    group: str = "control"                # runs once, on the first host of the group
+    bootstrap: bool = False               # run the image's bootstrap step (DOCKYARD_BOOTSTRAP=1)
     command: str | None = None
     config: list[str] = Field(default_factory=list)
-    volumes: list[str] = Field(default_factory=list)
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
     user: str | None = None
+    after: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=900.0, gt=0)
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        return _groups(value)[0]
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self):
+        if self.bootstrap == bool(self.command):
+            raise ValueError("a job needs either `bootstrap: true` or a `command` (not both)")
+        return self
 
 
 class DatabaseDef(Strict):
-    name: str
-    user: str
-    password: str                     # a name in passwords.yml
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    user: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    password: str                         # a name in passwords.yml
 
 
 class EndpointSet(Strict):
@@ -77,8 +207,8 @@ class EndpointSet(Strict):
 
 
 class RegisterDef(Strict):
-    user: str                         # the service's keystone user
-    password: str                     # a name in passwords.yml
+    user: str                             # the service's keystone user
+    password: str                         # a name in passwords.yml
     services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
 
 
@@ -93,12 +223,59 @@ class ServiceDef(Strict):
     jobs: list[JobDef] = Field(default_factory=list)
     containers: dict[str, ContainerDef] = Field(default_factory=dict)
 
+    @field_validator("containers")
+    @classmethod
+    def _container_names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.match(NAME, name):
+                raise ValueError(f"container name {name!r} must match {NAME}")
+        return value
+
 
 @dataclass(frozen=True)
 class Service:
     name: str
     path: Path
     spec: ServiceDef
+
+    @property
+    def databases_job(self) -> str | None:
+        return f"{self.name}-databases" if self.spec.databases else None
+
+    @property
+    def register_job(self) -> str | None:
+        return f"{self.name}-register" if self.spec.registration else None
+
+    def post_jobs(self) -> list[JobDef]:
+        """Jobs that wait for one of the service's own containers (e.g. host
+        discovery once nova-compute runs); the others run before the containers."""
+        return [j for j in self.spec.jobs if any(a in self.spec.containers for a in j.after)]
+
+    def pre_jobs(self) -> list[JobDef]:
+        post = {j.name for j in self.post_jobs()}
+        return [j for j in self.spec.jobs if j.name not in post]
+
+    def unit_names(self) -> list[str]:
+        """Every job and container this service makes, by catalogue name."""
+        names = [n for n in (self.databases_job, self.register_job) if n]
+        return names + [j.name for j in self.spec.jobs] + list(self.spec.containers)
+
+    def passwords(self) -> list[str]:
+        """Every password the service needs: declared, and implied by its databases
+        (the root password to create them) and its registration (the admin's)."""
+        spec = self.spec
+        names = list(spec.passwords)
+        if spec.databases:
+            names += ["database_password", *(d.password for d in spec.databases)]
+        if spec.registration:
+            names += ["keystone_admin_password", spec.registration.password]
+        return list(dict.fromkeys(names))
+
+    def images(self) -> set[str]:
+        images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
+        if self.spec.databases or self.spec.registration:
+            images.add(TOOLBOX_IMAGE)
+        return images
 
 
 @dataclass(frozen=True)
@@ -110,22 +287,8 @@ class ServiceCatalogue:
     def templates(self) -> Path:
         return self.root / "templates"
 
-    def required_passwords(self, enabled: list[str]) -> list[str]:
-        names: list[str] = []
-        for name in enabled:
-            spec = self.services[name].spec
-            implied = (["database_password"] if spec.databases else []) + (
-                ["keystone_admin_password", spec.registration.password] if spec.registration else [])
-            for pw in [*spec.passwords, *implied, *(d.password for d in spec.databases)]:
-                if pw not in names:
-                    names.append(pw)
-        return names
-
-    def all_passwords(self) -> list[str]:
-        return self.required_passwords(sorted(self.services))
-
     def closure(self, enabled: list[str]) -> list[str]:
-        """Enabled services in dependency order (dependencies first)."""
+        """Enabled services and their dependencies, dependencies first."""
         order: list[str] = []
 
         def visit(name: str, trail: tuple[str, ...]) -> None:
@@ -139,15 +302,48 @@ class ServiceCatalogue:
             order.append(name)
 
         for name in enabled:
+            if name not in self.services:
+                raise ConfigError(f"unknown service {name!r} (known: {', '.join(sorted(self.services))})",
+                                  key="enabled_services")
             visit(name, ())
         return order
 
+    def required_passwords(self, services: list[str]) -> list[str]:
+        names: list[str] = []
+        for name in services:
+            names += self.services[name].passwords()
+        return list(dict.fromkeys(names))
+
+    def all_passwords(self) -> list[str]:
+        return self.required_passwords(sorted(self.services))
+
+    def images(self, services: list[str]) -> list[str]:
+        """The images the given services need (jobs included)."""
+        images: set[str] = set()
+        for name in services:
+            images |= self.services[name].images()
+        return sorted(images)
+
+    def owner_of(self, unit: str) -> str | None:
+        """The service that defines a unit (catalogue name, dashes or underscores)."""
+        wanted = unit_name(unit)
+        for service in self.services.values():
+            if any(unit_name(n) == wanted for n in service.unit_names()):
+                return service.name
+        return None
+
+
+# -- loading ----------------------------------------------------------------------
 
 def load_services(root: Path | None = None) -> ServiceCatalogue:
     root = Path(root or DEFAULT_ROOT)
     services = {}
     for path in sorted(root.glob("*.yml")):
-        data = load_yaml(path) or {}
+        if not re.match(NAME, path.stem):
+            raise ConfigError(f"service file names must match {NAME}", path=path)
+        data = load_yaml(path)
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise ConfigError("must be a mapping", path=path)
         try:
@@ -157,23 +353,75 @@ def load_services(root: Path | None = None) -> ServiceCatalogue:
         services[path.stem] = Service(path.stem, path, spec)
     if not services:
         raise ConfigError("no service definitions found", path=root)
+    catalogue = ServiceCatalogue(root, services)
+    _check_references(catalogue)
+    return catalogue
+
+
+def _check_references(catalogue: ServiceCatalogue) -> None:
+    """What one file's schema cannot see: names that point elsewhere."""
+    services = catalogue.services
+    seen_units: dict[str, Service] = {}
     for svc in services.values():
         for i, dep in enumerate(svc.spec.depends_on):
             if dep not in services:
                 raise ConfigError(f"unknown service {dep!r}", path=svc.path, key=f"depends_on[{i}]")
-        for cname, c in svc.spec.containers.items():
-            for ref in c.config:
-                if ref not in svc.spec.config:
-                    raise ConfigError(f"unknown config file {ref!r}", path=svc.path, key=f"containers.{cname}.config")
-            for ref in c.after:
-                if ref not in svc.spec.containers:
-                    raise ConfigError(f"unknown container {ref!r}", path=svc.path, key=f"containers.{cname}.after")
-        for i, job in enumerate(svc.spec.jobs):
-            for ref in job.config:
-                if ref not in svc.spec.config:
-                    raise ConfigError(f"unknown config file {ref!r}", path=svc.path, key=f"jobs[{i}].config")
-        for fname, f in svc.spec.config.items():
-            if not (root / "templates" / f.template).is_file():
-                raise ConfigError(f"template {f.template} not found under {root / 'templates'}", path=svc.path,
-                                  key=f"config.{fname}.template")
-    return ServiceCatalogue(root, services)
+        for name in svc.unit_names():
+            other = seen_units.get(unit_name(name))
+            if other is not None:
+                raise ConfigError(f"unit name {name!r} is also used by {other.path.name}; container and job "
+                                  f"names are global on an engine", path=svc.path, key=name)
+            seen_units[unit_name(name)] = svc
+    for svc in services.values():
+        catalogue.closure([svc.name])          # raises on a dependency cycle
+        _check_service(catalogue, svc)
+
+
+def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
+    spec, path = svc.spec, svc.path
+    reachable = set(catalogue.closure([svc.name]))
+    units_in_reach = {unit_name(u) for name in reachable for u in catalogue.services[name].unit_names()}
+    if spec.databases and DATABASE_SERVICE not in reachable - {svc.name}:
+        raise ConfigError(f"a service with databases must depend on {DATABASE_SERVICE}", path=path, key="databases")
+    if spec.registration and IDENTITY_SERVICE not in reachable - {svc.name}:
+        raise ConfigError(f"a service registered in keystone must depend on {IDENTITY_SERVICE}", path=path,
+                          key="register")
+    for fname, f in spec.config.items():
+        if not (catalogue.templates / f.template).is_file():
+            raise ConfigError(f"template {f.template} not found under {catalogue.templates}", path=path,
+                              key=f"config.{fname}.template")
+    mounted: set[str] = set()
+    units = [(f"containers.{n}", c) for n, c in spec.containers.items()] + \
+            [(f"jobs[{i}]", j) for i, j in enumerate(spec.jobs)]
+    for key, unit in units:
+        for ref in unit.config:
+            if ref not in spec.config:
+                raise ConfigError(f"unknown config file {ref!r} (declared: {', '.join(spec.config) or 'none'})",
+                                  path=path, key=f"{key}.config")
+        for i, vol in enumerate(unit.volumes):
+            if vol.is_volume:
+                if vol.source not in spec.volumes:
+                    raise ConfigError(f"volume {vol.source!r} is not declared under `volumes`", path=path,
+                                      key=f"{key}.volumes[{i}]")
+                mounted.add(vol.source)
+        for ref in unit.after:
+            if unit_name(ref) not in units_in_reach:
+                raise ConfigError(f"unknown unit {ref!r}: `after` names a job or container of this service "
+                                  f"or of one it depends on", path=path, key=f"{key}.after")
+        for var, value in unit.environment.items():
+            if _PASSWORD_REFERENCE.search(value):
+                raise ConfigError("secrets never go in the environment: put them in a config file",
+                                  path=path, key=f"{key}.environment.{var}")
+    for i, vol in enumerate(spec.volumes):
+        if vol not in mounted:
+            raise ConfigError(f"volume {vol!r} is declared but no container or job mounts it", path=path,
+                              key=f"volumes[{i}]")
+    # Jobs that wait for one of the service's containers run after the containers,
+    # so every job the containers wait for must come before them in the list.
+    post_seen = False
+    for i, job in enumerate(spec.jobs):
+        is_post = any(a in spec.containers for a in job.after)
+        if post_seen and not is_post:
+            raise ConfigError("jobs that wait for one of this service's containers must come after the "
+                              "other jobs", path=path, key=f"jobs[{i}]")
+        post_seen = post_seen or is_post

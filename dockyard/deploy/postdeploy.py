@@ -1,39 +1,64 @@
-"""After a deploy: the operator's client configuration (mode 0600)."""
+"""After a deploy: the operator's client configuration, mode 0600.
+
+``clouds.yaml`` (a cloud named ``dockyard``) and ``admin-openrc.sh`` in the
+configuration folder, pointing at the public identity endpoint.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from .site import Site, write_private
+from .site import Site
 
 
-def keystone_url(site: Site, public: bool = True) -> str:
-    address = site.external_address if public else site.globals.internal_address
+def keystone_url(site: Site) -> str:
+    address = site.globals.external_address or site.globals.internal_address
     return f"http://{address}:5000/v3"
 
 
-def write_client_config(site: Site) -> list[Path]:
-    password = site.passwords["keystone_admin_password"]
-    clouds = {"clouds": {"dockyard": {
-        "auth": {"auth_url": keystone_url(site), "username": "admin", "password": password,
-                 "project_name": "admin", "user_domain_name": "Default", "project_domain_name": "Default"},
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically; the file is 0600 before its first byte."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clouds_yaml(site: Site) -> str:
+    cloud = {
+        "auth": {"auth_url": keystone_url(site), "username": "admin",
+                 "password": site.passwords["keystone_admin_password"], "project_name": "admin",
+                 "user_domain_name": "Default", "project_domain_name": "Default"},
         "region_name": site.globals.region, "interface": "public", "identity_api_version": 3,
-    }}}
-    clouds_path = site.config_dir / "clouds.yaml"
-    write_private(clouds_path, yaml.safe_dump(clouds, default_flow_style=False))
-    openrc = (
-        "# dockyard admin credentials: `source` this file.\n"
-        f"export OS_AUTH_URL={keystone_url(site)}\n"
-        "export OS_USERNAME=admin\n"
-        f"export OS_PASSWORD='{password}'\n"
-        "export OS_PROJECT_NAME=admin\n"
-        "export OS_USER_DOMAIN_NAME=Default\n"
-        "export OS_PROJECT_DOMAIN_NAME=Default\n"
-        f"export OS_REGION_NAME={site.globals.region}\n"
-        "export OS_IDENTITY_API_VERSION=3\n"
-    )
-    openrc_path = site.config_dir / "admin-openrc.sh"
-    write_private(openrc_path, openrc)
-    return [clouds_path, openrc_path]
+    }
+    return "# dockyard admin credentials: keep private.\n" + yaml.safe_dump({"clouds": {"dockyard": cloud}},
+                                                                          default_flow_style=False)
+
+
+def openrc(site: Site) -> str:
+    values = {
+        "OS_AUTH_URL": keystone_url(site), "OS_USERNAME": "admin",
+        "OS_PASSWORD": site.passwords["keystone_admin_password"], "OS_PROJECT_NAME": "admin",
+        "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_REGION_NAME": site.globals.region, "OS_INTERFACE": "public", "OS_IDENTITY_API_VERSION": "3",
+    }
+    lines = ["# dockyard admin credentials: `source` this file; keep it private."]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_client_config(site: Site) -> list[Path]:
+    paths = [site.config_dir / "clouds.yaml", site.config_dir / "admin-openrc.sh"]
+    write_private(paths[0], clouds_yaml(site))
+    write_private(paths[1], openrc(site))
+    return paths

@@ -1,66 +1,179 @@
-"""Is this host ready? Engine, ports, memory, kernel modules, with advice."""
+"""Is this host ready for the site? Each check says what is wrong and what to do.
+
+Read-only: nothing is created, started or written. With no configuration folder
+yet, the checks run against the all-in-one defaults that ``dockyard up`` would
+write, so a fresh machine can be checked before anything else.
+"""
 
 from __future__ import annotations
 
-import os
+import errno
 import socket
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.engine import connect
-from dockyard.errors import DockyardError
+from dockyard.engine.driver import Engine
+from dockyard.errors import ConfigError, DockyardError
 
-from .catalogue import load_services
-from .model import LABEL_MANAGED
-from .site import load_globals
+from .catalogue import ServiceCatalogue, load_services, unit_name
+from .model import LABEL_MANAGED, LABEL_SITE
+from .site import Site, load_site
+from .wanted import image_reference
 
-
-def _mem_total_gib() -> float:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    return 0.0
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+MEMORY_ADVISED_GIB = 8.0
 
 
-def run_prechecks(config_dir: Path, say=print) -> list[str]:
-    problems: list[str] = []
-    services = load_services()
-    g = load_globals(config_dir, set(services.services)) if config_dir.is_dir() else None
-    enabled = services.closure(g.enabled_services if g else [])
-    address = g.internal_address if g else "127.0.0.1"
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str          # ok | WARN | FAIL
+    message: str
+    advice: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<5} {self.name}: {self.message}"
+        return f"{text} ({self.advice})" if self.advice else text
+
+
+def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, list[Check]]:
+    known = set(catalogue.services)
+    if not config_dir.is_dir():
+        # The defaults `dockyard up` would write: what an empty folder means.
+        with tempfile.TemporaryDirectory() as empty:
+            site = load_site(Path(empty), known, [])
+        return site, [Check("configuration", WARN, f"{config_dir} does not exist; checking the all-in-one defaults",
+                            "`dockyard up` writes them")]
     try:
-        engine = connect(g.engine if g else "docker")
+        site = load_site(config_dir, known, [])
+        enabled = catalogue.closure(site.globals.enabled_services)
+    except ConfigError as exc:
+        return None, [Check("configuration", FAIL, str(exc), "fix it, then run the prechecks again")]
+    checks = [Check("configuration", OK, f"{config_dir}: {len(enabled)} services")]
+    try:
+        load_site(config_dir, known, catalogue.required_passwords(enabled))
+    except ConfigError as exc:
+        checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+    return site, checks
+
+
+def _engine(site: Site, engine: Engine | None) -> tuple[Engine | None, Check]:
+    try:
+        engine = engine or connect(site.globals.engine)
         engine.ping()
-        say("ok    container engine reachable")
-        ours = {c.name for c in engine.containers(label=f"{LABEL_MANAGED}=true")}
     except DockyardError as exc:
-        problems.append(f"container engine: {exc}")
-        say(f"FAIL  {problems[-1]} (is the Docker daemon running? is DOCKER_HOST right?)")
-        ours = set()
-    for name in enabled:
-        for cname, c in services.services[name].spec.containers.items():
-            if cname.replace("-", "_") in ours:
-                continue
-            for port in c.ports:
-                sock = socket.socket()
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((address, port))
-                except OSError:
-                    problems.append(f"port {port} on {address} is in use ({cname} needs it)")
-                    say(f"FAIL  {problems[-1]}: stop what holds it, or set internal_address")
-                finally:
-                    sock.close()
-    mem = _mem_total_gib()
-    if mem < 8:
-        problems.append(f"memory {mem:.1f} GiB (8 GiB or more advised)")
-        say(f"WARN  {problems[-1]}")
-    else:
-        say(f"ok    memory {mem:.1f} GiB")
-    needs_ovs = any(services.services[n].spec.containers.get(c).group in ("network", "compute")
-                    for n in enabled for c in services.services[n].spec.containers)
-    if needs_ovs and not os.path.exists("/sys/module/openvswitch"):
-        problems.append("kernel module openvswitch is not loaded")
-        say(f"FAIL  {problems[-1]}: run `modprobe openvswitch`")
-    say(f"{len(problems)} problems" if problems else "all prechecks passed")
-    return problems
+        return None, Check("container engine", FAIL, str(exc),
+                           "is the daemon running, and DOCKER_HOST (or engine in globals.yml) right?")
+    return engine, Check("container engine", OK, f"{site.globals.engine} reachable")
+
+
+def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine) -> Check:
+    missing = [name for name in catalogue.images(enabled) if engine.image(image_reference(site, name)) is None]
+    if missing:
+        return Check("images", WARN, f"{len(missing)} not built: {', '.join(missing)}",
+                     "`dockyard up` builds what is missing, or `dockyard build`")
+    return Check("images", OK, f"all {len(catalogue.images(enabled))} present")
+
+
+def _bind(address: str, port: int) -> int:
+    """0 when the port can be bound on the address, else the errno."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+        return 0
+    except OSError as exc:
+        return exc.errno or -1
+    finally:
+        sock.close()
+
+
+def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine | None) -> list[Check]:
+    ours: set[str] = set()
+    if engine is not None:
+        site_label = str(site.config_dir.resolve())
+        ours = {c.name for c in engine.containers(label=f"{LABEL_MANAGED}=true")
+                if c.running and c.labels.get(LABEL_SITE) in (None, site_label)}
+    checks, seen = [], set()
+    for service in enabled:
+        for cname, c in catalogue.services[service].spec.containers.items():
+            if unit_name(cname) in ours:
+                continue      # held by our own container: a re-deploy keeps it
+            for group in c.groups:
+                for host in site.inventory.hosts_in(group):
+                    for port in c.ports:
+                        if (host.address, port) in seen:
+                            continue
+                        seen.add((host.address, port))
+                        err = _bind(host.address, port)
+                        if err == errno.EADDRNOTAVAIL:
+                            checks.append(Check("ports", FAIL, f"address {host.address} (host {host.name}) is not "
+                                                f"on this machine", "set internal_address or the inventory"))
+                        elif err:
+                            checks.append(Check("ports", FAIL, f"port {port} on {host.address} is in use "
+                                                f"({cname} needs it)", "stop what holds it, or set "
+                                                "internal_address to another address"))
+    if not checks:
+        checks.append(Check("ports", OK, f"{len(seen)} ports free"))
+    return checks
+
+
+def _meminfo() -> dict[str, float]:
+    """/proc/meminfo in GiB."""
+    out = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                out[key] = int(rest.split()[0]) / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _memory() -> Check:
+    mem = _meminfo()
+    total = mem.get("MemTotal", 0.0)
+    if total < MEMORY_ADVISED_GIB:
+        return Check("memory", WARN, f"{total:.1f} GiB", f"{MEMORY_ADVISED_GIB:.0f} GiB or more advised for the "
+                     "all-in-one cloud; lower `workers` in globals.yml services options")
+    return Check("memory", OK, f"{total:.1f} GiB, {mem.get('MemAvailable', 0.0):.1f} GiB available")
+
+
+def _kernel(catalogue: ServiceCatalogue, enabled: list[str], root: Path = Path("/")) -> list[Check]:
+    groups = {g for name in enabled for c in catalogue.services[name].spec.containers.values() for g in c.groups}
+    checks = []
+    if groups & {"network", "compute"}:
+        if (root / "sys/module/openvswitch").exists():
+            checks.append(Check("kernel", OK, "openvswitch module loaded"))
+        else:
+            checks.append(Check("kernel", FAIL, "the openvswitch module is not loaded (network and compute hosts "
+                                "need it)", "modprobe openvswitch"))
+    if "compute" in groups and not (root / "dev/kvm").exists():
+        checks.append(Check("kernel", WARN, "/dev/kvm is missing: instances would be emulated (slow)",
+                            "enable virtualisation, or set services: {nova-compute: {virt_type: qemu}}"))
+    return checks
+
+
+def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None
+                  ) -> list[Check]:
+    catalogue = load_services(services_root)
+    site, checks = _site(Path(config_dir), catalogue)
+    if site is None:
+        return checks
+    enabled = catalogue.closure(site.globals.enabled_services)
+    engine, engine_check = _engine(site, engine)
+    checks.append(engine_check)
+    if engine is not None:
+        checks.append(_images(site, catalogue, enabled, engine))
+    checks += _ports(site, catalogue, enabled, engine)
+    checks.append(_memory())
+    checks += _kernel(catalogue, enabled)
+    return checks
+
+
+def failed(checks: list[Check]) -> bool:
+    return any(c.status == FAIL for c in checks)
+

@@ -1,16 +1,30 @@
 """Site + service catalogue + image ids -> the wanted state.
 
-Renders every config file (Jinja2, then the operator's INI overrides), each
-container's and job's ``config.json``, and the container specs with their hash
-labels. Pure apart from reading templates and resolving image ids through the
-engine; raises ConfigError before anything is changed.
+Renders every config file (Jinja2 with StrictUndefined, then the operator's INI
+overrides), each container's and job's ``config.json``, and the container specs
+with their hash labels. It reads templates and overrides and asks the engine for
+image ids, and changes nothing: every error is a ConfigError naming the file and
+key at fault, raised before a deploy acts.
+
+The units of a service, and what each waits for (its ``after``):
+
+- ``<service>-databases`` (toolbox: create databases and users) waits for the
+  database service's containers;
+- the service's jobs run in order: the first waits for the databases job (or,
+  without one, for the containers of every service it depends on), each next one
+  for the one before; plus whatever a job's own ``after`` names;
+- ``<service>-register`` (toolbox: keystone user, services, endpoints) waits for
+  the identity service's containers only, so it runs while the db sync does;
+- the containers wait for the containers of every dependency, the jobs, the
+  registration, and their own ``after``;
+- jobs whose ``after`` names one of the service's containers run after it.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from dataclasses import dataclass, replace
+from urllib.parse import quote
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -19,94 +33,174 @@ from dockyard import __version__
 from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
 from dockyard.errors import ConfigError
 
-from . import ini
-from .catalogue import ConfigFile, ContainerDef, JobDef, Service, ServiceCatalogue
-from .hashing import digest, files_digest, hash_labels, spec_hashes
-from .model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_VERSION, WantedContainer,
-                    WantedFile, WantedJob, WantedState, WantedVolume)
-from .overrides import find_overrides
+from . import ini, overrides
+from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
+                        Service, ServiceCatalogue, VolumeMount, unit_name)
+from .hashing import spec_hashes
+from .model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION,
+                    WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume)
 from .site import Host, Site
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
-TOOLBOX_HOME = "/var/lib/dockyard/home"
+TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
+LABEL_JOB = "dockyard.job"
+MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
+
+
+def site_id(site: Site) -> str:
+    """Which site owns a container: its configuration folder."""
+    return str(Path(site.config_dir).resolve())
 
 
 def container_name(name: str) -> str:
-    return name.replace("-", "_")
+    return unit_name(name)
+
+
+def image_reference(site: Site, image: str) -> str:
+    g = site.globals
+    ref = f"{g.image_namespace}/{image}:{g.image_tag}"
+    return f"{g.image_registry}/{ref}" if g.image_registry else ref
+
+
+def _find_overrides(config_dir: Path, name: str, component: str, host: str) -> list[Path]:
+    find = getattr(overrides, "find", None) or getattr(overrides, "find_overrides")
+    return list(find(config_dir, name, component, host))
+
+
+def _sql_string(value: str) -> str:
+    """A quoted SQL string literal (MariaDB escapes)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _cnf_string(value: str) -> str:
+    """A quoted value of a MariaDB option file."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _url_part(value: str) -> str:
+    """A value inside a URL (a password in a database or transport URL)."""
+    return quote(str(value), safe="")
 
 
 @dataclass
-class Unit:
-    """A container or a job being assembled."""
+class _Unit:
+    """A job or container being assembled: what goes in its config folder."""
 
-    name: str
-    files: dict[str, bytes]
+    name: str                        # engine name (underscores)
+    service: Service
+    host: Host
+    files: dict[str, bytes] = field(default_factory=dict)
+    entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
 
 
 class WantedBuilder:
-    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None):
+    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True):
         self.site = site
         self.catalogue = catalogue
         self.engine = engine
+        self.resolve_images = resolve_images
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(catalogue.templates)),
-                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-        self._image_ids: dict[str, str] = {}
-        self.missing_images: list[str] = []
+                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                      autoescape=False)
+        self.env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part)
+        self._image_ids: dict[str, str | None] = {}
+        self.missing_images: set[str] = set()
+        self.enabled = catalogue.closure(site.globals.enabled_services)
+        self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
+                              reverse=True)
+        self._containers_of: dict[str, list[str]] = {}
 
-    # -- helpers -----------------------------------------------------------------------
-    def image_id(self, image: str) -> str:
-        ref = self.site.globals.image_ref(image)
+    # -- lookups ---------------------------------------------------------------------
+    def image_id(self, image: str) -> str | None:
+        """The id the reference resolves to now: a rebuilt image is a new hash."""
+        ref = image_reference(self.site, image)
         if ref not in self._image_ids:
-            info = self.engine.image(ref) if self.engine else None
-            if info is None:
-                self.missing_images.append(image)
-                self._image_ids[ref] = "missing:" + ref
-            else:
-                self._image_ids[ref] = info.id
+            info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
+            if info is None and self.resolve_images:
+                self.missing_images.add(image)
+            self._image_ids[ref] = info.id if info else None
         return self._image_ids[ref]
+
+    def hosts_in(self, groups: list[str]) -> list[Host]:
+        hosts: dict[str, Host] = {}
+        for group in groups:
+            for host in self.site.inventory.hosts_in(group):
+                hosts.setdefault(host.name, host)
+        return list(hosts.values())
+
+    def first_host(self, group: str, service: Service, key: str) -> Host:
+        hosts = self.site.inventory.hosts_in(group)
+        if not hosts:
+            raise ConfigError(f"no host in group {group!r} of the inventory", path=service.path, key=key)
+        return hosts[0]
 
     def variables(self, service: Service, host: Host) -> dict:
         g = self.site.globals
+        database_hosts = self.hosts_in(self._groups_of(DATABASE_SERVICE)) or [host]
+        # Only the passwords the service declares: a template that uses another
+        # one fails here, instead of working until someone runs genpwd afresh.
+        passwords = {name: self.site.passwords[name] for name in service.passwords() if name in self.site.passwords}
         return {
             "service": service.name,
             "host": host,
             "address": host.address,
             "internal_address": g.internal_address,
-            "external_address": self.site.external_address,
+            "external_address": g.external_address or g.internal_address,
+            "database_address": database_hosts[0].address,
             "region": g.region,
-            "passwords": self.site.passwords,
+            "passwords": passwords,
             "options": g.services.get(service.name, {}),
             "inventory": self.site.inventory,
             "globals": g,
-            "enabled": g.enabled_services,
-            "database_address": self.site.inventory.hosts_in("control")[0].address,
+            "enabled": self.enabled,
+            "databases": service.spec.databases,
+            "register": service.spec.registration,
         }
 
-    def render(self, template: str, variables: dict, where: Path, key: str) -> str:
+    def _groups_of(self, service_name: str) -> list[str]:
+        svc = self.catalogue.services.get(service_name)
+        if svc is None:
+            return []
+        return sorted({g for c in svc.spec.containers.values() for g in c.groups})
+
+    # -- rendering -------------------------------------------------------------------
+    def render(self, template: str, variables: dict, service: Service, key: str) -> str:
         try:
             return self.env.get_template(template).render(**variables)
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"template {exc.name} not found", path=service.path, key=key) from None
         except jinja2.TemplateError as exc:
-            raise ConfigError(f"rendering {template}: {exc}", path=where, key=key) from None
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise ConfigError(f"rendering {template}{line}: {exc}", path=service.path, key=key) from None
 
-    def render_string(self, text: str, variables: dict, where: Path, key: str) -> str:
+    def render_string(self, text: str, variables: dict, service: Service, key: str) -> str:
         try:
             return self.env.from_string(text).render(**variables)
         except jinja2.TemplateError as exc:
-            raise ConfigError(f"rendering {text!r}: {exc}", path=where, key=key) from None
+            raise ConfigError(f"rendering {text!r}: {exc}", path=service.path, key=key) from None
 
-    def config_file(self, service: Service, fname: str, cfile: ConfigFile, unit: str, host: Host,
-                    variables: dict) -> bytes:
-        text = self.render(cfile.template, variables, service.path, f"config.{fname}")
-        if cfile.override:
-            paths = find_overrides(self.site.config_dir, cfile.override, unit.replace("_", "-"), host.name)
-            overrides = []
-            for path in paths:
-                overrides.append((str(path), path.read_text()))
-            if overrides:
-                text = ini.merge(text, *overrides, base_name=cfile.template)
-        return text.encode()
+    def no_secret(self, value: str, service: Service, key: str) -> str:
+        """Commands, environment and health checks are visible to anyone who can
+        inspect a container: a password there is a catalogue bug."""
+        for secret in self.secrets:
+            if secret in value:
+                raise ConfigError("a password would end up in a command, the environment or a health check; "
+                                  "pass it in a config file instead", path=service.path, key=key)
+        return value
 
-    def config_json(self, command: str | None, entries: list[tuple[str, ConfigFile]], user: str | None) -> bytes:
+    def config_file(self, unit: _Unit, fname: str, variables: dict) -> None:
+        cfile = unit.service.spec.config[fname]
+        text = self.render(cfile.template, variables, unit.service, f"config.{fname}")
+        name = cfile.override_name
+        if name:
+            component = unit.name.replace("_", "-")
+            found = _find_overrides(self.site.config_dir, name, component, unit.host.name)
+            if found:
+                text = ini.merge(text, *((str(p), p.read_text()) for p in found))
+        unit.files[fname] = text.encode()
+        unit.entries.append((fname, cfile))
+
+    def config_json(self, unit: _Unit, command: str | None, user: str | None, permissions: list | None = None) -> None:
         doc: dict = {}
         if command:
             doc["command"] = command
@@ -114,154 +208,175 @@ class WantedBuilder:
             doc["user"] = user
         doc["config_files"] = [
             {"source": f"{CONFIG_MOUNT}/{fname}", "dest": c.dest, "owner": c.owner, "perm": c.perm}
-            for fname, c in entries
+            for fname, c in unit.entries
         ]
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+        if permissions:
+            doc["permissions"] = [p.model_dump(exclude_none=True) for p in permissions]
+        unit.files["config.json"] = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
-    def mounts(self, unit: str, volumes: list[str], service: Service, key: str, variables: dict) -> tuple[Mount, ...]:
-        mounts = [Mount(str(self.site.generated_dir / unit), CONFIG_MOUNT, read_only=True)]
-        for i, entry in enumerate(volumes):
-            entry = self.render_string(entry, variables, service.path, f"{key}.volumes[{i}]")
-            parts = entry.split(":")
-            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-                raise ConfigError(f"expected 'volume:/path[:ro]', got {entry!r}", path=service.path,
-                                  key=f"{key}.volumes[{i}]")
-            mounts.append(Mount(parts[0], parts[1], read_only=len(parts) == 3 and parts[2] == "ro"))
-        return tuple(mounts)
+    def mounts(self, unit: _Unit, volumes: list[VolumeMount]) -> tuple[Mount, ...]:
+        folder = Mount(str(self.site.generated_dir / unit.name), CONFIG_MOUNT, read_only=True)
+        return (folder, *(Mount(v.source, v.target, v.read_only) for v in volumes))
 
-    def labels(self, service: str, host: Host) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_SERVICE: service, LABEL_HOST: host.name, LABEL_VERSION: __version__}
+    def environment(self, unit: _Unit, env: dict[str, str], variables: dict, key: str,
+                    bootstrap: bool = False) -> dict[str, str]:
+        out = {"DOCKYARD_CONFIG_STRATEGY": "COPY_ALWAYS"}
+        if bootstrap:
+            out["DOCKYARD_BOOTSTRAP"] = "1"
+        for name, value in env.items():
+            rendered = self.render_string(value, variables, unit.service, f"{key}.environment.{name}")
+            out[name] = self.no_secret(rendered, unit.service, f"{key}.environment.{name}")
+        return out
 
-    def files_of(self, unit: str, files: dict[str, bytes], service: str, host: Host) -> list[WantedFile]:
-        base = self.site.generated_dir / unit
-        return [WantedFile(str(base / name), data, host.name, service, 0o600, unit) for name, data in files.items()]
+    def labels(self, unit: _Unit) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
+                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
 
-    # -- units --------------------------------------------------------------------------
+    def wanted_files(self, unit: _Unit) -> list[WantedFile]:
+        base = self.site.generated_dir / unit.name
+        return [WantedFile(str(base / name), data, unit.host.name, unit.service.name, 0o600, unit.name)
+                for name, data in unit.files.items()]
+
+    def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image))
+        spec = replace(spec, labels={**spec.labels, **labels})
+        return spec, self.wanted_files(unit)
+
+    def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
+        for m in mounts:
+            if m.is_volume and not any(v.name == m.source and v.host == unit.host.name for v in state.volumes):
+                state.volumes.append(WantedVolume(m.source, unit.host.name, unit.service.name))
+
+    # -- units -----------------------------------------------------------------------
     def container(self, service: Service, cname: str, c: ContainerDef, host: Host, after: list[str],
-                  state: WantedState) -> None:
-        name = container_name(cname)
+                  state: WantedState) -> str:
+        key = f"containers.{cname}"
+        unit = _Unit(container_name(cname), service, host)
         variables = self.variables(service, host)
-        files = {fname: self.config_file(service, fname, service.spec.config[fname], name, host, variables)
-                 for fname in c.config}
-        command = self.render_string(c.command, variables, service.path, f"containers.{cname}.command")
-        entries = [(f, service.spec.config[f]) for f in c.config]
-        files["config.json"] = self.config_json(command, entries, c.user)
-        env = {"DOCKYARD_CONFIG_STRATEGY": "COPY_ALWAYS", **c.environment}
+        for fname in c.config:
+            self.config_file(unit, fname, variables)
+        command = self.no_secret(self.render_string(c.command, variables, service, f"{key}.command"), service,
+                                 f"{key}.command")
+        self.config_json(unit, command, c.user, c.permissions)
         health = None
         if c.healthcheck:
-            test = [self.render_string(a, variables, service.path, f"containers.{cname}.healthcheck")
-                    for a in c.healthcheck.test]
             hc = c.healthcheck
+            test = [self.no_secret(self.render_string(a, variables, service, f"{key}.healthcheck.test"), service,
+                                   f"{key}.healthcheck.test") for a in hc.test]
             health = Healthcheck(("CMD", "dockyard-healthcheck", *test), hc.interval, hc.timeout, hc.retries,
                                  hc.start_period)
-        mounts = self.mounts(name, c.volumes, service, f"containers.{cname}", variables)
-        image_id = self.image_id(c.image)
-        spec = ContainerSpec(name=name, image=self.site.globals.image_ref(c.image), environment=env,
-                             mounts=mounts, labels=self.labels(service.name, host), privileged=c.privileged,
-                             pid_mode=c.pid, healthcheck=health)
-        parts = spec_hashes(spec, image_id, files)
-        spec = replace(spec, labels={**spec.labels, **hash_labels(parts)})
-        state.files.extend(self.files_of(name, files, service.name, host))
+        mounts = self.mounts(unit, c.volumes)
+        spec = ContainerSpec(
+            name=unit.name, image=image_reference(self.site, c.image),
+            environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
+            labels=self.labels(unit), network_mode=c.network, privileged=c.privileged, pid_mode=c.pid,
+            cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health)
+        spec, files = self.finish(unit, spec, c.image)
+        state.files.extend(files)
+        self.volumes_of(unit, mounts, state)
         state.containers.append(WantedContainer(
-            host=host.name, service=service.name, spec=spec, hash=parts["all"],
-            after=tuple(after + [container_name(a) for a in c.after]),
-            files=tuple(f.path for f in self.files_of(name, files, service.name, host)),
-            volumes=tuple(m.source for m in mounts if m.is_volume),
-            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address,
-        ))
+            host=host.name, service=service.name, spec=spec, hash=spec.labels[LABEL_HASH],
+            after=tuple(dict.fromkeys([*after, *(container_name(a) for a in c.after)])),
+            files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
+            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address))
+        return unit.name
 
-    def job(self, service: Service, name: str, image: str, host: Host, files: dict[str, bytes],
-            entries: list[tuple[str, ConfigFile]], command: str | None, bootstrap: bool, user: str | None,
-            volumes: list[str], after: list[str], key: str, state: WantedState) -> str:
-        name = container_name(name)
-        files = {**files, "config.json": self.config_json(command, entries, user)}
-        env = {"DOCKYARD_CONFIG_STRATEGY": "COPY_ALWAYS"}
-        if bootstrap:
-            env["DOCKYARD_BOOTSTRAP"] = "1"
-        mounts = self.mounts(name, volumes, service, key, self.variables(service, host))
-        labels = {**self.labels(service.name, host), "dockyard.job": "true"}
-        spec = ContainerSpec(name=f"{name}", image=self.site.globals.image_ref(image), environment=env,
-                             mounts=mounts, labels=labels, restart_policy="no")
-        image_id = self.image_id(image)
-        job_hash = digest([image_id, files_digest(files), env, [(m.source, m.target) for m in mounts]])
-        wanted_files = self.files_of(name, files, service.name, host)
-        state.files.extend(wanted_files)
-        state.jobs.append(WantedJob(name=name, host=host.name, service=service.name, spec=spec, hash=job_hash,
-                                    after=tuple(after), files=tuple(f.path for f in wanted_files)))
-        return name
+    def job(self, unit: _Unit, image: str, command: str | None, bootstrap: bool, user: str | None,
+            volumes: list[VolumeMount], env: dict[str, str], after: list[str], key: str, timeout: float,
+            state: WantedState) -> str:
+        variables = self.variables(unit.service, unit.host)
+        if command:
+            command = self.no_secret(command, unit.service, f"{key}.command")
+        self.config_json(unit, command, user)
+        mounts = self.mounts(unit, volumes)
+        spec = ContainerSpec(
+            name=unit.name, image=image_reference(self.site, image),
+            environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
+            labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
+        spec, files = self.finish(unit, spec, image)
+        state.files.extend(files)
+        self.volumes_of(unit, mounts, state)
+        state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
+                                    hash=spec.labels[LABEL_HASH], after=tuple(dict.fromkeys(after)),
+                                    files=tuple(f.path for f in files), timeout=timeout))
+        return unit.name
 
-    # -- services -----------------------------------------------------------------------
-    def service(self, service: Service, dep_containers: list[str], state: WantedState) -> list[str]:
-        spec = service.spec
-        control = self.site.inventory.hosts_in("control")
-        first = control[0]
-        after = list(dep_containers)
-        for vol in spec.volumes:
-            for host in self.hosts_for(service):
-                state.volumes.append(WantedVolume(vol, host.name, service.name))
-        variables = self.variables(service, first)
-        if spec.databases:
-            files = {"my.cnf": self.render("common/my.cnf.j2", variables, service.path, "databases").encode(),
-                     "create.sql": self.render("common/create-databases.sql.j2",
-                                               {**variables, "databases": spec.databases}, service.path,
-                                               "databases").encode()}
-            entries = [(n, ConfigFile(template="-", dest=f"{TOOLBOX_HOME}/{n}", owner="dockyard"))
-                       for n in files]
-            cmd = f"sh -c 'mariadb --defaults-extra-file={TOOLBOX_HOME}/my.cnf < {TOOLBOX_HOME}/create.sql'"
-            after = [self.job(service, f"{service.name}-databases", "toolbox", first, files, entries, cmd, False,
-                              None, [], after, "databases", state)]
-        for i, job in enumerate(spec.jobs):
-            after = [self.job_def(service, job, first, after, i, state)]
-        if spec.registration:
-            files = {"clouds.yaml": self.render("common/clouds.yaml.j2", variables, service.path, "register").encode(),
-                     "register.py": self.render("common/register.py.j2", {**variables, "register": spec.registration},
-                                                service.path, "register").encode()}
-            entries = [(n, ConfigFile(template="-", dest=f"{TOOLBOX_HOME}/{n}", owner="dockyard")) for n in files]
-            after = [self.job(service, f"{service.name}-register", "toolbox", first, files, entries,
-                              f"python3 {TOOLBOX_HOME}/register.py", False, None, [], after, "register", state)]
-        names = []
-        for cname, c in spec.containers.items():
-            for host in self.site.inventory.hosts_in(c.group):
-                self.container(service, cname, c, host, after, state)
-                names.append(container_name(cname))
-        return names
-
-    def job_def(self, service: Service, job: JobDef, host: Host, after: list[str], i: int,
-                state: WantedState) -> str:
+    def job_def(self, service: Service, i: int, job: JobDef, after: list[str], state: WantedState) -> str:
+        key = f"jobs[{i}]"
+        host = self.first_host(job.group, service, f"{key}.group")
+        unit = _Unit(container_name(job.name), service, host)
         variables = self.variables(service, host)
-        name = container_name(job.name)
-        files = {f: self.config_file(service, f, service.spec.config[f], name, host, variables) for f in job.config}
-        entries = [(f, service.spec.config[f]) for f in job.config]
-        command = self.render_string(job.command, variables, service.path, f"jobs[{i}].command") if job.command else None
-        if not job.bootstrap and not command:
-            raise ConfigError("a job needs `bootstrap: true` or a `command`", path=service.path, key=f"jobs[{i}]")
-        return self.job(service, job.name, job.image, host, files, entries, command, job.bootstrap, job.user,
-                        job.volumes, after, f"jobs[{i}]", state)
+        for fname in job.config:
+            self.config_file(unit, fname, variables)
+        command = self.render_string(job.command, variables, service, f"{key}.command") if job.command else None
+        return self.job(unit, job.image, command, job.bootstrap, job.user, job.volumes, job.environment,
+                        [*after, *(container_name(a) for a in job.after)], key, job.timeout, state)
 
-    def hosts_for(self, service: Service) -> list[Host]:
-        groups = {c.group for c in service.spec.containers.values()} or {"control"}
-        hosts: dict[str, Host] = {}
-        for group in sorted(groups):
-            for host in self.site.inventory.hosts_in(group):
-                hosts[host.name] = host
-        return list(hosts.values())
+    def toolbox_job(self, service: Service, name: str, files: dict[str, str], command: str, after: list[str],
+                    key: str, state: WantedState) -> str:
+        """A job in the toolbox image whose inputs are private client files in its
+        home (0600, owned by the toolbox user): credentials never in env or argv."""
+        host = self.first_host("control", service, key)
+        unit = _Unit(container_name(name), service, host)
+        variables = self.variables(service, host)
+        for fname, template in files.items():
+            unit.files[fname] = self.render(template, variables, service, key).encode()
+            unit.entries.append((fname, ConfigFile(template=template, dest=f"{TOOLBOX_HOME}/{fname}",
+                                                   owner="dockyard", perm="0600", override=False)))
+        return self.job(unit, TOOLBOX_IMAGE, command, False, None, [], {}, after, key, 900.0, state)
+
+    # -- services --------------------------------------------------------------------
+    def service(self, service: Service, state: WantedState) -> None:
+        spec = service.spec
+        deps = [c for dep in spec.depends_on for c in self._containers_of.get(dep, [])]
+        # Transitive dependencies are reached through the direct ones' own waits.
+        previous: list[str] = list(deps)
+        if spec.databases:
+            db = self.toolbox_job(
+                service, service.databases_job, {"my.cnf": "common/my.cnf.j2",
+                                                  "create-databases.sql": "common/create-databases.sql.j2"},
+                f"sh -c 'exec mariadb --defaults-extra-file={TOOLBOX_HOME}/my.cnf "
+                f"< {TOOLBOX_HOME}/create-databases.sql'",
+                self._containers_of.get(DATABASE_SERVICE, []), "databases", state)
+            previous = [db]
+        ready: list[str] = []                 # what the containers wait for
+        index = {id(j): i for i, j in enumerate(spec.jobs)}
+        for job in service.pre_jobs():
+            previous = [self.job_def(service, index[id(job)], job, previous, state)]
+        ready += previous
+        if spec.registration:
+            ready.append(self.toolbox_job(
+                service, service.register_job, {"clouds.yaml": "common/clouds.yaml.j2",
+                                                 "register.py": "common/register.py.j2"},
+                f"python3 {TOOLBOX_HOME}/register.py", self._containers_of.get(IDENTITY_SERVICE, []),
+                "register", state))
+        names: list[str] = []
+        for cname, c in spec.containers.items():
+            hosts = self.hosts_in(c.groups)
+            if not hosts:
+                raise ConfigError(f"no host in group(s) {', '.join(c.groups)} of the inventory", path=service.path,
+                                  key=f"containers.{cname}.group")
+            for host in hosts:
+                names.append(self.container(service, cname, c, host, [*deps, *ready], state))
+        self._containers_of[service.name] = list(dict.fromkeys(names))
+        previous = ready[-1:] if ready else []
+        for job in service.post_jobs():
+            previous = [self.job_def(service, index[id(job)], job, previous, state)]
 
     def build(self) -> WantedState:
         state = WantedState()
-        containers_of: dict[str, list[str]] = {}
-        for name in self.catalogue.closure(self.site.globals.enabled_services):
-            service = self.catalogue.services[name]
-            deps = [c for dep in service.spec.depends_on for c in containers_of.get(dep, [])]
-            containers_of[name] = self.service(service, deps, state)
+        for name in self.enabled:
+            self.service(self.catalogue.services[name], state)
         return state
 
 
-def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None) -> tuple[WantedState, list[str]]:
-    """The wanted state and the images it needs that the engine does not have."""
-    builder = WantedBuilder(site, catalogue, engine)
+def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
+                 resolve_images: bool = True) -> tuple[WantedState, list[str]]:
+    """The wanted state, and the images it needs that the engine does not have.
+
+    With ``resolve_images=False`` (export, a machine without images) hashes cover
+    the image reference instead of its id, and no image is reported missing.
+    """
+    builder = WantedBuilder(site, catalogue, engine, resolve_images)
     state = builder.build()
-    return state, sorted(set(builder.missing_images))
-
-
-def shell_quote(value: str) -> str:
-    return shlex.quote(value)
+    return state, sorted(builder.missing_images)
