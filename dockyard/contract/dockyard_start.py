@@ -111,7 +111,7 @@ def _rebase_pattern(root: str, pattern: str) -> str:
 
 
 def _is_glob(pattern: str) -> bool:
-    return glob.has_magic(pattern)
+    return any(c in pattern for c in "*?[")
 
 
 # -- parsing single values ------------------------------------------------------------
