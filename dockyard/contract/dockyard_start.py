@@ -48,7 +48,7 @@ FILE_KEYS = frozenset({"source", "dest", "owner", "perm", "merge", "preserve_pro
 PERM_KEYS = frozenset({"path", "owner", "perm", "recurse", "exclude"})
 
 DIGITS = re.compile(r"[0-9]+")
-OCTAL_MODE = re.compile(r"[0-7]{3,4}")
+OCTAL_MODE = re.compile(r"0?[0-7]{3,4}")      # "640", "0640", "2775", "02775"
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "leave unchanged" to chown(2)
 FALSE_WORDS = ("", "0", "false", "no", "off")
 

@@ -720,7 +720,7 @@ def test_a_missing_program_exits_127(open_box):
 
 NAMES = st.text(alphabet="abcdefgh", min_size=1, max_size=6)
 OWNERS = st.sampled_from([None, "root", "nobody", "nobody:root", NOBODY.pw_uid, f"{UNUSED_ID}"])
-PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "400"])
+PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "02750", "400"])
 
 
 @st.composite
