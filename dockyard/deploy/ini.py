@@ -1,8 +1,22 @@
 """OpenStack INI files: parse, merge, render, keeping multi-valued options.
 
-oslo.config writes a multi-valued option as the same key repeated in a section,
-which configparser cannot hold; so this is a small parser of our own. An override
-that sets a key replaces every value of that key in that section.
+oslo.config writes a multi-valued option (MultiStrOpt) as the same key repeated
+in a section, which ``configparser`` cannot hold; so this is a small parser of
+our own that reads lines the way oslo.config's own parser does:
+
+- ``[name]`` starts a section; a section named twice is one section;
+- ``key = value`` or ``key: value`` (the first ``=`` or ``:`` splits, so values
+  may hold both, and ``%``: there is no interpolation); keys are case-sensitive;
+- a line starting with a space or tab continues the value above it (the lines
+  are joined with newlines); a blank line ends a value;
+- a line starting with ``#`` or ``;`` is a comment (comments are not kept);
+- values are kept as written (quotes included), so rendering changes nothing
+  oslo.config would read.
+
+Merging: an override that sets a key replaces every value of that key in that
+section with all of the override's values, in order; other keys stay where they
+are; new keys go at the end of their section, new sections at the end, and
+``[DEFAULT]`` is always rendered first.
 """
 
 from __future__ import annotations
@@ -11,11 +25,14 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import ConfigError
 
-Section = dict[str, list[str]]   # key -> values, in order
+DEFAULT_SECTION = "DEFAULT"
+Section = dict[str, list[str]]   # key -> its values, in order
 
 
 @dataclass
 class Ini:
+    """Sections in order, each holding keys in order, each with all its values."""
+
     sections: dict[str, Section] = field(default_factory=dict)
 
     def set(self, section: str, key: str, values: list[str]) -> None:
@@ -24,40 +41,69 @@ class Ini:
     def get(self, section: str, key: str) -> list[str] | None:
         return self.sections.get(section, {}).get(key)
 
+    def copy(self) -> Ini:
+        return Ini({name: {key: list(values) for key, values in sec.items()} for name, sec in self.sections.items()})
+
+
+def _fail(source: str, lineno: int, problem: str) -> ConfigError:
+    # The offending line is not quoted back: it may hold a password.
+    return ConfigError(f"line {lineno}: {problem}", path=source)
+
+
+def _split_option(line: str) -> tuple[str, str] | None:
+    """``key = value`` / ``key: value`` split at whichever separator comes first."""
+    cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+    if cut < 0:
+        return None
+    return line[:cut].strip(), line[cut + 1:].strip()
+
 
 def parse(text: str, source: str = "<ini>") -> Ini:
+    """Parse INI text; ``source`` names it in errors (a ConfigError with the line)."""
     ini = Ini()
     section: str | None = None
-    last_key: str | None = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    key: str | None = None                 # the option a continuation line extends
+    for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
         line = raw.rstrip()
-        stripped = line.strip()
-        if not stripped or stripped.startswith(("#", ";")):
+        if not line:
+            key = None
             continue
-        if raw[:1] in (" ", "\t") and last_key is not None and section is not None:
-            values = ini.sections[section][last_key]
-            values[-1] = f"{values[-1]}\n{stripped}"  # continuation line
+        if line[0] in " \t":
+            if key is not None:
+                values = ini.sections[section][key]
+                values[-1] = f"{values[-1]}\n{line.strip()}"
+                continue
+            if line.lstrip()[0] in "#;":
+                continue                   # an indented comment, with no value to continue
+            raise _fail(source, lineno, "indented line continues no option (remove the leading spaces?)")
+        key = None
+        if line[0] in "#;":
             continue
-        if stripped.startswith("["):
-            if not stripped.endswith("]") or len(stripped) < 3 or "[" in stripped[1:-1] or "]" in stripped[1:-1]:
-                raise ConfigError(f"line {lineno}: malformed section header {stripped!r}", path=source)
-            section = stripped[1:-1].strip()
+        if line[0] == "[":
+            name = line[1:-1].strip() if line.endswith("]") else ""
+            if not line.endswith("]"):
+                raise _fail(source, lineno, "section header without its closing ']'")
+            if not name:
+                raise _fail(source, lineno, "section header without a name")
+            section = name
             ini.sections.setdefault(section, {})
-            last_key = None
             continue
-        key, sep, value = stripped.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"line {lineno}: expected 'key = value', got {stripped!r}", path=source)
+        option = _split_option(line)
+        if option is None:
+            raise _fail(source, lineno, "expected 'key = value', a [section] header or a # comment")
+        name, value = option
+        if not name:
+            raise _fail(source, lineno, "option without a name before its '='")
         if section is None:
-            raise ConfigError(f"line {lineno}: option {key.strip()!r} before any [section]", path=source)
-        key = key.strip()
-        ini.sections[section].setdefault(key, []).append(value.strip())
-        last_key = key
+            raise _fail(source, lineno, f"option {name!r} before any [section] header")
+        ini.sections[section].setdefault(name, []).append(value)
+        key = name
     return ini
 
 
 def merge_into(base: Ini, override: Ini) -> Ini:
-    merged = Ini({name: {k: list(v) for k, v in sec.items()} for name, sec in base.sections.items()})
+    """A new Ini: ``base`` with every key the override sets replaced by its values."""
+    merged = base.copy()
     for name, sec in override.sections.items():
         target = merged.sections.setdefault(name, {})
         for key, values in sec.items():
@@ -66,21 +112,31 @@ def merge_into(base: Ini, override: Ini) -> Ini:
 
 
 def render(ini: Ini) -> str:
-    names = sorted(ini.sections, key=lambda n: n != "DEFAULT")  # DEFAULT first, others in order
-    out = []
+    """INI text that :func:`parse` reads back as the same Ini ([DEFAULT] first)."""
+    names = sorted(ini.sections, key=lambda n: n != DEFAULT_SECTION)   # stable: others keep their order
+    blocks = []
     for name in names:
-        out.append(f"[{name}]")
+        lines = [f"[{name}]"]
         for key, values in ini.sections[name].items():
             for value in values:
-                value = value.replace("\n", "\n    ")
-                out.append(f"{key} = {value}" if value else f"{key} =")
-        out.append("")
-    return "\n".join(out)
+                first, *rest = value.split("\n")
+                lines.append(f"{key} = {first}".rstrip())
+                lines += [f"    {more}" for more in rest]
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def normalise(text: str, source: str = "<ini>") -> str:
+    """The text as :func:`merge` writes it: comments gone, one layout."""
+    return render(parse(text, source))
 
 
 def merge(base_text: str, *overrides: tuple[str, str], base_name: str = "<generated>") -> str:
-    """Merge overrides (each as (source name, text)) over a generated INI file."""
+    """Merge overrides, each given as ``(source name, text)``, over a generated
+    INI file, in the order given. Any text that does not parse raises a
+    ConfigError naming its source and line; nothing is merged then."""
     result = parse(base_text, base_name)
-    for name, text in overrides:
-        result = merge_into(result, parse(text, name))
+    parsed = [parse(text, name) for name, text in overrides]
+    for override in parsed:
+        result = merge_into(result, override)
     return render(result)

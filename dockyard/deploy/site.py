@@ -1,64 +1,137 @@
 """The operator's configuration folder: globals.yml, inventory.yml, passwords.yml.
 
-Loaded and validated completely before anything runs; every error names the file
-and the key.
+Loaded and validated completely before anything runs, and only read: an error
+changes nothing. Every error is a ConfigError naming the file and the dotted key
+at fault (``hosts.ctl1.address``, ``enabled_services[2]``).
+
+The INI overrides under ``config/`` are found by :mod:`dockyard.deploy.overrides`
+and merged by :mod:`dockyard.deploy.ini`; passwords live in
+:mod:`dockyard.deploy.passwords`.
 """
 
 from __future__ import annotations
 
+import datetime
+import difflib
+import ipaddress
 import os
-import secrets
-import tempfile
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Iterable, Literal, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dockyard.build.config import load_yaml, validation_error
 from dockyard.errors import ConfigError
 
+from .overrides import OVERRIDES_DIR
+from .passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords,  # noqa: F401
+                        new_password, write_private)
+from .yamlfile import read_mapping
+
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
+CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
+GLOBALS_FILE = "globals.yml"
+INVENTORY_FILE = "inventory.yml"
 DEFAULT_SERVICES = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron",
                     "horizon"]
-GROUPS = ("control", "network", "compute")
+REQUIRED_GROUPS = ("control", "network", "compute")
+GROUPS = REQUIRED_GROUPS
+ALL_IN_ONE_HOST = "localhost"
+
+# Docker's reference grammar, simplified: what the engine would refuse later,
+# refused here with the key named.
+_NAMESPACE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_REGISTRY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+                       r"(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+# Host names become path parts (config/<host>/) and label values.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
+# Written unquoted into INI files, clouds.yaml and admin-openrc.sh.
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 def config_dir_from(value: str | os.PathLike | None) -> Path:
-    return Path(value or os.environ.get("DOCKYARD_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    """``--config-dir`` if given, else ``$DOCKYARD_CONFIG_DIR``, else /etc/dockyard."""
+    return Path(value or os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        hint = " (IPv6 is not supported yet)" if ":" in value else ""
+        raise ValueError(f"must be an IPv4 address, e.g. 192.0.2.10{hint}") from None
+    return value
 
 
-class Globals(Strict):
+def _matching(pattern: re.Pattern, what: str):
+    def check(value: str | None) -> str | None:
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(f"not a valid {what}")
+        return value
+    return check
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _external(value: str | None) -> str | None:
+    # Only ever written into URLs, so a DNS name does as well as an address.
+    if value is None:
+        return None
+    try:
+        return _ipv4(value)
+    except ValueError:
+        if _HOSTNAME.fullmatch(value) and not value.replace(".", "").isdigit():
+            return value
+        raise ValueError("must be an IPv4 address or a DNS name") from None
+
+
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+
+
+class Globals(_Strict):
+    """``globals.yml``. Every key is optional; the defaults make an all-in-one cloud."""
+
     enabled_services: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
-    internal_address: str = "127.0.0.1"
-    external_address: str | None = None
-    image_namespace: str = "dockyard"
-    image_tag: str = "2025.1"
-    image_registry: str | None = None
+    internal_address: IPv4 = "127.0.0.1"
+    # None in the file: the internal address (filled in after validation).
+    external_address: Annotated[str | None, AfterValidator(_external)] = None
+    image_namespace: Annotated[str, AfterValidator(_matching(_NAMESPACE, "image namespace (e.g. dockyard)"))] = \
+        "dockyard"
+    image_tag: Annotated[str, AfterValidator(_matching(_TAG, 'image tag (e.g. "2025.1")'))] = "2025.1"
+    image_registry: Annotated[str | None, AfterValidator(_matching(_REGISTRY, "registry (e.g. 192.0.2.1:5000)"))] \
+        = None
     engine: Literal["docker", "podman"] = "docker"
-    region: str = "RegionOne"
-    generated_dir: str | None = None
-    state_dir: str | None = None
-    parallelism: int = Field(default=4, ge=1)
-    health_timeout: float = Field(default=300, gt=0)
-    services: dict[str, dict] = Field(default_factory=dict)
+    region: Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))] = \
+        "RegionOne"
+    generated_dir: Path | None = None             # None: <config_dir>/generated
+    state_dir: Path | None = None                 # None: <config_dir>/state
+    parallelism: int = Field(default=4, ge=1, le=64, strict=True)
+    health_timeout: float = Field(default=300.0, gt=0, strict=True)
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _external_defaults_to_internal(self) -> Globals:
+        if self.external_address is None:
+            object.__setattr__(self, "external_address", self.internal_address)
+        return self
 
     def image_ref(self, image: str) -> str:
         ref = f"{self.image_namespace}/{image}:{self.image_tag}"
         return f"{self.image_registry}/{ref}" if self.image_registry else ref
 
 
-class HostModel(Strict):
-    address: str
+class _HostModel(_Strict):
+    address: IPv4
 
 
-class InventoryModel(Strict):
-    hosts: dict[str, HostModel]
+class _InventoryModel(_Strict):
+    hosts: dict[str, _HostModel]
     groups: dict[str, list[str]]
 
 
@@ -74,7 +147,13 @@ class Inventory:
     groups: dict[str, list[str]]
 
     def hosts_in(self, group: str) -> list[Host]:
-        return [self.hosts[h] for h in self.groups.get(group, [])]
+        """The group's hosts in the order the inventory lists them ([] for a group it lacks)."""
+        return [self.hosts[name] for name in self.groups.get(group, [])]
+
+    @classmethod
+    def all_in_one(cls, address: str) -> Inventory:
+        host = Host(ALL_IN_ONE_HOST, address)
+        return cls({host.name: host}, {group: [host.name] for group in REQUIRED_GROUPS})
 
 
 @dataclass(frozen=True)
@@ -82,147 +161,242 @@ class Site:
     config_dir: Path
     globals: Globals
     inventory: Inventory
-    passwords: dict[str, str]
+    passwords: dict[str, str] = field(repr=False)   # repr=False: a logged Site shows no secret
 
     @property
     def generated_dir(self) -> Path:
-        return Path(self.globals.generated_dir or self.config_dir / "generated")
+        return Path(self.globals.generated_dir or Path(self.config_dir) / "generated")
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.globals.state_dir or self.config_dir / "state")
+        return Path(self.globals.state_dir or Path(self.config_dir) / "state")
 
     @property
     def external_address(self) -> str:
         return self.globals.external_address or self.globals.internal_address
 
 
-def _mapping(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    data = load_yaml(path)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("must be a mapping of keys to values", path=path)
-    return data
+# -- errors ---------------------------------------------------------------------------------
 
+def key_path(loc: Iterable[str | int]) -> str:
+    """pydantic's error location as the operator reads it: ``hosts.ctl1.address``,
+    ``groups.control[0]``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model whose keys are valid at ``loc`` (for "did you mean")."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        elif get_origin(current) in (dict, list):
+            current = get_args(current)[-1]
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _yaml_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return "a date"
+    return None
+
+
+def _describe(error: dict, model: type[BaseModel]) -> str:
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        allowed = _model_at(model, loc[:-1])
+        names = list(allowed.model_fields) if allowed else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(names)}"
+        return f"unknown key ({hint})"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error") or error["msg"])
+    if kind == "string_type" and _yaml_kind(error.get("input")):
+        return f"must be text, but YAML read {_yaml_kind(error['input'])} here: quote the value"
+    if kind == "missing":
+        return "required key missing"
+    return error["msg"]
+
+
+def validation_error(exc: ValidationError, path: Path, model: type[BaseModel]) -> ConfigError:
+    """Every problem pydantic found, the first one's key as the error's key.
+    Values are not repeated back (pydantic's own message would)."""
+    problems = [(key_path(e["loc"]), _describe(e, model)) for e in exc.errors()]
+    key, message = problems[0]
+    others = [f"{k}: {m}" for k, m in problems[1:6]]
+    if others:
+        message += "; also " + "; ".join(others) + ("; ..." if len(problems) > 6 else "")
+    return ConfigError(message, path=path, key=key or None)
+
+
+def _unknown_service(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown service {name!r} ({hint}known: {', '.join(sorted(known))})"
+
+
+# -- loading --------------------------------------------------------------------------------
 
 def load_globals(config_dir: Path, known_services: set[str]) -> Globals:
-    path = config_dir / "globals.yml"
+    """``globals.yml`` (absent or empty: every default), with the folders resolved
+    against ``config_dir``."""
+    config_dir = Path(config_dir)
+    path = config_dir / GLOBALS_FILE
     try:
-        g = Globals.model_validate(_mapping(path))
+        g = Globals.model_validate(read_mapping(path))
     except ValidationError as exc:
-        raise validation_error(exc, path) from None
+        raise validation_error(exc, path, Globals) from None
+    seen: set[str] = set()
     for i, name in enumerate(g.enabled_services):
         if name not in known_services:
-            raise ConfigError(f"unknown service {name!r} (known: {', '.join(sorted(known_services))})",
-                              path=path, key=f"enabled_services[{i}]")
+            raise ConfigError(_unknown_service(name, known_services), path=path, key=f"enabled_services[{i}]")
+        if name in seen:
+            raise ConfigError(f"{name!r} is listed twice", path=path, key=f"enabled_services[{i}]")
+        seen.add(name)
     for name in g.services:
         if name not in known_services:
-            raise ConfigError(f"unknown service {name!r}", path=path, key=f"services.{name}")
-    return g
+            raise ConfigError(_unknown_service(name, known_services), path=path, key=f"services.{name}")
+    # Relative folders are relative to the configuration folder, not to wherever
+    # dockyard happens to be run from.
+    # Absolute, too: they become bind-mount sources, and a relative one would be
+    # taken for a volume name.
+    base = config_dir.absolute()
+    return g.model_copy(update={
+        "generated_dir": base / (g.generated_dir or "generated"),
+        "state_dir": base / (g.state_dir or "state"),
+    })
 
 
-def load_inventory(config_dir: Path, g: Globals) -> Inventory:
-    path = config_dir / "inventory.yml"
-    if not path.exists():
-        host = Host("localhost", g.internal_address)
-        return Inventory({host.name: host}, {group: [host.name] for group in GROUPS})
+def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] = ()) -> Inventory:
+    """``inventory.yml``; absent or empty, one host ``localhost`` at the internal
+    address in every group (all-in-one)."""
+    path = Path(config_dir) / INVENTORY_FILE
+    data = read_mapping(path)
+    if not data:
+        return Inventory.all_in_one(g.internal_address)
     try:
-        model = InventoryModel.model_validate(_mapping(path))
+        model = _InventoryModel.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, path) from None
-    for group in GROUPS:
+        raise validation_error(exc, path, _InventoryModel) from None
+    if not model.hosts:
+        raise ConfigError("no hosts: list at least one, e.g. `hosts: {ctl1: {address: 192.0.2.11}}`",
+                          path=path, key="hosts")
+    services = set(known_services)
+    addresses: dict[str, str] = {}
+    for name, host in model.hosts.items():
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError("host names are letters, digits, '.', '_' and '-' (they name override folders "
+                              "and container labels)", path=path, key=f"hosts.{name}")
+        if name in services:
+            raise ConfigError(f"a host may not be named like a service: config/{name}/ would mean both the "
+                              f"host's and the service's overrides", path=path, key=f"hosts.{name}")
+        if host.address in addresses:
+            raise ConfigError(f"host {addresses[host.address]!r} has the same address: two hosts on one "
+                              f"engine would run containers of the same names", path=path, key=f"hosts.{name}.address")
+        addresses[host.address] = name
+    for group in REQUIRED_GROUPS:
         if not model.groups.get(group):
-            raise ConfigError(f"group {group!r} is missing or empty", path=path, key=f"groups.{group}")
+            state = "is empty" if group in model.groups else "is missing"
+            raise ConfigError(f"group {group!r} {state}: groups control, network and compute each need at "
+                              f"least one host", path=path, key=f"groups.{group}")
     for group, members in model.groups.items():
+        seen: set[str] = set()
         for i, member in enumerate(members):
             if member not in model.hosts:
-                raise ConfigError(f"host {member!r} is not defined under hosts", path=path,
-                                  key=f"groups.{group}[{i}]")
+                raise ConfigError(f"host {member!r} is not defined under hosts "
+                                  f"(defined: {', '.join(model.hosts)})", path=path, key=f"groups.{group}[{i}]")
+            if member in seen:
+                raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
+            seen.add(member)
     hosts = {name: Host(name, h.address) for name, h in model.hosts.items()}
-    return Inventory(hosts, {g_: list(m) for g_, m in model.groups.items()})
+    return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
 
 
-def load_passwords(path: Path, required: list[str]) -> dict[str, str]:
-    data = _mapping(path)
-    for i, name in enumerate(required):
-        value = data.get(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"password missing: run `dockyard genpwd --config-dir {path.parent}`",
-                              path=path, key=name)
-    return {k: str(v) for k, v in data.items()}
-
-
-def load_site(config_dir: Path, known_services: set[str], required_passwords: list[str]) -> Site:
+def load_site(config_dir: Path, known_services: set[str], required_passwords: Iterable[str] | None = None) -> Site:
+    """The whole site, validated. ``known_services``: the service catalogue's names;
+    ``required_passwords``: the names that must have a value (None: the default
+    list in :mod:`dockyard.deploy.passwords`; ``[]``: none)."""
+    config_dir = Path(config_dir)
     if not config_dir.is_dir():
-        raise ConfigError("configuration folder not found (run `dockyard up` or create it)", path=config_dir)
+        raise ConfigError("configuration folder not found (run `dockyard up` or `dockyard genpwd` to create it)",
+                          path=config_dir)
     g = load_globals(config_dir, known_services)
-    inventory = load_inventory(config_dir, g)
-    passwords = load_passwords(config_dir / "passwords.yml", required_passwords)
+    inventory = load_inventory(config_dir, g, known_services)
+    required = DEFAULT_PASSWORD_NAMES if required_passwords is None else required_passwords
+    passwords = load_passwords(config_dir / PASSWORDS_FILE, required)
     return Site(config_dir, g, inventory, passwords)
 
 
-# -- writing -------------------------------------------------------------------------
+# -- a fresh machine -------------------------------------------------------------------------
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file atomically, mode 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_DEFAULT_GLOBALS = """\
+# dockyard site configuration: an all-in-one cloud on this machine.
+# Every key is optional; the values below are the defaults.
+# Reference: docs/configuration.md
 
+# Services to deploy (the services they depend on come along).
+enabled_services: [{enabled_services}]
 
-def new_password() -> str:
-    # token_urlsafe gives [A-Za-z0-9_-]: safe in URLs, INI files and shell words.
-    return secrets.token_urlsafe(24)
+# Services listen and talk on this address (IPv4).
+internal_address: {internal_address}
+# Address (or DNS name) in public endpoints, clouds.yaml and Horizon's URL.
+# Default: the internal address.
+# external_address: 192.0.2.10
 
+# Images: <registry>/<namespace>/<image>:<tag>, as `dockyard build` tags them.
+image_namespace: {image_namespace}
+image_tag: "{image_tag}"
+# image_registry: 192.0.2.1:5000
 
-def generate_passwords(path: Path, names: list[str]) -> list[str]:
-    """Add a strong random value for every missing name; never overwrite one."""
-    existing = _mapping(path)
-    added = [n for n in names if not existing.get(n)]
-    if not added and path.exists():
-        return []
-    values = {**existing, **{n: new_password() for n in added}}
-    header = "# dockyard passwords: generated by `dockyard genpwd`; keep this file private (mode 0600).\n"
-    write_private(path, header + yaml.safe_dump(values, default_flow_style=False, sort_keys=True))
-    return added
+# docker or podman (through its Docker-compatible API).
+engine: {engine}
+region: {region}
 
+# Rendered container configuration, and dockyard's own state (lock, timeline,
+# job records). Relative paths are relative to this folder.
+# generated_dir: generated
+# state_dir: state
 
-DEFAULT_GLOBALS = """\
-# dockyard site configuration (all-in-one defaults). See docs/configuration.md.
-enabled_services: [{services}]
-internal_address: 127.0.0.1
-# external_address: 127.0.0.1
-image_namespace: dockyard
-image_tag: "2025.1"
-# image_registry: 127.0.0.1:5000
-engine: docker
-region: RegionOne
-parallelism: 4
-health_timeout: 300
-# Per-service options, e.g.:
+# Actions run at once, and seconds a container may take to become healthy.
+parallelism: {parallelism}
+health_timeout: {health_timeout}
+
+# Per-service options, read by the service's templates, e.g.:
 # services:
 #   nova: {{workers: 2}}
+services: {{}}
 """
 
 
+def default_globals_text() -> str:
+    d = Globals()
+    return _DEFAULT_GLOBALS.format(
+        enabled_services=", ".join(d.enabled_services), internal_address=d.internal_address,
+        image_namespace=d.image_namespace, image_tag=d.image_tag, engine=d.engine, region=d.region,
+        parallelism=d.parallelism, health_timeout=f"{d.health_timeout:g}")
+
+
 def write_defaults(config_dir: Path) -> list[Path]:
-    """An all-in-one site for a fresh machine. Never overwrites a file."""
-    written = []
+    """Make ``config_dir`` an all-in-one site: a commented ``globals.yml`` and the
+    ``config/`` folder for overrides. Never overwrites a file; returns the files
+    it wrote."""
+    config_dir = Path(config_dir)
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "config").mkdir(exist_ok=True)
-    path = config_dir / "globals.yml"
-    if not path.exists():
-        path.write_text(DEFAULT_GLOBALS.format(services=", ".join(DEFAULT_SERVICES)))
-        written.append(path)
-    return written
+    (config_dir / OVERRIDES_DIR).mkdir(exist_ok=True)
+    path = config_dir / GLOBALS_FILE
+    try:
+        with open(path, "x", encoding="utf-8") as fh:   # "x": a file that appeared meanwhile is kept
+            fh.write(default_globals_text())
+    except FileExistsError:
+        return []
+    return [path]
