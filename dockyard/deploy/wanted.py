@@ -22,6 +22,7 @@ The units of a service, and what each waits for (its ``after``):
 
 from __future__ import annotations
 
+import functools
 import json
 from urllib.parse import quote
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,23 @@ def _url_part(value: str) -> str:
     return quote(str(value), safe="")
 
 
+@functools.lru_cache(maxsize=8)
+def _environment(templates: str) -> jinja2.Environment:
+    """One environment per template folder, kept: compiling the templates is most
+    of the cost of building a wanted state, and a no-op re-deploy must be quick.
+    The loader still notices a template changed on disk."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part)
+    return env
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(env: jinja2.Environment, text: str) -> jinja2.Template:
+    """A catalogue string (command, environment value, health check) compiled once."""
+    return env.from_string(text)
+
+
 @dataclass
 class _Unit:
     """A job or container being assembled: what goes in its config folder."""
@@ -99,10 +117,7 @@ class WantedBuilder:
         self.catalogue = catalogue
         self.engine = engine
         self.resolve_images = resolve_images
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(catalogue.templates)),
-                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                      autoescape=False)
-        self.env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part)
+        self.env = _environment(str(catalogue.templates))
         self._image_ids: dict[str, str | None] = {}
         self.missing_images: set[str] = set()
         self.enabled = catalogue.closure(site.globals.enabled_services)
@@ -175,7 +190,7 @@ class WantedBuilder:
 
     def render_string(self, text: str, variables: dict, service: Service, key: str) -> str:
         try:
-            return self.env.from_string(text).render(**variables)
+            return _compiled(self.env, text).render(**variables)
         except jinja2.TemplateError as exc:
             raise ConfigError(f"rendering {text!r}: {exc}", path=service.path, key=key) from None
 
@@ -339,11 +354,12 @@ class WantedBuilder:
                 f"< {TOOLBOX_HOME}/create-databases.sql'",
                 self._containers_of.get(DATABASE_SERVICE, []), "databases", state)
             previous = [db]
-        ready: list[str] = []                 # what the containers wait for
+        ready: list[str] = []                 # what the containers wait for, besides the dependencies
         index = {id(j): i for i, j in enumerate(spec.jobs)}
         for job in service.pre_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
-        ready += previous
+        if spec.databases or service.pre_jobs():
+            ready += previous
         if spec.registration:
             ready.append(self.toolbox_job(
                 service, service.register_job, {"clouds.yaml": "common/clouds.yaml.j2",
@@ -359,7 +375,8 @@ class WantedBuilder:
             for host in hosts:
                 names.append(self.container(service, cname, c, host, [*deps, *ready], state))
         self._containers_of[service.name] = list(dict.fromkeys(names))
-        previous = ready[-1:] if ready else []
+        # Jobs that wait for a container: each also after the one before it.
+        previous = []
         for job in service.post_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
 

@@ -1,0 +1,356 @@
+"""The library API end to end with a fake engine: deploy, re-deploy, bad input,
+reconfigure, stop, destroy, post-deploy, export, prechecks, up; and the CLI's
+exit codes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dockyard.deploy import api
+from dockyard.deploy.catalogue import load_services
+from dockyard.deploy.model import LABEL_MANAGED, LABEL_SITE
+from dockyard.deploy.plan import Plan
+from dockyard.engine.fake import FakeEngine
+from dockyard.errors import ConfigError, LockedError
+from dockyard.deploy.lock import SiteLock
+
+from .deploy_fixtures import make_site
+
+CATALOGUE = load_services()
+ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+
+
+def full_engine() -> FakeEngine:
+    engine = FakeEngine()
+    for image in CATALOGUE.images(sorted(CATALOGUE.services)):
+        engine.add_image(f"dockyard/{image}:2025.1")
+    return engine
+
+
+def acting_calls(engine: FakeEngine) -> list[tuple]:
+    return [c for c in engine.calls if c[0] in ACTING]
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture
+def site_dir(tmp_path) -> Path:
+    return make_site(tmp_path)
+
+
+@pytest.fixture
+def deployed(site_dir):
+    engine = full_engine()
+    result = api.deploy(site_dir, engine=engine, say=quiet)
+    assert result.ok, [o.error for o in result.outcomes if o.result != "ok"]
+    return site_dir, engine
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+# -- deploy ---------------------------------------------------------------------------------
+
+def test_fresh_deploy_then_a_second_one_changes_nothing(deployed):
+    site_dir, engine = deployed
+    running = {c.name for c in engine.containers() if c.running}
+    assert {"mariadb", "keystone", "glance_api", "nova_conductor", "neutron_server", "horizon"} <= running
+    assert engine.jobs_run.index("mariadb_bootstrap") < engine.jobs_run.index("keystone_databases") \
+        < engine.jobs_run.index("keystone_bootstrap") < engine.jobs_run.index("keystone_admin") \
+        < engine.jobs_run.index("glance_register")
+    site_label = str(site_dir.resolve())
+    assert all(c.labels[LABEL_SITE] == site_label for c in engine.containers())
+    generated = files_under(site_dir / "generated")
+    assert generated and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in generated)
+    timelines = files_under(site_dir / "state" / "timeline")
+    assert len(timelines) == 1
+
+    engine.calls.clear()
+    lines: list[str] = []
+    again = api.deploy(site_dir, engine=engine, say=lines.append)
+    assert again.ok and again.changed == 0
+    assert lines[-1].startswith("0 changes")
+    assert acting_calls(engine) == []
+    assert len(files_under(site_dir / "state" / "timeline")) == 2     # every run writes one
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(site_dir):
+    engine = full_engine()
+    lines: list[str] = []
+    plan = api.deploy(site_dir, engine=engine, dry_run=True, say=lines.append)
+    assert isinstance(plan, Plan) and plan.changes() > 0
+    assert "keystone" in "\n".join(lines) and "dry run: nothing done" in lines[-1]
+    assert acting_calls(engine) == [] and not engine.containers()
+    assert files_under(site_dir / "generated") == []
+
+
+def test_reconfigure_recreates_only_the_container_whose_override_changed(deployed):
+    site_dir, engine = deployed
+    before = {c.name: c.id for c in engine.containers()}
+    (site_dir / "config" / "glance.conf").write_text("[DEFAULT]\nshow_image_direct_url = True\n")
+    engine.calls.clear()
+    result = api.reconfigure(site_dir, engine=engine, say=quiet)
+    assert result.ok
+    after = {c.name: c.id for c in engine.containers()}
+    assert {n for n in after if after[n] != before.get(n)} == {"glance_api"}
+    assert {c[1] for c in engine.calls if c[0] == "job"} == {"glance_bootstrap"}   # it reads glance-api.conf
+    conf = (site_dir / "generated" / "glance_api" / "glance-api.conf").read_text()
+    assert "show_image_direct_url = True" in conf
+
+
+def test_only_the_named_services_are_acted_on(site_dir):
+    engine = full_engine()
+    result = api.deploy(site_dir, engine=engine, services={"memcached"}, say=quiet)
+    assert result.ok
+    assert {c.name for c in engine.containers()} == {"memcached"}
+
+
+# -- bad input changes nothing ----------------------------------------------------------------
+
+BAD = [
+    ("globals.yml", "enabled_services: [keystone, nosuch]\n", "enabled_services[1]"),
+    ("globals.yml", "parallelism: -1\n", "parallelism"),
+    ("config/nova.conf", "this is not ini\n", "nova.conf"),
+    ("inventory.yml", "hosts: {a: {address: 127.0.0.99}}\ngroups: {control: [b], network: [a], compute: [a]}\n",
+     "groups.control[0]"),
+]
+
+
+@pytest.mark.parametrize("name, text, fragment", BAD, ids=[b[0] + ":" + b[2] for b in BAD])
+def test_bad_input_is_an_error_and_nothing_is_created_or_written(site_dir, name, text, fragment):
+    engine = full_engine()
+    (site_dir / name).write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        api.deploy(site_dir, engine=engine, say=quiet)
+    assert fragment in str(exc.value) and exc.value.exit_code == 2
+    assert acting_calls(engine) == [] and not engine.containers() and not engine.volumes()
+    assert files_under(site_dir / "generated") == [] and not (site_dir / "state").exists()
+
+
+def test_a_missing_password_names_it(site_dir):
+    data = yaml.safe_load((site_dir / "passwords.yml").read_text())
+    del data["glance_keystone_password"]
+    (site_dir / "passwords.yml").write_text(yaml.safe_dump(data))
+    engine = full_engine()
+    with pytest.raises(ConfigError, match="passwords.yml: glance_keystone_password"):
+        api.deploy(site_dir, engine=engine, say=quiet)
+    assert acting_calls(engine) == []
+
+
+def test_missing_images_are_listed_with_the_build_command_before_anything(site_dir):
+    engine = full_engine()
+    del engine.images_by_tag["dockyard/horizon:2025.1"]
+    del engine.images_by_tag["dockyard/placement-api:2025.1"]
+    with pytest.raises(ConfigError) as exc:
+        api.deploy(site_dir, engine=engine, say=quiet)
+    message = str(exc.value)
+    assert "horizon" in message and "placement-api" in message and "dockyard build" in message
+    assert acting_calls(engine) == [] and files_under(site_dir / "generated") == []
+
+
+def test_unknown_or_disabled_service_in_services_option(site_dir):
+    engine = full_engine()
+    with pytest.raises(ConfigError, match="--services"):
+        api.deploy(site_dir, engine=engine, services={"nosuch"}, say=quiet)
+    with pytest.raises(ConfigError, match="not enabled"):
+        api.deploy(site_dir, engine=engine, services={"nova-compute"}, say=quiet)
+    assert acting_calls(engine) == []
+
+
+def test_a_port_in_use_is_refused_before_anything(site_dir):
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.99", 11211))
+    holder.listen()
+    engine = full_engine()
+    try:
+        with pytest.raises(ConfigError) as exc:
+            api.deploy(site_dir, engine=engine, say=quiet)
+    finally:
+        holder.close()
+    assert "11211" in str(exc.value) and "memcached.yml" in str(exc.value)
+    assert acting_calls(engine) == [] and files_under(site_dir / "generated") == []
+
+
+def test_another_sites_container_is_never_touched(site_dir, tmp_path):
+    engine = full_engine()
+    other = make_site(tmp_path / "other")
+    api.deploy(other, engine=engine, services={"memcached"}, say=quiet)
+    engine.calls.clear()
+    with pytest.raises(ConfigError, match="another dockyard site"):
+        api.deploy(site_dir, engine=engine, say=quiet)
+    assert acting_calls(engine) == []
+
+
+def test_a_held_lock_refuses_the_run(site_dir):
+    engine = full_engine()
+    with SiteLock(site_dir / "state"):
+        with pytest.raises(LockedError):
+            api.deploy(site_dir, engine=engine, say=quiet)
+    assert acting_calls(engine) == []
+
+
+# -- the other commands ------------------------------------------------------------------------
+
+def test_status_says_what_is_missing_then_up_to_date(site_dir):
+    engine = full_engine()
+    rows = api.status(site_dir, engine=engine)
+    assert rows and all(r.state == "missing" and not r.up_to_date for r in rows)
+    api.deploy(site_dir, engine=engine, say=quiet)
+    rows = api.status(site_dir, engine=engine)
+    assert all(r.up_to_date and r.state == "running" for r in rows)
+
+
+def test_stop_then_deploy_starts_them_again(deployed):
+    site_dir, engine = deployed
+    stopped = api.stop(site_dir, engine=engine, say=quiet)
+    assert stopped == len(engine.containers()) and not [c for c in engine.containers() if c.running]
+    stops = [c[1] for c in engine.calls if c[0] == "stop"]
+    assert stops.index("nova_api") < stops.index("rabbitmq") and stops.index("keystone") < stops.index("mariadb")
+    engine.calls.clear()
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    assert {c[0] for c in acting_calls(engine)} == {"start"}
+
+
+def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(deployed):
+    site_dir, engine = deployed
+    engine.create_volume("someone_elses", {LABEL_MANAGED: "true"})
+    api.destroy(site_dir, include_volumes=False, engine=engine, say=quiet)
+    assert not engine.containers()
+    assert {"mariadb", "glance_images"} <= {v.name for v in engine.volumes()}
+    assert (site_dir / "state" / "jobs.json").exists()
+    api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
+    assert {v.name for v in engine.volumes()} == {"someone_elses"}
+    assert not (site_dir / "state" / "jobs.json").exists()
+    # With the data gone, every bootstrap job runs again.
+    engine.jobs_run.clear()
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    assert "mariadb_bootstrap" in engine.jobs_run
+
+
+def test_post_deploy_writes_private_client_config(site_dir):
+    paths = api.post_deploy(site_dir)
+    assert [p.name for p in paths] == ["clouds.yaml", "admin-openrc.sh"]
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    password = yaml.safe_load((site_dir / "passwords.yml").read_text())["keystone_admin_password"]
+    cloud = yaml.safe_load(paths[0].read_text())["clouds"]["dockyard"]
+    assert cloud["auth"]["password"] == password and cloud["auth"]["auth_url"] == "http://127.0.0.99:5000/v3"
+    assert f"export OS_PASSWORD={password}" in paths[1].read_text()
+
+
+def test_export_compose_needs_no_engine(site_dir):
+    doc = yaml.safe_load(api.export_compose(site_dir))
+    assert {"keystone", "glance_api", "keystone_admin"} <= set(doc["services"])
+    assert doc["services"]["keystone"]["network_mode"] == "host"
+
+
+def test_prechecks_report_ports_in_use_and_missing_images(site_dir):
+    engine = full_engine()
+    del engine.images_by_tag["dockyard/horizon:2025.1"]
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.99", 5000))
+    holder.listen()
+    try:
+        checks = api.prechecks(site_dir, engine=engine, say=quiet)
+    finally:
+        holder.close()
+    by_name = {}
+    for c in checks:
+        by_name.setdefault(c.name, []).append(c)
+    assert by_name["container engine"][0].status == "ok"
+    assert by_name["images"][0].status == "WARN" and "horizon" in by_name["images"][0].message
+    assert [c.message for c in by_name["ports"] if c.status == "FAIL"] == \
+        ["port 5000 on 127.0.0.99 is in use (keystone needs it)"]
+    assert acting_calls(engine) == []
+
+
+def test_prechecks_skip_ports_held_by_our_own_containers(deployed):
+    site_dir, engine = deployed
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.99", 5000))      # as if our keystone held it
+    holder.listen()
+    try:
+        checks = api.prechecks(site_dir, engine=engine, say=quiet)
+    finally:
+        holder.close()
+    assert [c for c in checks if c.name == "ports"][0].status == "ok"
+
+
+def test_prechecks_on_a_fresh_machine_use_the_defaults(tmp_path):
+    checks = api.prechecks(tmp_path / "nothing-yet", engine=full_engine(), say=quiet)
+    assert checks[0].name == "configuration" and checks[0].status == "WARN"
+
+
+def test_up_writes_defaults_builds_only_what_is_missing_deploys_and_writes_client_config(tmp_path, monkeypatch):
+    engine = full_engine()
+    del engine.images_by_tag["dockyard/horizon:2025.1"]
+    built: list[list[str]] = []
+
+    def fake_build(site, engine_, names, say, threads=None, work_dir=None):
+        built.append(list(names))
+        for name in names:
+            engine_.add_image(f"dockyard/{name}:2025.1")
+        return True
+
+    monkeypatch.setattr(api, "build_images", fake_build)
+    config_dir = tmp_path / "site"
+    (config_dir).mkdir()
+    (config_dir / "globals.yml").write_text("internal_address: 127.0.0.99\n")
+    lines: list[str] = []
+    result = api.up(config_dir, say=lines.append, engine=engine)
+    assert result is not None and result.ok
+    assert built == [["horizon"]]
+    assert (config_dir / "passwords.yml").exists() and (config_dir / "clouds.yaml").exists()
+    assert any("openstack" in line for line in lines)
+    # A second `up` has nothing to build and nothing to change.
+    engine.calls.clear()
+    result = api.up(config_dir, say=quiet, engine=engine)
+    assert built == [["horizon"]] and result.changed == 0 and acting_calls(engine) == []
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+def run_cli(monkeypatch, engine, *args) -> int:
+    """``dockyard <args>`` as main() runs it, against the fake engine."""
+    from dockyard import cli
+
+    monkeypatch.setattr(api, "connect", lambda name="docker": engine)
+    monkeypatch.setattr(sys, "argv", ["dockyard", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code
+
+
+def test_cli_exit_codes_and_messages(monkeypatch, site_dir, capsys):
+    engine = full_engine()
+    assert run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir)) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("dockyard: run ") and "changes, 0 failed" in out
+    assert run_cli(monkeypatch, engine, "status", "--config-dir", str(site_dir), "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["up_to_date"] for r in rows)
+    (site_dir / "globals.yml").write_text("enabled_services: [nosuch]\n")
+    assert run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir)) == 2
+    assert "globals.yml: enabled_services[0]" in capsys.readouterr().err
+
+
+def test_cli_destroy_asks_first(monkeypatch, deployed):
+    site_dir, engine = deployed
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("n\n"))
+    assert run_cli(monkeypatch, engine, "destroy", "--config-dir", str(site_dir)) == 1
+    assert engine.containers()
+    assert run_cli(monkeypatch, engine, "destroy", "--yes", "--config-dir", str(site_dir)) == 0
+    assert not engine.containers()
