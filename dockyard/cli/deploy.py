@@ -1,4 +1,4 @@
-"""Deploy and operate: genpwd, prechecks, deploy, reconfigure, status, stop,
+"""Deploy and operate: prechecks, deploy, reconfigure, status, stop,
 destroy, post-deploy, export compose, up. Each command parses its options, calls
 ``dockyard.deploy.api`` and prints; errors become exit codes in ``cli.main``."""
 
@@ -11,9 +11,7 @@ import click
 
 from dockyard.deploy import api
 from dockyard.deploy import status as status_view
-from dockyard.deploy.catalogue import load_services
 from dockyard.deploy.prechecks import failed
-from dockyard.deploy.site import generate_passwords
 from dockyard.errors import EXIT_FAILED, EXIT_OK
 
 from . import cli
@@ -31,18 +29,6 @@ config_dir_option = click.option(
 
 def _services(value: str | None) -> set[str] | None:
     return {s.strip() for s in value.split(",") if s.strip()} if value else None
-
-
-@cli.command()
-@config_dir_option
-def genpwd(config_dir: Path):
-    """Generate passwords.yml: a strong random value for every password the
-    service catalogue names. Existing values are never changed. Mode 0600."""
-    names = load_services().all_passwords()
-    config_dir.mkdir(parents=True, exist_ok=True)
-    added = generate_passwords(config_dir / "passwords.yml", names)
-    click.echo(f"{len(added)} passwords generated, {len(names) - len(added)} kept ({config_dir / 'passwords.yml'})")
-    return EXIT_OK
 
 
 @cli.command()

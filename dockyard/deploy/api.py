@@ -27,10 +27,11 @@ from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
 from .observe import ObservedState, observe
 from .plan import Plan, make_plan
 from .prechecks import Check, run_prechecks
-from .site import Site, generate_passwords, load_site, write_defaults
+from .passwords import generate_passwords
+from .site import Site, load_site, write_defaults
 from .status import StatusRow, status as status_of
 from .timeline import Timeline
-from .wanted import build_wanted, image_reference, site_id
+from .wanted import image_reference, site_id, wanted_state
 
 Say = Callable[[str], None]
 
@@ -43,6 +44,7 @@ class Prepared:
     catalogue: ServiceCatalogue
     engine: Engine | None
     wanted: WantedState
+    warnings: list[str]
 
 
 # -- loading and validating ----------------------------------------------------------
@@ -82,11 +84,14 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
     site, catalogue = load(config_dir, services_root)
     if resolve_images:
         engine = engine_for(site, engine)
-    wanted, missing = build_wanted(site, catalogue, engine, resolve_images=resolve_images)
+    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
+    missing = wanted.missing_images
     if missing:
         raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
-    return Prepared(site, catalogue, engine, wanted)
+    warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
+                for path in wanted.unused_overrides]
+    return Prepared(site, catalogue, engine, wanted.state, warnings)
 
 
 def _check_services(prepared: Prepared, services: set[str] | None) -> None:
@@ -146,6 +151,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     """
     prepared = prepare(Path(config_dir), engine, services_root)
     _check_services(prepared, services)
+    for warning in prepared.warnings:
+        say(warning)
     site = prepared.site
     with SiteLock(site.state_dir):
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))

@@ -63,11 +63,6 @@ def image_reference(site: Site, image: str) -> str:
     return f"{g.image_registry}/{ref}" if g.image_registry else ref
 
 
-def _find_overrides(config_dir: Path, name: str, component: str, host: str) -> list[Path]:
-    find = getattr(overrides, "find", None) or getattr(overrides, "find_overrides")
-    return list(find(config_dir, name, component, host))
-
-
 def _sql_string(value: str) -> str:
     """A quoted SQL string literal (MariaDB escapes)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -120,6 +115,7 @@ class WantedBuilder:
         self.env = _environment(str(catalogue.templates))
         self._image_ids: dict[str, str | None] = {}
         self.missing_images: set[str] = set()
+        self.overrides_used: set[Path] = set()
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
                               reverse=True)
@@ -209,7 +205,8 @@ class WantedBuilder:
         name = cfile.override_name
         if name:
             component = unit.name.replace("_", "-")
-            found = _find_overrides(self.site.config_dir, name, component, unit.host.name)
+            found = overrides.find(self.site.config_dir, name, component, unit.host.name)
+            self.overrides_used.update(found)
             if found:
                 text = ini.merge(text, *((str(p), p.read_text()) for p in found))
         unit.files[fname] = text.encode()
@@ -387,13 +384,28 @@ class WantedBuilder:
         return state
 
 
-def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True) -> tuple[WantedState, list[str]]:
-    """The wanted state, and the images it needs that the engine does not have.
+@dataclass
+class Wanted:
+    state: WantedState
+    missing_images: list[str]           # images the engine does not have
+    unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
+
+
+def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
+                 resolve_images: bool = True) -> Wanted:
+    """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
     the image reference instead of its id, and no image is reported missing.
     """
     builder = WantedBuilder(site, catalogue, engine, resolve_images)
     state = builder.build()
-    return state, sorted(builder.missing_images)
+    unused = overrides.unmatched(site.config_dir, builder.overrides_used)
+    return Wanted(state, sorted(builder.missing_images), unused)
+
+
+def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
+                 resolve_images: bool = True) -> tuple[WantedState, list[str]]:
+    """The wanted state and the images it needs that the engine does not have."""
+    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
+    return wanted.state, wanted.missing_images

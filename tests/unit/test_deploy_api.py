@@ -108,6 +108,13 @@ def test_reconfigure_recreates_only_the_container_whose_override_changed(deploye
     assert "show_image_direct_url = True" in conf
 
 
+def test_an_override_that_matches_nothing_is_pointed_out(site_dir):
+    (site_dir / "config" / "nvoa.conf").write_text("[DEFAULT]\ndebug = true\n")
+    lines: list[str] = []
+    api.deploy(site_dir, engine=full_engine(), dry_run=True, say=lines.append)
+    assert any("nvoa.conf" in line and "warning" in line for line in lines)
+
+
 def test_only_the_named_services_are_acted_on(site_dir):
     engine = full_engine()
     result = api.deploy(site_dir, engine=engine, services={"memcached"}, say=quiet)
