@@ -20,6 +20,7 @@ The rules, in short (docs/planning.md has the long version):
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -276,7 +277,16 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     ``only_services`` limits the plan to those services' objects; the others are
     assumed deployed and are neither acted on nor waited for.
     """
-    return _Planner(wanted, observed, only_services).run()
+    # Planning allocates many small objects and no reference cycles; the cyclic
+    # collector would rescan the growing heap again and again, which makes a
+    # 1000-host plan superlinear. Pause it for the duration (bench/planner_scale.py).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Planner(wanted, observed, only_services).run()
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Planner:
