@@ -137,16 +137,15 @@ def _with_added(path: Path, existing: dict, values: dict[str, str]) -> str:
     """
     lines = "".join(yaml.safe_dump({name: value}, default_flow_style=False) for name, value in values.items())
     expected = {**existing, **values}
-    if path.exists():
-        old = path.read_text(encoding="utf-8")
-        if old and not old.endswith("\n"):
-            old += "\n"
-        text = (old or HEADER) + lines
-        try:
-            if strict_load(text) == expected:   # strict: a repeated key must not slip in
-                return text
-        except yaml.YAMLError:
-            pass
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    text = (old or HEADER) + lines
+    try:
+        if (strict_load(text) or {}) == expected:   # strict: a repeated key must not slip in
+            return text
+    except yaml.YAMLError:
+        pass
     return HEADER + yaml.safe_dump(expected, default_flow_style=False, sort_keys=False)
 
 

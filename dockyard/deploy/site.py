@@ -231,7 +231,9 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
 def validation_error(exc: ValidationError, path: Path, model: type[BaseModel]) -> ConfigError:
     """Every problem pydantic found, the first one's key as the error's key.
     Values are not repeated back (pydantic's own message would)."""
-    problems = [(key_path(e["loc"]), _describe(e, model)) for e in exc.errors()]
+    # An unknown key first: `adress` explains the missing `address` that follows.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    problems = [(key_path(e["loc"]), _describe(e, model)) for e in errors]
     key, message = problems[0]
     others = [f"{k}: {m}" for k, m in problems[1:6]]
     if others:
