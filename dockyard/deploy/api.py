@@ -183,10 +183,10 @@ def status(config_dir: Path, engine: Engine | None = None, services_root: Path |
 
 
 def _ours(engine: Engine, site: Site) -> list[ContainerState]:
-    """This site's containers, jobs' leftovers included (and unlabelled ones from
-    before sites were labelled)."""
-    return [c for c in engine.containers(label=f"{LABEL_MANAGED}=true")
-            if c.labels.get(LABEL_SITE) in (None, site_id(site))]
+    """This site's containers, jobs' leftovers included. Stopping and removing
+    are not undone by a deploy, so only containers labelled for this very site
+    qualify: never another site's on a shared engine, nor an unlabelled one."""
+    return [c for c in engine.containers(label=f"{LABEL_MANAGED}=true") if c.labels.get(LABEL_SITE) == site_id(site)]
 
 
 def _dependents_first(containers: list[ContainerState], catalogue: ServiceCatalogue) -> list[ContainerState]:
@@ -235,11 +235,16 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
             # Only volumes the catalogue declares: a shared engine holds others'.
             declared = {v for s in catalogue.services.values() for v in s.spec.volumes}
             for v in engine.volumes(label=f"{LABEL_MANAGED}=true"):
-                if v.name in declared and v.labels.get(LABEL_SITE) in (None, site_id(site)):
+                if v.name not in declared or v.labels.get(LABEL_SITE) not in (None, site_id(site)):
+                    continue
+                try:
                     engine.remove_volume(v.name)
-                    timeline.write(event="remove_volume", target=v.name)
-                    say(f"  removed volume {v.name}")
-                    removed += 1
+                except Exception as exc:        # noqa: BLE001 - the engine refuses a volume in use
+                    say(f"  kept volume {v.name}: {exc}")
+                    continue
+                timeline.write(event="remove_volume", target=v.name)
+                say(f"  removed volume {v.name}")
+                removed += 1
             record_path(site.state_dir).unlink(missing_ok=True)
         timeline.run_end("ok", removed=removed)
     say(f"{removed} removed")

@@ -245,6 +245,17 @@ def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(deployed):
     assert "mariadb_bootstrap" in engine.jobs_run
 
 
+def test_stop_and_destroy_leave_containers_of_no_site_alone(deployed):
+    site_dir, engine = deployed
+    from dockyard.engine.driver import ContainerSpec
+    engine.create(ContainerSpec(name="unlabelled", image="dockyard/memcached:2025.1",
+                                labels={LABEL_MANAGED: "true"}))
+    engine.start("unlabelled")
+    api.stop(site_dir, engine=engine, say=quiet)
+    api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
+    assert [c.name for c in engine.containers()] == ["unlabelled"] and engine.container("unlabelled").running
+
+
 def test_post_deploy_writes_private_client_config(site_dir):
     paths = api.post_deploy(site_dir)
     assert [p.name for p in paths] == ["clouds.yaml", "admin-openrc.sh"]
