@@ -25,6 +25,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from dockyard.errors import ConfigError
 
 from .overrides import OVERRIDES_DIR
+# generate_passwords, new_password and write_private are re-exported: callers
+# that predate the passwords module import them from here.
 from .passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords,  # noqa: F401
                         new_password, write_private)
 from .yamlfile import read_mapping
@@ -92,6 +94,11 @@ def _external(value: str | None) -> str | None:
 
 
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
+Address = Annotated[str | None, AfterValidator(_external)]
+Namespace = Annotated[str, AfterValidator(_matching(_NAMESPACE, "image namespace (e.g. dockyard)"))]
+Tag = Annotated[str, AfterValidator(_matching(_TAG, 'image tag (e.g. "2025.1")'))]
+Registry = Annotated[str | None, AfterValidator(_matching(_REGISTRY, "registry (e.g. 192.0.2.1:5000)"))]
+Region = Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))]
 
 
 class Globals(_Strict):
@@ -99,16 +106,12 @@ class Globals(_Strict):
 
     enabled_services: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
     internal_address: IPv4 = "127.0.0.1"
-    # None in the file: the internal address (filled in after validation).
-    external_address: Annotated[str | None, AfterValidator(_external)] = None
-    image_namespace: Annotated[str, AfterValidator(_matching(_NAMESPACE, "image namespace (e.g. dockyard)"))] = \
-        "dockyard"
-    image_tag: Annotated[str, AfterValidator(_matching(_TAG, 'image tag (e.g. "2025.1")'))] = "2025.1"
-    image_registry: Annotated[str | None, AfterValidator(_matching(_REGISTRY, "registry (e.g. 192.0.2.1:5000)"))] \
-        = None
+    external_address: Address = None              # None in the file: the internal address (set below)
+    image_namespace: Namespace = "dockyard"
+    image_tag: Tag = "2025.1"
+    image_registry: Registry = None
     engine: Literal["docker", "podman"] = "docker"
-    region: Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))] = \
-        "RegionOne"
+    region: Region = "RegionOne"
     generated_dir: Path | None = None             # None: <config_dir>/generated
     state_dir: Path | None = None                 # None: <config_dir>/state
     parallelism: int = Field(default=4, ge=1, le=64, strict=True)
