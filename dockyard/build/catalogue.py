@@ -1,4 +1,9 @@
-"""The image catalogue: ``images/<name>/image.yml`` discovered into a tree."""
+"""The image catalogue: ``images/<name>/image.yml`` discovered into a tree.
+
+Every image has one parent (``base`` has none: it is built on the debootstrap
+root filesystem), so the catalogue is a forest rooted at the rootfs. Loading
+validates all of it, so a broken catalogue is refused before anything is built.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,55 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard import SOURCE_ROOT
 from dockyard.errors import ConfigError
 
-from .config import load_yaml, validation_error
+from .config import check_packages, load_yaml, validation_error
 
 DEFAULT_ROOT = SOURCE_ROOT / "images"
-PROFILES = ("infra", "core", "compute", "network", "all")
+META_FILE = "image.yml"
+TEMPLATE_FILE = "Dockerfile.j2"
+#: The profile every image belongs to without saying so.
+ALL = "all"
+#: Not an image name: the node the builder puts above the root images.
+RESERVED = ("rootfs",)
+# An image name is one component of an image reference (lowercase, no slash).
+NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+PROFILE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*$")
 
 
 class ImageMeta(BaseModel):
+    """The schema of ``image.yml`` (see docs/images.md)."""
+
     model_config = ConfigDict(extra="forbid")
     parent: str | None = None
     profiles: list[str] = Field(default_factory=list)
     packages: list[str] = Field(default_factory=list)
     user: str = "root"
     contract: bool = False
+
+    @field_validator("profiles")
+    @classmethod
+    def _profiles(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not PROFILE_RE.match(name):
+                raise ValueError(f"{name!r} is not a profile name (lowercase letters, digits, '-')")
+        return value
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, value: list[str]) -> list[str]:
+        return check_packages(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not USER_RE.match(value):
+            raise ValueError(f"{value!r} is not a user name")
+        return value
 
 
 @dataclass(frozen=True)
@@ -35,6 +71,10 @@ class ImageDef:
     @property
     def parent(self) -> str | None:
         return self.meta.parent
+
+    @property
+    def meta_path(self) -> Path:
+        return self.folder / META_FILE
 
 
 @dataclass
@@ -51,7 +91,13 @@ class Catalogue:
         for kids in self.children.values():
             kids.sort()
 
+    # -- the tree ----------------------------------------------------------------
+    def roots(self) -> list[str]:
+        """Images built directly on the root filesystem."""
+        return sorted(n for n, i in self.images.items() if not i.parent)
+
     def ancestors(self, name: str) -> list[str]:
+        """Parent first, root last."""
         chain = []
         parent = self.images[name].parent
         while parent:
@@ -60,7 +106,7 @@ class Catalogue:
         return chain
 
     def descendants(self, name: str) -> list[str]:
-        out = []
+        out: list[str] = []
         stack = list(self.children[name])
         while stack:
             child = stack.pop()
@@ -68,23 +114,39 @@ class Catalogue:
             stack.extend(self.children[child])
         return sorted(out)
 
-    def topological(self, names: set[str] | None = None) -> list[str]:
-        """Parents before children; siblings by name."""
+    def topological(self, names: set[str] | list[str] | None = None) -> list[str]:
+        """Parents before children (depth first, siblings by name), optionally
+        only those in ``names``."""
         order: list[str] = []
-        stack = sorted((n for n, i in self.images.items() if not i.parent), reverse=True)
+        stack = list(reversed(self.roots()))
         while stack:
             name = stack.pop()
             order.append(name)
-            stack.extend(sorted(self.children[name], reverse=True))
-        return [n for n in order if names is None or n in names]
+            stack.extend(reversed(self.children[name]))
+        if names is None:
+            return order
+        wanted = set(names)
+        return [n for n in order if n in wanted]
 
     def leaves(self) -> list[str]:
         return sorted(n for n, kids in self.children.items() if not kids)
 
-    def select(self, patterns: list[str] | None = None, profiles: list[str] | None = None) -> list[str]:
-        """Images matching any regex or profile, plus their parents, in build order.
+    # -- selection ---------------------------------------------------------------
+    def profiles(self) -> list[str]:
+        """Every profile named in the catalogue, plus ``all``."""
+        names = {p for img in self.images.values() for p in img.meta.profiles}
+        return sorted(names | {ALL})
 
-        With neither, everything is selected."""
+    def in_profile(self, profile: str) -> set[str]:
+        if profile == ALL:
+            return set(self.images)
+        return {n for n, i in self.images.items() if profile in i.meta.profiles}
+
+    def select(self, patterns: list[str] | tuple[str, ...] | None = None,
+               profiles: list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """Images matching any regular expression (searched in the name, so
+        ``nova`` matches every nova image and ``^nova-api$`` just one) or in any
+        profile, plus all their parents, in build order. With neither: everything."""
         if not patterns and not profiles:
             return self.topological()
         chosen: set[str] = set()
@@ -92,56 +154,69 @@ class Catalogue:
             try:
                 rx = re.compile(pattern)
             except re.error as exc:
-                raise ConfigError(f"invalid regular expression {pattern!r}: {exc}", key="IMAGE") from None
+                raise ConfigError(f"invalid regular expression {pattern!r}: {exc}", key="IMAGE-REGEX") from None
             matched = {n for n in self.images if rx.search(n)}
             if not matched:
-                raise ConfigError(f"no image matches {pattern!r}", key="IMAGE")
+                raise ConfigError(f"no image matches {pattern!r} (see: dockyard images)", key="IMAGE-REGEX")
             chosen |= matched
+        known = self.profiles()
         for profile in profiles or []:
-            if profile not in PROFILES:
-                raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})", key="--profile")
-            if profile == "all":
-                chosen |= set(self.images)
-            else:
-                chosen |= {n for n, i in self.images.items() if profile in i.meta.profiles}
+            if profile not in known:
+                raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(known)})", key="--profile")
+            chosen |= self.in_profile(profile)
+        # An image cannot be built without its parents.
         for name in list(chosen):
-            chosen |= set(self.ancestors(name))
+            chosen.update(self.ancestors(name))
         return self.topological(chosen)
 
 
-def load_catalogue(root: Path | None = None) -> Catalogue:
-    root = Path(root or DEFAULT_ROOT)
-    if not root.is_dir():
-        raise ConfigError("image catalogue folder not found", path=root)
-    images: dict[str, ImageDef] = {}
-    for meta_path in sorted(root.glob("*/image.yml")):
-        data = load_yaml(meta_path) or {}
-        if not isinstance(data, dict):
-            raise ConfigError("must be a mapping", path=meta_path)
-        try:
-            meta = ImageMeta.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(exc, meta_path) from None
-        folder = meta_path.parent
-        if not (folder / "Dockerfile.j2").exists():
-            raise ConfigError("Dockerfile.j2 is missing beside it", path=meta_path)
-        for profile in meta.profiles:
-            if profile not in PROFILES:
-                raise ConfigError(f"unknown profile {profile!r}", path=meta_path, key="profiles")
-        images[folder.name] = ImageDef(folder.name, folder, meta)
-    if not images:
-        raise ConfigError("no images (expected <name>/image.yml folders)", path=root)
+def _load_image(folder: Path) -> ImageDef:
+    meta_path = folder / META_FILE
+    if not NAME_RE.match(folder.name):
+        raise ConfigError("the folder name is not a valid image name (lowercase letters, digits, '.', '_', '-')",
+                          path=folder)
+    if folder.name in RESERVED:
+        raise ConfigError(f"{folder.name!r} is reserved for the debootstrap root filesystem", path=folder)
+    data = load_yaml(meta_path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("must be a mapping (parent, profiles, packages, user, contract)", path=meta_path)
+    try:
+        meta = ImageMeta.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, meta_path) from None
+    if not (folder / TEMPLATE_FILE).is_file():
+        raise ConfigError(f"{TEMPLATE_FILE} is missing beside it", path=meta_path)
+    return ImageDef(folder.name, folder, meta)
+
+
+def _check_tree(images: dict[str, ImageDef]) -> None:
     for img in images.values():
-        if img.parent and img.parent not in images:
-            raise ConfigError(f"unknown parent image {img.parent!r}", path=img.folder / "image.yml", key="parent")
-    # Cycles: walking up from any image must end at a root.
-    for img in images.values():
-        seen = {img.name}
+        if img.parent is not None and img.parent not in images:
+            raise ConfigError(f"unknown parent image {img.parent!r}", path=img.meta_path, key="parent")
+    # Walking up from any image must reach a root; else the chain loops.
+    for img in sorted(images.values(), key=lambda i: i.name):
+        seen = [img.name]
         parent = img.parent
         while parent:
             if parent in seen:
-                raise ConfigError(f"parent chain loops back to {parent!r}", path=img.folder / "image.yml",
-                                  key="parent")
-            seen.add(parent)
+                loop = " -> ".join(seen[seen.index(parent):] + [parent])
+                raise ConfigError(f"parent chain loops: {loop}", path=img.meta_path, key="parent")
+            seen.append(parent)
             parent = images[parent].parent
+
+
+def load_catalogue(root: Path | str | None = None) -> Catalogue:
+    """Discover and validate ``<root>/*/image.yml`` (default: the source tree's images/)."""
+    root = Path(root) if root else DEFAULT_ROOT
+    if not root.is_dir():
+        raise ConfigError("image catalogue folder not found", path=root)
+    images: dict[str, ImageDef] = {}
+    for meta_path in sorted(root.glob(f"*/{META_FILE}")):
+        img = _load_image(meta_path.parent)
+        images[img.name] = img
+    if not images:
+        raise ConfigError(f"no images here (expected <name>/{META_FILE} folders)", path=root)
+    _check_tree(images)
     return Catalogue(root=root, images=images)

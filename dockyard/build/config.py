@@ -1,14 +1,44 @@
-"""The build configuration file (``build.yml``), validated at the edge."""
+"""The build configuration file (``build.yml``), validated at the edge.
+
+Everything in it has a default, so the file is optional. Command-line options
+override the file and are validated the same way (:meth:`BuildConfig.override`),
+so a bad ``--tag`` is refused before anything is built.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard.errors import ConfigError
+
+#: Where the configuration is looked for when ``--config`` is not given.
+CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
+DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
+FILE_NAME = "build.yml"
+
+# Reference grammar of the container engines (distribution/reference), kept
+# strict so a value can never smuggle anything into a reference or a Dockerfile.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+NAMESPACE_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+REGISTRY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$")
+# Debian package names (policy 5.6.1), optionally with an architecture
+# qualifier or a version pin (name=version), as apt-get accepts them.
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
+WORD_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
+
+
+def check_packages(names: list[str]) -> list[str]:
+    for name in names:
+        if not PACKAGE_RE.match(name):
+            raise ValueError(f"{name!r} is not a Debian package name")
+    return names
 
 
 class Strict(BaseModel):
@@ -16,15 +46,47 @@ class Strict(BaseModel):
 
 
 class BaseConfig(Strict):
+    """What debootstrap makes the root filesystem from. Its hash is the rootfs's hash."""
+
     suite: str = "trixie"
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
-    components: list[str] = Field(default_factory=lambda: ["main"])
+    components: list[str] = Field(default_factory=lambda: ["main"], min_length=1)
+
+    @field_validator("suite", "variant")
+    @classmethod
+    def _word(cls, value: str) -> str:
+        if not WORD_RE.match(value):
+            raise ValueError(f"{value!r} is not a suite or variant name")
+        return value
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not WORD_RE.match(item):
+                raise ValueError(f"{item!r} is not an archive component")
+        return value
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, value: str) -> str:
+        if not re.match(r"^(https?|file)://\S+$", value):
+            raise ValueError(f"{value!r} is not an http(s):// or file:// URL")
+        return value
 
 
 class ImageCustomisation(Strict):
+    """Per-image package changes, applied to ``packages`` before rendering."""
+
     packages_append: list[str] = Field(default_factory=list)
     packages_remove: list[str] = Field(default_factory=list)
+
+    @field_validator("packages_append", "packages_remove")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        # These names end up in a RUN line: only package names get through.
+        return check_packages(value)
 
 
 class BuildConfig(Strict):
@@ -36,50 +98,109 @@ class BuildConfig(Strict):
     retries: int = Field(default=1, ge=0)
     images: dict[str, ImageCustomisation] = Field(default_factory=dict)
 
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _tag_is_text(cls, value: Any) -> Any:
+        # YAML reads 2025.10 as the float 2025.1: refuse rather than guess.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f'write the tag as a quoted string (tag: "{value}"): YAML reads it as a number')
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        if not TAG_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-'; at most 128)")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not NAMESPACE_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid image namespace (lowercase letters, digits, '.', '_', '-', '/')")
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value is not None and not REGISTRY_RE.match(value):
+            raise ValueError(f"{value!r} is not a registry host[:port]")
+        return value
+
+    # -- derived -----------------------------------------------------------------
     @property
     def workers(self) -> int:
+        """Parallel builds: ``threads``, else one per core."""
         return self.threads or os.cpu_count() or 1
 
-    def ref(self, image: str) -> str:
-        name = f"{self.namespace}/{image}:{self.tag}"
+    def ref(self, image: str, tag: str | None = None) -> str:
+        """``[registry/]namespace/image:tag``."""
+        name = f"{self.namespace}/{image}:{tag or self.tag}"
         return f"{self.registry}/{name}" if self.registry else name
 
     def rootfs_ref(self) -> str:
+        # Local only (never pushed), so no registry prefix.
         return f"{self.namespace}/rootfs:{self.base.suite}"
+
+    def override(self, **options: Any) -> "BuildConfig":
+        """A copy with command-line values (None = not given) taking precedence,
+        validated like the file; errors name the option (``--tag``)."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if not given:
+            return self
+        try:
+            return BuildConfig.model_validate({**self.model_dump(), **given})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else None
+            raise ConfigError(err["msg"].removeprefix("Value error, "), key=option) from None
 
 
 def default_path() -> Path | None:
-    config_dir = Path(os.environ.get("DOCKYARD_CONFIG_DIR", "/etc/dockyard"))
-    path = config_dir / "build.yml"
-    return path if path.exists() else None
+    """``$DOCKYARD_CONFIG_DIR/build.yml`` (default dir /etc/dockyard) when it exists."""
+    config_dir = Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+    path = config_dir / FILE_NAME
+    return path if path.is_file() else None
 
 
-def load_yaml(path: Path):
+def load_yaml(path: Path) -> Any:
     """YAML from a file, with parse errors naming file, line and column."""
+    path = Path(path)
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, expected a YAML file", path=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{where}invalid YAML: {getattr(exc, 'problem', exc)}", path=path) from None
+        raise ConfigError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}", path=path) from None
 
 
 def validation_error(exc: ValidationError, path: Path | str) -> ConfigError:
     """The first pydantic error, as the file and dotted key at fault."""
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"]) or None
-    return ConfigError(err["msg"], path=path, key=key)
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    return ConfigError(message.removeprefix("Value error, "), path=path, key=key)
 
 
 def load_build_config(path: Path | None = None, known_images: set[str] | None = None) -> BuildConfig:
-    path = path or default_path()
+    """Read ``path`` (else the default file when present, else the defaults).
+
+    ``known_images`` (the catalogue's names) lets an unknown name under ``images``
+    be refused here, naming the file and key, rather than silently ignored."""
+    path = Path(path) if path else default_path()
     if path is None:
         return BuildConfig()
-    data = load_yaml(path) or {}
+    data = load_yaml(path)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError("must be a mapping", path=path)
+        raise ConfigError("must be a mapping of settings", path=path)
     try:
         config = BuildConfig.model_validate(data)
     except ValidationError as exc:
@@ -87,5 +208,5 @@ def load_build_config(path: Path | None = None, known_images: set[str] | None = 
     if known_images is not None:
         for name in config.images:
             if name not in known_images:
-                raise ConfigError(f"unknown image {name!r}", path=path, key=f"images.{name}")
+                raise ConfigError(f"unknown image {name!r} (not in the catalogue)", path=path, key=f"images.{name}")
     return config

@@ -1,7 +1,9 @@
-"""Build a tree of images with N workers, each image as soon as its parent is ready.
+"""Build a tree of images with N workers, each image as soon as its parent is done.
 
-A failed image is retried; when it still fails its descendants are reported
-unbuildable (never attempted) and every other image still builds.
+Not level by level: a slow image holds up only its own children. Of the images
+ready at once, those with the most descendants start first, since they unblock
+the most work. A failing image is retried; when it still fails its descendants
+are ``unbuildable`` (never attempted) and every other image still builds.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 BUILT, CACHED, FAILED, UNBUILDABLE, SKIPPED = "built", "cached", "failed", "unbuildable", "skipped"
+STATUSES = (BUILT, CACHED, FAILED, UNBUILDABLE, SKIPPED)
+#: A parent in one of these states can have children built on it.
+USABLE = frozenset({BUILT, CACHED, SKIPPED})
 
 
 @dataclass
@@ -25,81 +30,119 @@ class Outcome:
     size: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
+    """Progress: ``start`` before each attempt, ``done`` once per image with its outcome."""
+
     image: str
-    kind: str            # start | done
+    kind: str
     attempt: int = 0
     outcome: Outcome | None = None
+    error: str = ""      # on a retry's start: why the attempt before it failed
 
 
-# A build function returns the image's size, or raises on failure.
+#: Builds one image (name, attempt number from 1) and returns its size in
+#: bytes; raising anything means this attempt failed.
 BuildFn = Callable[[str, int], int]
+EventSink = Callable[[Event], None]
 
 
-@dataclass
+def ignore(event: Event) -> None:
+    """The default event sink: no progress output."""
+
+
 class Scheduler:
-    parents: dict[str, str | None]        # image -> parent (within this build, or None)
-    build: BuildFn
-    workers: int = 1
-    retries: int = 0
-    on_event: Callable[[Event], None] = lambda event: None
-    preset: dict[str, Outcome] = field(default_factory=dict)   # cached/skipped, decided before
+    def __init__(self, parents: Mapping[str, str | None], build: BuildFn, *, workers: int = 1, retries: int = 0,
+                 on_event: EventSink = ignore, preset: Mapping[str, Outcome] | None = None):
+        """``parents``: every image of this build and its parent (None, or an
+        image outside the build: both count as ready). ``preset``: outcomes
+        decided beforehand (cached, skipped); those images are not built."""
+        self.parents = dict(parents)
+        self.build = build
+        self.workers = max(1, workers)
+        self.retries = max(0, retries)
+        self.on_event = on_event
+        self.preset = dict(preset or {})
+        self.children: dict[str, list[str]] = {name: [] for name in self.parents}
+        for name, parent in self.parents.items():
+            if parent in self.children:
+                self.children[parent].append(name)
+        self._event_lock = threading.Lock()
+
+    def _emit(self, event: Event) -> None:
+        # Workers and the coordinating thread both report: one at a time.
+        with self._event_lock:
+            self.on_event(event)
+
+    def descendants(self, name: str) -> int:
+        return sum(1 + self.descendants(child) for child in self.children[name])
+
+    def _attempts(self, name: str) -> Outcome:
+        started = time.monotonic()
+        error = ""
+        attempts = self.retries + 1
+        for attempt in range(1, attempts + 1):
+            self._emit(Event(name, "start", attempt, error=error))
+            try:
+                size = self.build(name, attempt)
+            except Exception as exc:  # whatever breaks one image is that image's failure
+                error = str(exc) or type(exc).__name__
+                continue
+            return Outcome(name, BUILT, time.monotonic() - started, attempt, size=size or 0)
+        return Outcome(name, FAILED, time.monotonic() - started, attempts, error)
 
     def run(self) -> dict[str, Outcome]:
         results: dict[str, Outcome] = dict(self.preset)
-        children: dict[str, list[str]] = {name: [] for name in self.parents}
-        for name, parent in self.parents.items():
-            if parent in children:
-                children[parent].append(name)
-        lock = threading.Lock()
+        pending = {name for name in self.parents if name not in results}
+        priority = {name: (-self.descendants(name), name) for name in self.parents}
 
-        def ready(name: str) -> bool:
+        def state_of_parent(name: str) -> str:
+            """ready | wait | blocked (the parent will never be usable)."""
             parent = self.parents[name]
-            return parent is None or parent not in self.parents or results.get(parent, Outcome("", "")).status in (
-                BUILT, CACHED, SKIPPED)
+            if parent is None or parent not in self.parents:
+                return "ready"
+            if parent not in results:
+                return "wait"
+            return "ready" if results[parent].status in USABLE else "blocked"
 
-        def work(name: str) -> Outcome:
-            start = time.monotonic()
-            error = ""
-            for attempt in range(1, self.retries + 2):
-                self.on_event(Event(name, "start", attempt))
-                try:
-                    size = self.build(name, attempt)
-                    return Outcome(name, BUILT, time.monotonic() - start, attempt, size=size)
-                except Exception as exc:  # any failure of one image is that image's failure
-                    error = str(exc) or type(exc).__name__
-            return Outcome(name, FAILED, time.monotonic() - start, self.retries + 1, error)
-
-        def mark_unbuildable(name: str) -> None:
-            for child in children[name]:
-                results[child] = Outcome(child, UNBUILDABLE, error=f"parent {name} failed")
-                self.on_event(Event(child, "done", outcome=results[child]))
-                mark_unbuildable(child)
-
-        def weight(name: str) -> int:
-            return len(children[name]) + sum(weight(c) for c in children[name])
-
-        # Images with more descendants first: they unblock the most work.
-        priority = {name: (-weight(name), name) for name in self.parents}
-        pending = {n for n in self.parents if n not in results}
-        running: dict[Future, str] = {}
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            while pending or running:
-                for name in sorted(pending, key=priority.__getitem__):
-                    if ready(name):
+        def block_orphans() -> None:
+            # Parents first, so a blocked image blocks its own children in this sweep.
+            changed = True
+            while changed:
+                changed = False
+                for name in sorted(pending, key=lambda n: len(self._chain(n))):
+                    if state_of_parent(name) == "blocked":
                         pending.discard(name)
-                        running[pool.submit(work, name)] = name
+                        parent = self.parents[name]
+                        results[name] = Outcome(name, UNBUILDABLE, error=f"parent {parent} is {results[parent].status}")
+                        self._emit(Event(name, "done", outcome=results[name]))
+                        changed = True
+
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="build") as pool:
+            while True:
+                block_orphans()
+                # Hand out only as many as there are free workers, so each free
+                # worker takes the best image ready at that moment.
+                ready = [n for n in sorted(pending, key=priority.__getitem__) if state_of_parent(n) == "ready"]
+                for name in ready[:self.workers - len(running)]:
+                    pending.discard(name)
+                    running[pool.submit(self._attempts, name)] = name
                 if not running:
-                    break  # everything left waits on something that failed
+                    break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
-                    outcome = future.result()
-                    with lock:
-                        results[name] = outcome
-                    self.on_event(Event(name, "done", outcome=outcome))
-                    if outcome.status == FAILED:
-                        mark_unbuildable(name)
-                        pending -= set(results)
+                    results[name] = future.result()
+                    self._emit(Event(name, "done", outcome=results[name]))
+        for name in sorted(pending):  # only a parent loop leaves any; the catalogue refuses loops
+            results[name] = Outcome(name, UNBUILDABLE, error="its parents form a loop")
         return results
+
+    def _chain(self, name: str) -> list[str]:
+        chain: list[str] = []
+        parent = self.parents.get(name)
+        while parent in self.parents and parent not in chain:
+            chain.append(parent)
+            parent = self.parents[parent]
+        return chain

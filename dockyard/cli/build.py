@@ -1,157 +1,235 @@
-"""``dockyard build`` and ``dockyard images``."""
+"""``dockyard build``, ``dockyard images`` and ``dockyard images diff``.
+
+Options are parsed here; the work is :mod:`dockyard.build`. Errors are raised
+(ConfigError: exit 2, EngineError: exit 4) and turned into messages by
+``dockyard.cli.main``.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
-from dockyard.build.builder import Builder, BuildOptions
-from dockyard.build.catalogue import PROFILES, load_catalogue
-from dockyard.build.config import load_build_config
-from dockyard.build.packages import diff_tags
+import dockyard.engine
+from dockyard.build.builder import BUILD, Builder, BuildOptions, Plan
+from dockyard.build.catalogue import Catalogue, load_catalogue
+from dockyard.build.config import BuildConfig, load_build_config
+from dockyard.build.hashing import HASH_LABEL
+from dockyard.build.packages import diff_tags, format_diff
 from dockyard.build.report import print_table, to_json
+from dockyard.build.rootfs import is_current
 from dockyard.build.scheduler import Event
-from dockyard.engine import connect
 from dockyard.errors import EXIT_FAILED, EXIT_OK
 
 from . import cli
 
-err = Console(stderr=True, highlight=False)
+DEFAULT_WORK_DIR = Path("/var/lib/dockyard/build")
+
+
+def _connect():
+    # Looked up at call time, so tests can hand in a fake engine.
+    engine = dockyard.engine.connect()
+    engine.ping()
+    return engine
 
 
 class Progress:
-    """One line per event on stderr: '[ 3/24] keystone  built in 41.2s'."""
+    """One line per event on stderr:
 
-    def __init__(self, total: int):
+    \b
+    [ 3/24] keystone-base             building (attempt 1)
+    [ 3/24] keystone-base             built in 41.2s
+    """
+
+    def __init__(self, total: int, console: Console):
         self.total = total
-        self.done = 0
+        self.console = console
+        self.numbers: dict[str, int] = {}
+
+    def _prefix(self, image: str) -> str:
+        if image not in self.numbers:
+            self.numbers[image] = len(self.numbers) + 1
+        width = len(str(self.total))
+        return f"[{self.numbers[image]:>{width}}/{self.total}] {image:<28}"
 
     def __call__(self, event: Event) -> None:
+        prefix = self._prefix(event.image)
         if event.kind == "start":
-            err.print(f"[{self.done:>3}/{self.total}] {event.image:<28} building (attempt {event.attempt})")
+            retry = f"; attempt {event.attempt - 1} failed: {event.error.splitlines()[-1][:160]}" if event.error else ""
+            self.console.print(escape(f"{prefix} building (attempt {event.attempt}{retry})"))
             return
-        self.done += 1
         o = event.outcome
-        detail = f"in {o.seconds:.1f}s" if o.status in ("built", "failed") else ""
+        line = f"{prefix} {o.status}"
+        if o.attempts:
+            line += f" in {o.seconds:.1f}s"
         if o.error:
-            detail += f": {o.error[:200]}"
-        err.print(f"[{self.done:>3}/{self.total}] {event.image:<28} {o.status} {detail}")
+            line += f": {o.error.splitlines()[-1][:200]}"
+        self.console.print(escape(line))
+
+
+def _summary(plan: Plan) -> str:
+    counts: dict[str, int] = {}
+    for p in plan.images.values():
+        counts[p.action] = counts.get(p.action, 0) + 1
+    parts = [f"{counts.get(BUILD, 0)} to build", f"{counts.get('cached', 0)} cached",
+             f"{counts.get('skipped', 0)} skipped"]
+    rootfs = {BUILD: "to make with debootstrap", "cached": "current", None: "not needed"}[plan.rootfs_action]
+    return f"{len(plan.images)} images: {', '.join(parts)}; root filesystem {plan.rootfs_ref} {rootfs}"
+
+
+def _load(catalogue_dir: Path | None, config_file: Path | None, **options) -> tuple[Catalogue, BuildConfig]:
+    catalogue = load_catalogue(catalogue_dir)
+    config = load_build_config(config_file, set(catalogue.images)).override(**options)
+    return catalogue, config
+
+
+catalogue_option = click.option(
+    "--catalogue", "catalogue_dir", type=click.Path(path_type=Path, file_okay=False),
+    help="The image catalogue folder [default: images/ of the dockyard source tree].")
+config_option = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+    help="Build configuration [default: $DOCKYARD_CONFIG_DIR/build.yml (/etc/dockyard/build.yml) if present].")
+namespace_option = click.option("--namespace", help="Image namespace [default: dockyard, or build.yml].")
+registry_option = click.option("--registry", help="Registry host[:port] put before image names [default: none].")
 
 
 @cli.command()
 @click.argument("patterns", nargs=-1, metavar="[IMAGE-REGEX]...")
-@click.option("--profile", "profiles", multiple=True, type=click.Choice(PROFILES),
-              help="Build a named set of images (repeatable).")
-@click.option("--threads", type=click.IntRange(1), help="Parallel builds [default: core count].")
-@click.option("--retries", type=click.IntRange(0), help="Retries for a failing image [default: 1].")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME",
+              help="Build a named set of images, e.g. infra, core, compute, all (repeatable; see: dockyard images).")
+@click.option("--threads", type=click.IntRange(1), help="Images built at once [default: the core count].")
+@click.option("--retries", type=click.IntRange(0), help="Retries of a failing image [default: 1].")
 @click.option("--tag", help="Image tag [default: 2025.1].")
-@click.option("--namespace", help="Image namespace [default: dockyard].")
-@click.option("--registry", help="Registry host:port prefixed to image names.")
-@click.option("--push", is_flag=True, help="Push each image after it is built.")
+@namespace_option
+@registry_option
+@click.option("--push", is_flag=True, help="Push each image to the registry (built ones after their build).")
 @click.option("--skip-existing", is_flag=True, help="Keep any image whose tag exists, whatever its hash.")
-@click.option("--no-cache", is_flag=True, help="Rebuild every selected image from scratch.")
-@click.option("--rebuild-rootfs", is_flag=True, help="Run debootstrap again even if the rootfs is current.")
-@click.option("--template-override", "overrides", multiple=True, type=click.Path(path_type=Path),
-              help="Jinja2 template extending parent_template and replacing blocks (repeatable, chained).")
-@click.option("--template-only", is_flag=True, help="Render Dockerfiles and contexts into --work-dir; build nothing.")
-@click.option("--work-dir", type=click.Path(path_type=Path), default=Path("/var/lib/dockyard/build"),
-              show_default=True, help="Where build contexts (and logs) go.")
-@click.option("--logs-dir", type=click.Path(path_type=Path), help="Per-image build logs [default: WORK_DIR/logs].")
-@click.option("--config", "config_file", type=click.Path(path_type=Path),
-              help="Build configuration [default: $DOCKYARD_CONFIG_DIR/build.yml if present].")
-@click.option("--catalogue", type=click.Path(path_type=Path), help="Image catalogue folder [default: images/].")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Rebuild every selected image, without the engine's layer cache.")
+@click.option("--rebuild-rootfs", is_flag=True,
+              help="Run debootstrap again (fresh packages) and rebuild the selected images on it.")
+@click.option("--template-override", "overrides", multiple=True, metavar="FILE",
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="A template that extends parent_template and replaces blocks (repeatable; each extends "
+                   "the one before).")
+@click.option("--template-only", is_flag=True,
+              help="Render each Dockerfile and build context into WORK_DIR/<image>; build nothing, no engine needed.")
+@click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_WORK_DIR,
+              show_default=True, help="Build contexts, the debootstrap scratch folder and logs.")
+@click.option("--logs-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Per-image build logs, <image>.log [default: WORK_DIR/logs].")
+@config_option
+@catalogue_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="The summary on stdout (json: see docs/build.md).")
 def build(patterns, profiles, threads, retries, tag, namespace, registry, push, skip_existing, no_cache,
-          rebuild_rootfs, overrides, template_only, work_dir, logs_dir, config_file, catalogue, fmt):
-    """Build the image catalogue: the base from debootstrap, then every image, in
-    dependency order, each as soon as its parent is ready.
+          rebuild_rootfs, overrides, template_only, work_dir, logs_dir, config_file, catalogue_dir, fmt):
+    """Build the image catalogue: the root filesystem with debootstrap, then
+    each selected image (and its parents), in parallel, each as soon as its
+    parent is ready.
 
-    Images whose rendered template and context are unchanged are reported cached
-    and not rebuilt. Exit 0 when everything is built or cached, 1 when anything
-    failed, 2 on invalid input (nothing is built).
+    An image whose rendered Dockerfile, files and parent are unchanged since it
+    was built is cached, not rebuilt. A failing image is retried; then the
+    images built on it are reported unbuildable and everything else still builds.
+
+    IMAGE-REGEX is searched in image names: 'nova' selects every nova image,
+    '^nova-api$' just one. With no regex and no --profile, everything is built.
 
     \b
     Examples:
-      dockyard build                          everything
-      dockyard build --profile infra          infrastructure images and their parents
-      dockyard build 'nova-.*' keystone       by regular expression
+      dockyard build                               the whole catalogue
+      dockyard build --profile infra               mariadb, rabbitmq, memcached... and their parents
+      dockyard build '^keystone$' 'nova-.*'        by regular expression
+      dockyard build --threads 4 --retries 2
       dockyard build --template-override site.j2 --tag 2025.1-site
+      dockyard build --registry 127.0.0.1:5000 --push
       dockyard build --template-only --work-dir /tmp/contexts
+      dockyard build --format json > report.json
+
+    \b
+    Exit status: 0 every image built, cached or skipped; 1 something failed or
+    was unbuildable; 2 invalid input (nothing was built); 4 no engine.
     """
-    cat = load_catalogue(catalogue)
-    config = load_build_config(config_file, set(cat.images))
-    updates = {k: v for k, v in dict(threads=threads, retries=retries, tag=tag, namespace=namespace,
-                                      registry=registry).items() if v is not None}
-    config = config.model_copy(update=updates)
+    catalogue, config = _load(catalogue_dir, config_file, threads=threads, retries=retries, tag=tag,
+                              namespace=namespace, registry=registry)
     options = BuildOptions(patterns=list(patterns), profiles=list(profiles), overrides=list(overrides),
                            work_dir=work_dir, logs_dir=logs_dir, push=push, skip_existing=skip_existing,
                            no_cache=no_cache, rebuild_rootfs=rebuild_rootfs)
     if template_only:
-        builder = Builder(None, config, cat, options)
+        builder = Builder(None, config, catalogue, options)
         for path in builder.render_to(work_dir):
             click.echo(str(path))
         return EXIT_OK
-    engine = connect()
-    engine.ping()
-    builder = Builder(engine, config, cat, options)
-    report = builder.run(on_event=Progress(len(builder.selected)))
+    builder = Builder(None, config, catalogue, options)  # validates everything before the engine is touched
+    builder.engine = _connect()
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    plan = builder.plan()
+    err.print(escape(_summary(plan)))
+    total = len(plan.to_build()) + (1 if plan.rootfs_action == BUILD else 0)
+    report = builder.run(on_event=Progress(total, err), plan=plan)
     if fmt == "json":
         click.echo(to_json(report))
     else:
-        print_table(report, Console())
-    return EXIT_OK if report.ok else EXIT_FAILED
+        print_table(report, Console(highlight=False, soft_wrap=True))
+    if not report.ok:
+        err.print(f"logs: {escape(str(options.logs))}/<image>.log")
+    return report.exit_code
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--catalogue", type=click.Path(path_type=Path), help="Image catalogue folder [default: images/].")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Build configuration file.")
+@catalogue_option
+@config_option
+@click.option("--tag", help="Image tag to look for [default: 2025.1, or build.yml].")
+@namespace_option
+@registry_option
 @click.pass_context
-def images(ctx, catalogue, config_file):
-    """Show the image catalogue as a tree, with what the engine holds.
+def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
+    """Show the image catalogue as a tree: each image's profiles and whether
+    the engine holds it with the current hash (current), with another hash
+    (outdated: the next build rebuilds it) or not at all (not built).
 
     \b
-    Subcommands:
-      dockyard images diff TAG_A TAG_B   compare two tags package by package
+    Examples:
+      dockyard images
+      dockyard images --tag 2025.1-site
+      dockyard images diff 2025.1 2025.1-site    packages added, removed, changed
     """
-    ctx.obj = (catalogue, config_file)
+    ctx.obj = dict(catalogue_dir=catalogue_dir, config_file=config_file, tag=tag, namespace=namespace,
+                   registry=registry)
     if ctx.invoked_subcommand:
-        return
-    cat = load_catalogue(catalogue)
-    config = load_build_config(config_file, set(cat.images))
+        return None
+    catalogue, config = _load(catalogue_dir, config_file, tag=tag, namespace=namespace, registry=registry)
+    builder = Builder(None, config, catalogue, BuildOptions())
+    out = Console(highlight=False, soft_wrap=True)
     try:
-        engine = connect()
-        engine.ping()
-    except Exception:
+        engine = _connect()
+    except Exception as exc:  # the tree is worth showing without the engine's half
+        Console(stderr=True).print(f"engine not reachable ({escape(str(exc))}): showing the catalogue only")
         engine = None
-    from dockyard.build.render import Renderer
-    from dockyard.build.rootfs import rootfs_hash
 
-    rendered = Renderer(cat, config).render_all(cat.topological(), rootfs_hash(config))
+    def state(ref: str, digest: str) -> str:
+        if engine is None:
+            return ""
+        info = engine.image(ref)
+        if info is None:
+            return "  [yellow]not built[/]"
+        return "  [green]current[/]" if info.labels.get(HASH_LABEL) == digest else "  [cyan]outdated[/]"
 
-    def label(name: str) -> str:
-        img = cat.images[name]
-        profiles = f" [dim]({', '.join(img.meta.profiles)})[/]" if img.meta.profiles else ""
-        state = ""
-        if engine is not None:
-            info = engine.image(config.ref(name))
-            if info is None:
-                state = " [yellow]not built[/]"
-            elif info.labels.get("dockyard.hash") == rendered[name].hash:
-                state = " [green]current[/]"
-            else:
-                state = " [cyan]outdated[/]"
-        return f"{name}{profiles}{state}"
-
-    tree = Tree(f"rootfs (debootstrap {config.base.suite})")
+    root_state = ""
+    if engine is not None:
+        root_state = "  [green]current[/]" if is_current(engine, config) else "  [yellow]not current[/]"
+    tree = Tree(f"[bold]{escape(config.rootfs_ref())}[/] (debootstrap {escape(config.base.suite)}){root_state}")
     nodes = {}
-    for name in cat.topological():
-        parent = cat.images[name].parent
-        nodes[name] = (nodes[parent] if parent else tree).add(label(name))
-    Console().print(tree)
+    for name in catalogue.topological():
+        img = catalogue.images[name]
+        profiles = f" [dim]({', '.join(img.meta.profiles)})[/]" if img.meta.profiles else ""
+        parent_node = nodes[img.parent] if img.parent else tree
+        nodes[name] = parent_node.add(f"{escape(name)}{profiles}{state(builder.ref(name), builder.hashes[name])}")
+    out.print(tree)
+    out.print(f"{len(catalogue.images)} images; profiles: {', '.join(catalogue.profiles())}")
     return EXIT_OK
 
 
@@ -160,24 +238,26 @@ def images(ctx, catalogue, config_file):
 @click.argument("tag_b")
 @click.pass_obj
 def images_diff(obj, tag_a, tag_b):
-    """Compare the installed packages of two tags, image by image."""
-    catalogue, config_file = obj
-    cat = load_catalogue(catalogue)
-    config = load_build_config(config_file, set(cat.images))
-    engine = connect()
-    diffs = diff_tags(engine, config.namespace, cat.topological(), tag_a, tag_b, config.registry)
-    if not diffs:
-        click.echo(f"no image exists under both tags {tag_a} and {tag_b}", err=True)
+    """Compare the installed packages of two tags, image by image, from the
+    package list each image records (/var/lib/dockyard/packages.txt).
+
+    \b
+    Example:
+      dockyard build --tag 2025.1-next && dockyard images diff 2025.1 2025.1-next
+    \b
+    Output: '+ name version' added in TAG_B, '- name version' removed,
+    '~ name A -> B' changed. Exit 1 when no image exists under both tags.
+    """
+    catalogue, config = _load(obj["catalogue_dir"], obj["config_file"], namespace=obj["namespace"],
+                              registry=obj["registry"])
+    for tag in (tag_a, tag_b):
+        config.override(tag=tag)  # refuses a malformed tag before asking the engine
+    engine = _connect()
+    diff = diff_tags(engine, config, catalogue.topological(), tag_a, tag_b)
+    for line in format_diff(diff):
+        click.echo(line)
+    if not diff.images:
+        click.echo(f"no image exists under both {tag_a} and {tag_b}", err=True)
         return EXIT_FAILED
-    for d in diffs:
-        if d.empty:
-            click.echo(f"{d.image}: identical")
-            continue
-        click.echo(f"{d.image}:")
-        for name, version in sorted(d.added.items()):
-            click.echo(f"  + {name} {version}")
-        for name, version in sorted(d.removed.items()):
-            click.echo(f"  - {name} {version}")
-        for name, (va, vb) in sorted(d.changed.items()):
-            click.echo(f"  ~ {name} {va} -> {vb}")
     return EXIT_OK
+
