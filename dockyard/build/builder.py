@@ -215,6 +215,8 @@ class Builder:
         selected image."""
         started = time.monotonic()
         plan = plan or self.plan()
+        if plan.rootfs_action == BUILD and self._run is None:
+            rootfs_mod.check_host()  # a clear error now, not a failed tree later
         preset = {name: Outcome(name, p.action, size=p.existing.size if p.existing else 0)
                   for name, p in plan.images.items() if p.action != BUILD}
         rootfs_in_build = plan.rootfs_action == BUILD

@@ -31,18 +31,27 @@ from .hashing import HASH_LABEL, rootfs_hash
 Runner = Callable[[list[str], Path], None]
 
 
-def run_command(argv: list[str], log_file: Path) -> None:
-    """Run a command as root with its output appended to ``log_file``."""
-    if shutil.which(argv[0]) is None:
-        raise DockyardError(f"{argv[0]} is not installed; the root filesystem needs it: "
-                            f"apt-get install {argv[0]} (the README's set-up installs it)")
+def check_host() -> None:
+    """Refuse early, before any image is built, when this host cannot make the
+    root filesystem: debootstrap and tar must be installed and we must be root."""
+    for program in ("debootstrap", "tar"):
+        if shutil.which(program) is None:
+            raise DockyardError(f"{program} is not installed; the root filesystem needs it: "
+                                f"apt-get install {program} (the README's set-up installs it)")
     if os.geteuid() != 0:
         raise DockyardError("making the root filesystem needs root (debootstrap creates device nodes and "
                             "files owned by other users): run dockyard build as root")
+
+
+def run_command(argv: list[str], log_file: Path) -> None:
+    """Run a command with its output appended to ``log_file``."""
     with open(log_file, "a") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise DockyardError(f"{argv[0]} is not installed: apt-get install {argv[0]}") from None
     if proc.returncode != 0:
         raise DockyardError(f"{argv[0]} exited {proc.returncode}; see {log_file}")
 

@@ -11,7 +11,7 @@ from dockyard.build.builder import BuildOptions, Builder
 from dockyard.build.catalogue import load_catalogue
 from dockyard.build.config import BuildConfig
 from dockyard.build.hashing import HASH_LABEL, rootfs_hash
-from dockyard.build.rootfs import run_command
+from dockyard.build.rootfs import check_host, run_command
 from dockyard.errors import ConfigError, DockyardError, EngineError
 
 from .build_fixtures import (
@@ -205,12 +205,30 @@ def test_a_failed_rootfs_leaves_every_image_unbuildable(tmp_path):
     assert built_names(engine) == []
 
 
-def test_missing_debootstrap_and_non_root_are_explained(tmp_path, monkeypatch):
-    with pytest.raises(DockyardError, match="no-such-debootstrap is not installed.*apt-get install"):
-        run_command(["no-such-debootstrap", "--variant=minbase"], tmp_path / "log")
+def test_missing_debootstrap_is_explained_before_anything_is_built(tmp_path, monkeypatch):
+    engine = RecordingEngine()
+    builder = Builder(engine, BuildConfig(), fixture_catalogue(), BuildOptions(work_dir=tmp_path))  # real runner
+    monkeypatch.setattr("dockyard.build.rootfs.shutil.which", lambda program: None)
+    with pytest.raises(DockyardError, match="debootstrap is not installed.*apt-get install debootstrap"):
+        builder.run()
+    assert built_names(engine) == [] and not [c for c in engine.calls if c[0] == "import"]
+
+
+def test_not_being_root_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setattr("dockyard.build.rootfs.shutil.which", lambda program: f"/usr/bin/{program}")
     monkeypatch.setattr("dockyard.build.rootfs.os.geteuid", lambda: 1000)
     with pytest.raises(DockyardError, match="needs root"):
-        run_command(["true"], tmp_path / "log")
+        check_host()
+
+
+def test_run_command_logs_output_and_names_the_log_on_failure(tmp_path):
+    log = tmp_path / "rootfs.log"
+    run_command(["sh", "-c", "echo made it"], log)
+    assert log.read_text() == "$ sh -c echo made it\nmade it\n"
+    with pytest.raises(DockyardError, match=f"sh exited 3; see {log}"):
+        run_command(["sh", "-c", "exit 3"], log)
+    with pytest.raises(DockyardError, match="no-such-program is not installed"):
+        run_command(["no-such-program"], log)
 
 
 # -- push and references -------------------------------------------------------------------------
