@@ -117,7 +117,8 @@ class BuildConfig(Strict):
     @classmethod
     def _namespace(cls, value: str) -> str:
         if not NAMESPACE_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid image namespace (lowercase letters, digits, '.', '_', '-', '/')")
+            raise ValueError(f"{value!r} is not a valid image namespace "
+                             "(lowercase letters, digits, '.', '_', '-', '/')")
         return value
 
     @field_validator("registry")
