@@ -101,7 +101,8 @@ registry_option = click.option("--registry", help="Registry host[:port] put befo
 @click.argument("patterns", nargs=-1, metavar="[IMAGE-REGEX]...")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
               help="Build a named set of images, e.g. infra, core, compute, all (repeatable; see: dockyard images).")
-@click.option("--threads", type=click.IntRange(1), help="Images built at once [default: build.yml, else the core count].")
+@click.option("--threads", type=click.IntRange(1),
+              help="Images built at once [default: build.yml, else the core count].")
 @click.option("--retries", type=click.IntRange(0), help="Retries of a failing image [default: 1, or build.yml].")
 @click.option("--tag", help="Image tag [default: 2025.1, or build.yml].")
 @namespace_option
