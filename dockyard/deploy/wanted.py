@@ -22,7 +22,9 @@ The units of a service, and what each waits for (its ``after``):
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
 from urllib.parse import quote
 from dataclasses import dataclass, field, replace
@@ -73,6 +75,15 @@ def _cnf_string(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _rabbitmq_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256 form: base64(salt + sha256(salt +
+    password)). The salt comes from the password, so the file (and the container's
+    hash) only changes when the password does."""
+    data = str(password).encode()
+    salt = hashlib.sha256(b"dockyard rabbitmq salt:" + data).digest()[:4]
+    return base64.b64encode(salt + hashlib.sha256(salt + data).digest()).decode()
+
+
 def _url_part(value: str) -> str:
     """A value inside a URL (a password in a database or transport URL)."""
     return quote(str(value), safe="")
@@ -85,7 +96,7 @@ def _environment(templates: str) -> jinja2.Environment:
     The loader still notices a template changed on disk."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
-    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, rabbitmq_hash=_rabbitmq_hash)
     return env
 
 

@@ -102,8 +102,7 @@ def test_after_edges(aio):
     assert set(u["glance_api"].after) == {"mariadb", "memcached", "keystone", "glance_bootstrap", "glance_register"}
     assert {"rabbitmq", "placement_api", "nova_bootstrap", "nova_register"} <= set(u["nova_conductor"].after)
     assert set(u["horizon"].after) == {"memcached", "keystone"}
-    assert u["rabbitmq_users"].after == ("rabbitmq",)                     # keeps the user current, after start
-    assert "rabbitmq_users" not in u["nova_api"].after
+    assert u["rabbitmq"].after == ()
     # Every name waited for exists, and the order has no cycle.
     for unit in u.values():
         assert set(unit.after) <= set(u), unit.name
@@ -176,6 +175,20 @@ def test_toolbox_jobs_keep_credentials_in_private_files_of_its_user(aio):
         assert f"CREATE DATABASE IF NOT EXISTS `{db}`" in sql
     assert "CREATE USER IF NOT EXISTS 'nova'@'%'" in sql and "GRANT ALL PRIVILEGES ON `nova_cell0`.*" in sql
     assert site.passwords["nova_database_password"] in sql
+
+
+def test_rabbitmq_gets_its_user_from_definitions_with_a_hashed_password(aio):
+    import base64
+    import hashlib
+
+    site, wanted = aio
+    doc = json.loads(next(f.content for f in wanted.files if f.path.endswith("/rabbitmq/definitions.json")))
+    (user,) = doc["users"]
+    raw = base64.b64decode(user["password_hash"])
+    salt, digest = raw[:4], raw[4:]
+    assert digest == hashlib.sha256(salt + site.passwords["rabbitmq_password"].encode()).digest()
+    assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    assert doc["permissions"][0] == {"user": "openstack", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
 
 
 def test_keystone_bootstrap_reads_the_admin_password_from_a_private_file(aio):
