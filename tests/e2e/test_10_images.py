@@ -42,7 +42,7 @@ SERVICE_PROGRAM = {
     "neutron-metadata-agent": "neutron-metadata-agent --version",
     "openvswitch-db-server": "ovsdb-server --version",
     "openvswitch-vswitchd": "ovs-vswitchd --version",
-    "horizon": "python3 -c 'import openstack_dashboard'",
+    "horizon": 'python3 -c "import openstack_dashboard"',
 }
 
 
@@ -140,8 +140,8 @@ def test_memcached_serves_as_memcache_user_and_gets_healthy(built_catalogue, tmp
         connect().wait_healthy(container.name, timeout=60)
         # `docker top` runs ps on the host, which may not know the name: compare ids.
         uid = yaml.safe_load((CATALOGUE / "base" / "users.yml").read_text())["memcache"]
-        top = container.top(ps_args="-o uid,comm")
-        uids = {row[0].strip() for row in top["Processes"] if row[1] == "memcached"}
+        top = container.top(ps_args="-o pid,uid,comm")  # the engine needs the pid column
+        uids = {row[1].strip() for row in top["Processes"] if row[2] == "memcached"}
         assert uids == {str(uid)}, top
     finally:
         container.remove(force=True)

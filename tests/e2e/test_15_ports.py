@@ -1,6 +1,6 @@
 """A port already in use is bad input: refused before anything runs.
 
-Runs before the cloud exists, on its own site bound to 127.0.0.2, so nothing of
+Runs before the cloud exists, on its own site bound to 127.0.0.7, so nothing of
 the main site is involved.
 """
 
@@ -24,11 +24,11 @@ def test_port_in_use_is_refused_before_anything_runs(built_catalogue, engine, tm
     site = tmp_path / "site"
     site.mkdir()
     (site / "globals.yml").write_text(yaml.safe_dump({
-        "internal_address": "127.0.0.2", "enabled_services": ["memcached"]}))
+        "internal_address": "127.0.0.7", "enabled_services": ["memcached"]}))
     dockyard("genpwd", "--config-dir", str(site))
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.2", 11211))
+    holder.bind(("127.0.0.7", 11211))
     holder.listen()
     before = host_snapshot(engine)
     try:
