@@ -17,7 +17,7 @@ from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine
 from dockyard.errors import ConfigError
 
-from . import postdeploy
+from . import postdeploy, volumes_record
 from .catalogue import ServiceCatalogue, load_services
 from .compose import export_compose as compose_text
 from .executor import RunResult, execute
@@ -165,8 +165,14 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         _check_ports(prepared, plan)
         with Timeline(site.state_dir) as timeline:
             say(f"dockyard: run {timeline.run_id} on {config_dir}")
-            result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
-                             jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
+            try:
+                result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
+                                 jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
+            finally:
+                # Whatever else happened: the volumes made are this site's to destroy.
+                made = [a.target for a in plan.actions if a.kind == "create_volume"]
+                volumes_record.add_volumes(site.state_dir, [v.name for v in prepared.engine.volumes()
+                                                            if v.name in made])
         say(result.summary())
         return result
 
@@ -232,10 +238,11 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
             say(f"  removed container {c.name}")
             removed += 1
         if include_volumes:
-            # Only volumes the catalogue declares: a shared engine holds others'.
-            declared = {v for s in catalogue.services.values() for v in s.spec.volumes}
-            for v in engine.volumes(label=f"{LABEL_MANAGED}=true"):
-                if v.name not in declared or v.labels.get(LABEL_SITE) not in (None, site_id(site)):
+            # Only the volumes this site made: names are global, and a shared
+            # engine may hold another site's volume of the same name.
+            ours = set(volumes_record.load_volumes(site.state_dir))
+            for v in engine.volumes():
+                if v.name not in ours and v.labels.get(LABEL_SITE) != site_id(site):
                     continue
                 try:
                     engine.remove_volume(v.name)
@@ -246,6 +253,7 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
                 say(f"  removed volume {v.name}")
                 removed += 1
             record_path(site.state_dir).unlink(missing_ok=True)
+            volumes_record.forget(site.state_dir)
         timeline.run_end("ok", removed=removed)
     say(f"{removed} removed")
     return removed

@@ -229,15 +229,18 @@ def test_stop_then_deploy_starts_them_again(deployed):
     assert {c[0] for c in acting_calls(engine)} == {"start"}
 
 
-def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(deployed):
-    site_dir, engine = deployed
+def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(site_dir):
+    engine = full_engine()
     engine.create_volume("someone_elses", {LABEL_MANAGED: "true"})
+    # A volume of a wanted name that was there before: used, but not ours to delete.
+    engine.create_volume("glance_images", {LABEL_MANAGED: "true"})
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
     api.destroy(site_dir, include_volumes=False, engine=engine, say=quiet)
     assert not engine.containers()
     assert {"mariadb", "glance_images"} <= {v.name for v in engine.volumes()}
     assert (site_dir / "state" / "jobs.json").exists()
     api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
-    assert {v.name for v in engine.volumes()} == {"someone_elses"}
+    assert {v.name for v in engine.volumes()} == {"someone_elses", "glance_images"}
     assert not (site_dir / "state" / "jobs.json").exists()
     # With the data gone, every bootstrap job runs again.
     engine.jobs_run.clear()
