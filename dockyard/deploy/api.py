@@ -165,14 +165,11 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         _check_ports(prepared, plan)
         with Timeline(site.state_dir) as timeline:
             say(f"dockyard: run {timeline.run_id} on {config_dir}")
-            try:
-                result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
-                                 jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
-            finally:
-                # Whatever else happened: the volumes made are this site's to destroy.
-                made = [a.target for a in plan.actions if a.kind == "create_volume"]
-                volumes_record.add_volumes(site.state_dir, [v.name for v in prepared.engine.volumes()
-                                                            if v.name in made])
+            # Recorded before they are made: a run killed half-way still leaves
+            # them known as this site's, for destroy --include-volumes.
+            volumes_record.add_volumes(site.state_dir, [a.target for a in plan.actions if a.kind == "create_volume"])
+            result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
+                             jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         say(result.summary())
         return result
 
