@@ -395,6 +395,8 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
     spec, path = svc.spec, svc.path
     reachable = set(catalogue.closure([svc.name]))
     units_in_reach = {unit_name(u) for name in reachable for u in catalogue.services[name].unit_names()}
+    # A dependency's volume may be shared (e.g. the folder of Open vSwitch's socket).
+    volumes_in_reach = {v for name in reachable for v in catalogue.services[name].spec.volumes}
     if spec.databases and DATABASE_SERVICE not in reachable - {svc.name}:
         raise ConfigError(f"a service with databases must depend on {DATABASE_SERVICE}", path=path, key="databases")
     if spec.registration and IDENTITY_SERVICE not in reachable - {svc.name}:
@@ -414,9 +416,9 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
                                   path=path, key=f"{key}.config")
         for i, vol in enumerate(unit.volumes):
             if vol.is_volume:
-                if vol.source not in spec.volumes:
-                    raise ConfigError(f"volume {vol.source!r} is not declared under `volumes`", path=path,
-                                      key=f"{key}.volumes[{i}]")
+                if vol.source not in volumes_in_reach:
+                    raise ConfigError(f"volume {vol.source!r} is declared under `volumes` neither here nor in a "
+                                      f"service this one depends on", path=path, key=f"{key}.volumes[{i}]")
                 mounted.add(vol.source)
         for ref in unit.after:
             if unit_name(ref) not in units_in_reach:
