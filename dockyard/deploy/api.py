@@ -79,14 +79,15 @@ def engine_for(site: Site, engine: Engine | None = None) -> Engine:
 
 
 def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None, *,
-            resolve_images: bool = True) -> Prepared:
-    """Load and render everything, resolve every image: all before any action."""
+            resolve_images: bool = True, allow_missing_images: bool = False) -> Prepared:
+    """Load and render everything, resolve every image: all before any action.
+    A missing image is an error unless ``allow_missing_images`` (read-only uses)."""
     site, catalogue = load(config_dir, services_root)
     if resolve_images:
         engine = engine_for(site, engine)
     wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
     missing = wanted.missing_images
-    if missing:
+    if missing and not allow_missing_images:
         raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
@@ -181,7 +182,9 @@ reconfigure = deploy
 # -- status, stop, destroy ------------------------------------------------------------
 
 def status(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None) -> list[StatusRow]:
-    prepared = prepare(Path(config_dir), engine, services_root)
+    # Status reports on a site whose images are not all built too: those
+    # containers are simply not up to date.
+    prepared = prepare(Path(config_dir), engine, services_root, allow_missing_images=True)
     return status_of(prepared.engine, prepared.wanted, site_id(prepared.site))
 
 

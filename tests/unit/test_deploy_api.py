@@ -216,6 +216,10 @@ def test_status_says_what_is_missing_then_up_to_date(site_dir):
     api.deploy(site_dir, engine=engine, say=quiet)
     rows = api.status(site_dir, engine=engine)
     assert all(r.up_to_date and r.state == "running" for r in rows)
+    # An image gone from the engine: status still answers, and says what a deploy would do.
+    del engine.images_by_tag["dockyard/horizon:2025.1"]
+    rows = {r.container: r for r in api.status(site_dir, engine=engine)}
+    assert not rows["horizon"].up_to_date and rows["keystone"].up_to_date
 
 
 def test_stop_then_deploy_starts_them_again(deployed):
