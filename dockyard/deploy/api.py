@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from dockyard.engine import connect
-from dockyard.engine.driver import ContainerState, Engine
+from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError
 
 from . import postdeploy, volumes_record
@@ -202,6 +202,20 @@ def _dependents_first(containers: list[ContainerState], catalogue: ServiceCatalo
     return sorted(containers, key=lambda c: (-order.get(c.labels.get(LABEL_SERVICE, ""), len(order)), c.name))
 
 
+def _volume_is_ours(volume: VolumeInfo, site: Site, catalogue: ServiceCatalogue) -> bool:
+    """Names are global on an engine, so a volume is this site's to delete when
+    the site recorded making it, or it is labelled for the site, or (made before
+    either existed) it carries no site label and the site's services use that
+    name. The engine itself refuses to delete a volume a container still uses."""
+    if volume.name in volumes_record.load_volumes(site.state_dir):
+        return True
+    if LABEL_SITE in volume.labels:
+        return volume.labels[LABEL_SITE] == site_id(site)
+    enabled = catalogue.closure(site.globals.enabled_services)
+    return volume.labels.get(LABEL_MANAGED) == "true" and \
+        volume.name in {v for name in enabled for v in catalogue.services[name].spec.volumes}
+
+
 def stop(config_dir: Path, say: Say = print, engine: Engine | None = None,
          services_root: Path | None = None) -> int:
     """Stop every container of the site; volumes and configuration stay."""
@@ -238,11 +252,8 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
             say(f"  removed container {c.name}")
             removed += 1
         if include_volumes:
-            # Only the volumes this site made: names are global, and a shared
-            # engine may hold another site's volume of the same name.
-            ours = set(volumes_record.load_volumes(site.state_dir))
             for v in engine.volumes():
-                if v.name not in ours and v.labels.get(LABEL_SITE) != site_id(site):
+                if not _volume_is_ours(v, site, catalogue):
                     continue
                 try:
                     engine.remove_volume(v.name)

@@ -236,8 +236,10 @@ def test_stop_then_deploy_starts_them_again(deployed):
 def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(site_dir):
     engine = full_engine()
     engine.create_volume("someone_elses", {LABEL_MANAGED: "true"})
-    # A volume of a wanted name that was there before: used, but not ours to delete.
-    engine.create_volume("glance_images", {LABEL_MANAGED: "true"})
+    # A volume of a wanted name that another site labelled: used, but not ours to delete.
+    engine.create_volume("glance_images", {LABEL_MANAGED: "true", LABEL_SITE: "/elsewhere"})
+    # One of a wanted name from before sites were labelled or recorded: ours.
+    engine.create_volume("keystone_fernet_keys", {LABEL_MANAGED: "true"})
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     api.destroy(site_dir, include_volumes=False, engine=engine, say=quiet)
     assert not engine.containers()
@@ -250,6 +252,15 @@ def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(site_dir):
     engine.jobs_run.clear()
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     assert "mariadb_bootstrap" in engine.jobs_run
+
+
+def test_destroy_leaves_volumes_its_services_do_not_use(site_dir):
+    (site_dir / "globals.yml").write_text("enabled_services: [memcached]\ninternal_address: 127.0.0.99\n")
+    engine = full_engine()
+    engine.create_volume("glance_images", {LABEL_MANAGED: "true"})
+    api.deploy(site_dir, engine=engine, say=quiet)
+    api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
+    assert [v.name for v in engine.volumes()] == ["glance_images"]
 
 
 def test_stop_and_destroy_leave_containers_of_no_site_alone(deployed):
