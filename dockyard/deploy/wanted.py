@@ -26,9 +26,9 @@ import base64
 import functools
 import hashlib
 import json
-from urllib.parse import quote
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
