@@ -6,32 +6,18 @@ configuration folder, pointing at the public identity endpoint.
 
 from __future__ import annotations
 
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from .passwords import write_private  # atomic, 0600 from the first byte
 from .site import Site
 
 
 def keystone_url(site: Site) -> str:
     address = site.globals.external_address or site.globals.internal_address
     return f"http://{address}:5000/v3"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically; the file is 0600 before its first byte."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def clouds_yaml(site: Site) -> str:
