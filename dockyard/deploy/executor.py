@@ -21,7 +21,8 @@ from typing import Callable
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
 from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
-from .jobs_record import JobsRecord, write_atomic
+from .files import write_atomic
+from .jobs_record import JobsRecord
 from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from .plan import KINDS, Action, Plan
 from .timeline import Timeline

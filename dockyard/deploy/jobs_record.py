@@ -10,39 +10,16 @@ harmless: every job is idempotent.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
+
+from .files import write_atomic
 
 RECORD_NAME = "jobs.json"
 
 
 def record_path(state_dir: Path) -> Path:
     return Path(state_dir) / RECORD_NAME
-
-
-def write_atomic(path: Path, data: bytes, mode: int, dir_mode: int = 0o755) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, whole.
-
-    The temp file is made in the same folder (rename is atomic only within one
-    file system), gets its final mode before any byte is written (a secret is
-    never readable by others, not even briefly), and is synced before the rename.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_jobs(state_dir: Path) -> dict[str, str]:

@@ -6,9 +6,7 @@ password's *name*, never a value.
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -16,6 +14,7 @@ import yaml
 
 from dockyard.errors import ConfigError
 
+from .files import PRIVATE, write_atomic
 from .yamlfile import read_mapping, strict_load
 
 PASSWORDS_FILE = "passwords.yml"
@@ -63,41 +62,9 @@ def new_password() -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``, readable by its owner only.
-
-    The temporary file is created 0600 (mkstemp), so the secret is never on disk
-    with wider permissions, not even for a moment; it is flushed to disk before
-    the rename so a crash leaves the old file or the new one, never an empty one.
-    A symlinked file is written where the link points.
-    """
-    path = Path(path)
-    target = path.resolve() if path.is_symlink() else path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot sync a directory; the rename still happened
-    finally:
-        os.close(fd)
+    """Replace ``path`` atomically with ``text``, readable by its owner only,
+    from its first byte (see :func:`files.write_atomic`)."""
+    write_atomic(path, text, PRIVATE)
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .passwords import write_private  # atomic, 0600 from the first byte
+from .files import write_atomic  # whole or not at all, 0600 from the first byte
 from .site import Site
 
 
@@ -45,6 +45,6 @@ def openrc(site: Site) -> str:
 
 def write_client_config(site: Site) -> list[Path]:
     paths = [site.config_dir / "clouds.yaml", site.config_dir / "admin-openrc.sh"]
-    write_private(paths[0], clouds_yaml(site))
-    write_private(paths[1], openrc(site))
+    write_atomic(paths[0], clouds_yaml(site))
+    write_atomic(paths[1], openrc(site))
     return paths
