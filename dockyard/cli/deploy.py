@@ -1,6 +1,7 @@
 """Deploy and operate: prechecks, deploy, reconfigure, status, stop,
-destroy, post-deploy, export compose, up. Each command parses its options, calls
-``dockyard.deploy.api`` and prints; errors become exit codes in ``cli.main``."""
+destroy, post-deploy, genconfig, export compose, up. Each command parses its
+options, calls ``dockyard.deploy.api`` and prints; errors become exit codes in
+``cli.main``."""
 
 from __future__ import annotations
 
@@ -113,6 +114,21 @@ def post_deploy(config_dir: Path):
     """Write clouds.yaml (cloud `dockyard`) and admin-openrc.sh, mode 0600."""
     for path in api.post_deploy(config_dir):
         click.echo(f"wrote {path}")
+    return EXIT_OK
+
+
+@cli.command()
+@config_dir_option
+@click.option("--services", metavar="A,B", help="Only these services' files (comma separated).")
+def genconfig(config_dir: Path, services: str | None):
+    """Write the generated configuration files only: every service's config
+    folder under generated/, as a deploy would write it, without touching any
+    container, volume or job. For reviewing a change before `reconfigure`, or
+    for running the file from `dockyard export compose`."""
+    written, unchanged = api.genconfig(config_dir, _services(services))
+    for path in written:
+        say(f"wrote {path}")
+    say(f"{len(written)} files written, {unchanged} unchanged")
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from . import postdeploy, volumes_record
 from .catalogue import ServiceCatalogue, load_services
 from .compose import export_compose as compose_text
 from .executor import RunResult, execute
+from .files import write_atomic
 from .jobs_record import JobsRecord, record_path
 from .lock import SiteLock
 from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
@@ -276,6 +277,32 @@ def post_deploy(config_dir: Path, services_root: Path | None = None) -> list[Pat
     """clouds.yaml (cloud ``dockyard``) and admin-openrc.sh in the config folder, 0600."""
     site, _ = load(Path(config_dir), services_root)
     return postdeploy.write_client_config(site)
+
+
+def genconfig(config_dir: Path, services: set[str] | None = None, services_root: Path | None = None
+              ) -> tuple[list[Path], int]:
+    """Write the generated configuration files (what the containers bind-mount),
+    and nothing else: no container, volume or job is touched. Only files whose
+    content or mode differs are rewritten. Returns (written, unchanged count)."""
+    prepared = prepare(Path(config_dir), None, services_root, resolve_images=False)
+    _check_services(prepared, services)
+    written: list[Path] = []
+    unchanged = 0
+    with SiteLock(prepared.site.state_dir):
+        for f in prepared.wanted.files:
+            if services and f.service not in services:
+                continue
+            path = Path(f.path)
+            try:
+                same = path.read_bytes() == f.content and (path.stat().st_mode & 0o7777) == f.mode
+            except OSError:
+                same = False
+            if same:
+                unchanged += 1
+                continue
+            write_atomic(path, f.content, f.mode)
+            written.append(path)
+    return written, unchanged
 
 
 def export_compose(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None) -> str:

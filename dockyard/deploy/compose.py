@@ -109,12 +109,15 @@ def export_compose(wanted: WantedState) -> str:
             if m.is_volume and m.source not in volumes:
                 volumes[m.source] = {"name": m.source}
 
-    doc: dict = {"name": "dockyard", "services": services}
+    # No top-level `name`: docker-compose v1 refuses the key. The project name
+    # is given on the command line instead (the header says how).
+    doc: dict = {"services": services}
     if volumes:
         doc["volumes"] = volumes
     header = ["# Exported by `dockyard export compose`: the same containers as `dockyard deploy`.",
               "# Named volumes are dockyard's own (external). Config files are bind-mounted from the",
-              "# generated folders: run `dockyard deploy` (or `reconfigure`) once to write them."]
+              "# generated folders: `dockyard genconfig` writes them (as does `dockyard deploy`).",
+              "# Run: docker compose -p dockyard -f <this file> up -d   (or docker-compose, v1.27 on)"]
     if needed_vars:
         header.append("# Set these in .env (their names look secret, so their values are not exported):")
         header += [f"#   {var}" for var in sorted(set(needed_vars))]

@@ -285,6 +285,34 @@ def test_post_deploy_writes_private_client_config(site_dir):
     assert f"export OS_PASSWORD={password}" in paths[1].read_text()
 
 
+def test_genconfig_writes_the_files_a_deploy_would_and_nothing_else(site_dir):
+    written, unchanged = api.genconfig(site_dir)
+    assert written and unchanged == 0
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
+    from_genconfig = {p: p.read_bytes() for p in files_under(site_dir / "generated")}
+    assert sorted(from_genconfig) == sorted(written)
+
+    again, unchanged = api.genconfig(site_dir)
+    assert again == [] and unchanged == len(written)
+    conf = site_dir / "generated" / "glance_api" / "glance-api.conf"
+    conf.write_text("edited by hand\n")
+    only, _ = api.genconfig(site_dir, {"glance"})
+    assert only == [conf] and conf.read_bytes() == from_genconfig[conf]
+
+    # A deploy on the engine writes exactly the same files.
+    import shutil
+    shutil.rmtree(site_dir / "generated")
+    engine = full_engine()
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    assert {p: p.read_bytes() for p in files_under(site_dir / "generated")} == from_genconfig
+
+
+def test_genconfig_refuses_an_unknown_service_and_writes_nothing(site_dir):
+    with pytest.raises(ConfigError, match="unknown service 'glanse'"):
+        api.genconfig(site_dir, {"glanse"})
+    assert files_under(site_dir / "generated") == []
+
+
 def test_export_compose_needs_no_engine(site_dir):
     doc = yaml.safe_load(api.export_compose(site_dir))
     assert {"keystone", "glance_api", "keystone_admin"} <= set(doc["services"])
