@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from dockyard.deploy.hashing import hash_labels, spec_hashes
+from dockyard.deploy.hashing import spec_hashes
 from dockyard.deploy.model import LABEL_HASH, WantedContainer, WantedFile, WantedState, WantedVolume
 from dockyard.deploy.observe import ObservedState
 from dockyard.deploy.plan import make_plan
@@ -37,15 +37,15 @@ def synthetic(hosts: int) -> tuple[WantedState, ObservedState]:
             spec = ContainerSpec(name=name, image="dockyard/x:1", environment={"A": "1"},
                                  mounts=(Mount(f"vol_{name}", "/var/lib/x"),),
                                  healthcheck=Healthcheck(("CMD", "true")) if i % 4 == 0 else None)
-            parts = spec_hashes(spec, "sha256:x", {path: content})
-            spec = ContainerSpec(**{**spec.__dict__, "labels": hash_labels(parts)})
+            labels = spec_hashes(spec, {path: content}, "sha256:x")
+            spec = ContainerSpec(**{**spec.__dict__, "labels": labels})
             after = previous if i % 5 else ()
-            wanted.containers.append(WantedContainer(host, f"svc{i % 12}", spec, parts["all"], after,
+            wanted.containers.append(WantedContainer(host, f"svc{i % 12}", spec, labels[LABEL_HASH], after,
                                                      (path,), (f"vol_{name}",)))
             wanted.files.append(WantedFile(path, content, host, f"svc{i % 12}", unit=name))
             wanted.volumes.append(WantedVolume(f"vol_{name}", host, f"svc{i % 12}"))
             observed.containers[name] = ContainerState(name, name, "sha256:x", "dockyard/x:1",
-                                                       {LABEL_HASH: parts["all"], **spec.labels},
+                                                       dict(labels),
                                                        "running", "healthy" if spec.healthcheck else None)
             observed.files[path] = content
             observed.volumes.add(f"vol_{name}")

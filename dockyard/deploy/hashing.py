@@ -99,10 +99,6 @@ def spec_hashes(spec: ContainerSpec, file_contents: Mapping[str, bytes],
     ``WantedContainer.hash``), one ``dockyard.hash.<part>`` per part and one
     ``dockyard.hash.file.<name>`` per file.
     """
-    if isinstance(file_contents, str) and isinstance(image_id, Mapping):
-        # The first wanted.py calls spec_hashes(spec, image_id, files) and wants the
-        # parts mapping (fed to hash_labels). Accepted until it moves to this form.
-        return _parts(spec, image_id, file_contents)
     return hash_labels(_parts(spec, file_contents, image_id))
 
 

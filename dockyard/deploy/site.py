@@ -25,10 +25,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from dockyard.errors import ConfigError
 
 from .overrides import OVERRIDES_DIR
-# generate_passwords, new_password and write_private are re-exported: callers
-# that predate the passwords module import them from here.
-from .passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords,  # noqa: F401
-                        new_password, write_private)
+# generate_passwords is re-exported: callers that predate the passwords module
+# import it from here.
+from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords  # noqa: F401
 from .yamlfile import read_mapping
 
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")

@@ -8,7 +8,6 @@ runs as the image's service user and proves the service's own program is there.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import docker
 import pytest

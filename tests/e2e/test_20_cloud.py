@@ -12,9 +12,6 @@ import json
 import os
 import subprocess
 import urllib.request
-from pathlib import Path
-
-import pytest
 
 from .client import container_facts, openstack, openstack_json
 from .conftest import CONFIG_DIR, dockyard

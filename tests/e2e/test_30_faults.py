@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from .client import container_facts, openstack, openstack_json
+from .client import container_facts, openstack_json
 from .conftest import CONFIG_DIR, REPO, dockyard
 
 

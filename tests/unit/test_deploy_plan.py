@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import stat
 import threading
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import yaml

@@ -12,7 +12,6 @@ import os
 import stat
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -27,16 +26,6 @@ from dockyard.engine.fake import FakeEngine
 from .wanted_factory import SECRET, Site, apply, converge, fake_engine, make_wanted, plan_for
 
 GUARD = 20  # seconds a primitive waits before the test fails: never reached when the executor is right
-
-
-@pytest.fixture
-def site(tmp_path) -> Site:
-    return Site(tmp_path / "site")
-
-
-@pytest.fixture
-def state_dir(tmp_path) -> Path:
-    return tmp_path / "state"
 
 
 def fresh_plan(site: Site) -> Plan:

@@ -23,16 +23,6 @@ from .wanted_factory import SECRET, Site, apply, converge, fake_engine, make_wan
 
 
 @pytest.fixture
-def site(tmp_path) -> Site:
-    return Site(tmp_path / "site")
-
-
-@pytest.fixture
-def state_dir(tmp_path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
 def deployed(site, state_dir):
     """A fake engine with the whole site converged."""
     engine = fake_engine()
