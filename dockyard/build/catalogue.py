@@ -14,9 +14,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard import SOURCE_ROOT
+from dockyard.datafiles import read_yaml, validation_error
 from dockyard.errors import ConfigError
 
-from .config import check_packages, load_yaml, validation_error
+from .config import check_packages
 
 DEFAULT_ROOT = SOURCE_ROOT / "images"
 META_FILE = "image.yml"
@@ -177,7 +178,7 @@ def _load_image(folder: Path) -> ImageDef:
                           path=folder)
     if folder.name in RESERVED:
         raise ConfigError(f"{folder.name!r} is reserved for the debootstrap root filesystem", path=folder)
-    data = load_yaml(meta_path)
+    data = read_yaml(meta_path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

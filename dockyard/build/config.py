@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockyard.datafiles import read_yaml, validation_error
 from dockyard.errors import ConfigError
 
 #: Where the configuration is looked for when ``--config`` is not given.
@@ -164,31 +164,6 @@ def default_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def load_yaml(path: Path) -> Any:
-    """YAML from a file, with parse errors naming file, line and column."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise ConfigError("is a folder, expected a YAML file", path=path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}", path=path) from None
-
-
-def validation_error(exc: ValidationError, path: Path | str) -> ConfigError:
-    """The first pydantic error, as the file and dotted key at fault."""
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or None
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    return ConfigError(message.removeprefix("Value error, "), path=path, key=key)
-
-
 def load_build_config(path: Path | None = None, known_images: set[str] | None = None) -> BuildConfig:
     """Read ``path`` (else the default file when present, else the defaults).
 
@@ -197,7 +172,7 @@ def load_build_config(path: Path | None = None, known_images: set[str] | None = 
     path = Path(path) if path else default_path()
     if path is None:
         return BuildConfig()
-    data = load_yaml(path)
+    data = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -18,10 +18,11 @@ import jinja2.ext
 from jinja2.lexer import Token, TokenStream
 
 from dockyard import __version__
+from dockyard.datafiles import read_yaml
 from dockyard.errors import ConfigError
 
 from .catalogue import META_FILE, TEMPLATE_FILE, USER_RE, Catalogue, ImageDef
-from .config import BuildConfig, load_yaml
+from .config import BuildConfig
 
 CONTRACT_DIR = Path(__file__).resolve().parent.parent / "contract"
 USERS_FILE = Path("base") / "users.yml"
@@ -109,7 +110,7 @@ def load_users(catalogue_root: Path) -> dict[str, int]:
     path = catalogue_root / USERS_FILE
     if not path.is_file():
         return {}
-    data = load_yaml(path) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping of user name to UID", path=path)
     seen: dict[int, str] = {}

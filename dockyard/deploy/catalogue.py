@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
-from dockyard.build.config import validation_error
+from dockyard.datafiles import read_yaml, validation_error
 from dockyard.errors import ConfigError
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
@@ -336,26 +335,13 @@ class ServiceCatalogue:
 
 # -- loading ----------------------------------------------------------------------
 
-# libyaml when the system has it: every command loads the whole catalogue first.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _load_yaml(path: Path):
-    try:
-        return yaml.load(path.read_text(), Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}", path=path) from None
-
-
 def load_services(root: Path | None = None) -> ServiceCatalogue:
     root = Path(root or DEFAULT_ROOT)
     services = {}
     for path in sorted(root.glob("*.yml")):
         if not re.match(NAME, path.stem):
             raise ConfigError(f"service file names must match {NAME}", path=path)
-        data = _load_yaml(path)
+        data = read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, dict):

@@ -12,10 +12,10 @@ from typing import Iterable
 
 import yaml
 
+from dockyard.datafiles import read_mapping, strict_load
 from dockyard.errors import ConfigError
 
 from .files import PRIVATE, write_atomic
-from .yamlfile import read_mapping, strict_load
 
 PASSWORDS_FILE = "passwords.yml"
 

@@ -11,24 +11,23 @@ and merged by :mod:`dockyard.deploy.ini`; passwords live in
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dockyard.datafiles import read_mapping, validation_error
 from dockyard.errors import ConfigError
 
 from .overrides import OVERRIDES_DIR
 # generate_passwords is re-exported: callers that predate the passwords module
 # import it from here.
 from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords  # noqa: F401
-from .yamlfile import read_mapping
 
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
@@ -176,71 +175,6 @@ class Site:
     @property
     def external_address(self) -> str:
         return self.globals.external_address or self.globals.internal_address
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-def key_path(loc: Iterable[str | int]) -> str:
-    """pydantic's error location as the operator reads it: ``hosts.ctl1.address``,
-    ``groups.control[0]``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The model whose keys are valid at ``loc`` (for "did you mean")."""
-    current: Any = model
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            current = current.model_fields[part].annotation
-        elif get_origin(current) in (dict, list):
-            current = get_args(current)[-1]
-        else:
-            return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _yaml_kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return "a date"
-    return None
-
-
-def _describe(error: dict, model: type[BaseModel]) -> str:
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    if kind == "extra_forbidden":
-        allowed = _model_at(model, loc[:-1])
-        names = list(allowed.model_fields) if allowed else []
-        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(names)}"
-        return f"unknown key ({hint})"
-    if kind == "value_error":
-        return str(error.get("ctx", {}).get("error") or error["msg"])
-    if kind == "string_type" and _yaml_kind(error.get("input")):
-        return f"must be text, but YAML read {_yaml_kind(error['input'])} here: quote the value"
-    if kind == "missing":
-        return "required key missing"
-    return error["msg"]
-
-
-def validation_error(exc: ValidationError, path: Path, model: type[BaseModel]) -> ConfigError:
-    """Every problem pydantic found, the first one's key as the error's key.
-    Values are not repeated back (pydantic's own message would)."""
-    # An unknown key first: `adress` explains the missing `address` that follows.
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    problems = [(key_path(e["loc"]), _describe(e, model)) for e in errors]
-    key, message = problems[0]
-    others = [f"{k}: {m}" for k, m in problems[1:6]]
-    if others:
-        message += "; also " + "; ".join(others) + ("; ..." if len(problems) > 6 else "")
-    return ConfigError(message, path=path, key=key or None)
 
 
 def _unknown_service(name: str, known: set[str]) -> str:
