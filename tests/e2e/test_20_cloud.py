@@ -118,17 +118,3 @@ def test_everything_created_is_still_there(cloud):
     assert openstack_json("image", "show", "e2e-image")["status"] == "active"
     assert openstack_json("network", "show", "e2e-net")["name"] == "e2e-net"
 
-
-def test_exported_compose_file_is_accepted_by_docker_compose(cloud, engine, tmp_path):
-    """The export is for the compose tool installed here (v1 refuses keys v2 takes),
-    names the same containers as the running site, and genconfig on a converged
-    site has nothing to write."""
-    out = tmp_path / "compose.yml"
-    dockyard("export", "compose", "-o", str(out), "--config-dir", str(CONFIG_DIR))
-    proc = subprocess.run(["docker-compose", "-p", "dockyard", "-f", str(out), "config", "--services"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    running = {c.name for c in engine.containers(label="dockyard.managed=true") if c.running}
-    assert running and running <= set(proc.stdout.split())
-    summary = dockyard("genconfig", "--config-dir", str(CONFIG_DIR)).stdout.strip().splitlines()[-1]
-    assert summary.startswith("0 files written, ") and not summary.startswith("0 files written, 0 ")
