@@ -10,10 +10,14 @@ Prints and writes (bench/results/deploy.json):
     (`up -d`, then every health check passing) on the file from
     `dockyard export compose`, fresh and no-op.
 
-The compose tool here is docker-compose v1, which has no `up --wait`: the
-benchmark waits for the health checks itself, on the engine's events, as
-`--wait` would. Its fresh time includes `dockyard genconfig` and creating the
-external volumes, which its file needs and `dockyard deploy` does itself.
+The compose tool is Compose v2 (`up -d --wait`): `docker compose` when the
+engine's client has it, otherwise Debian trixie's docker-compose package,
+fetched once into the bench folder with a private apt list (see
+`compose_tool.py`; nothing is installed on the host). Where neither can be had
+it falls back to docker-compose v1, which has no `--wait`: the benchmark then
+waits for the health checks itself, on the engine's events. The compose fresh
+time includes `dockyard genconfig` and creating the external volumes, which its
+file needs and `dockyard deploy` does itself.
 
 It destroys and re-creates its own site (`--config-dir`, default
 /var/tmp/dockyard-bench/site) and its volumes: run it on a machine with no other
@@ -42,6 +46,8 @@ from dockyard.deploy.plan import make_plan
 from dockyard.deploy.timeline import critical_path, durations, load_timeline
 from dockyard.deploy.wanted import site_id
 from dockyard.engine import connect
+
+from compose_tool import find_compose
 
 RESULTS = Path(__file__).parent / "results"
 COMPOSE_PROJECT = "dockyardbench"
@@ -138,22 +144,29 @@ def compose_figures(site: Path, engine, figures: dict) -> None:
     dockyard(site, "export", "compose", "-o", str(compose_file))
     fresh_site(site)
     doc = yaml.safe_load(compose_file.read_text())
-    compose = ["docker-compose", "-p", COMPOSE_PROJECT, "-f", str(compose_file)]
+    tool = find_compose(site.parent)
+    figures["compose_tool"] = tool.version
+    compose = [*tool.command, "-p", COMPOSE_PROJECT, "-f", str(compose_file)]
+    up = [*compose, "up", "-d", *(["--wait"] if tool.has_wait else [])]
+
+    def up_and_healthy() -> None:
+        run(*up)
+        if not tool.has_wait:
+            wait_all_healthy(engine, list(doc["services"]))
 
     t0 = time.perf_counter()
     dockyard(site, "genconfig")
     for name, volume in doc.get("volumes", {}).items():
         if volume.get("external"):
             run("docker", "volume", "create", "--label", "dockyard.managed=true", name)
-    run(*compose, "up", "-d")
-    wait_all_healthy(engine, list(doc["services"]))
+    up_and_healthy()
     figures["compose_fresh_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    run(*compose, "up", "-d")
-    wait_all_healthy(engine, list(doc["services"]))
+    up_and_healthy()
     figures["compose_noop_s"] = round(time.perf_counter() - t0, 2)
     run(*compose, "down")
+    print(f"compose tool          {tool.version} ({' '.join(up[len(compose):])})")
     print(f"compose fresh         {figures['compose_fresh_s']:7.1f} s  (dockyard {figures['fresh_deploy_s']} s)")
     print(f"compose no-op         {figures['compose_noop_s']:7.2f} s  (dockyard {figures['noop_deploy_s']} s; "
           f"compose runs every one-shot job again)")
