@@ -5,12 +5,21 @@ by wave: a slow health check on one branch never holds up another. A failed
 action marks everything that (transitively) depends on it ``skipped``, naming
 what was missing ("needs keystone healthy"); every other branch still runs.
 
+``parallelism`` bounds the work that loads the machine (jobs, container starts,
+file writes). Waiting for health changes nothing and only blocks on the
+engine's event stream, so it takes no slot: a slow health check never keeps a
+bootstrap job of another branch waiting for a free worker. When more actions
+are ready than there are slots, the one with the longest chain of dependants
+below it goes first (critical-path list scheduling), so the run's wall time
+stays close to its critical path.
+
 Nothing here sleeps: health waits block in the engine (on its events), and the
 scheduler blocks on a queue of finished actions.
 """
 
 from __future__ import annotations
 
+import heapq
 import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +38,23 @@ from .timeline import Timeline
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 LOG_LINES = 20          # log lines shown when a container or job fails
+SLOTLESS_KINDS = frozenset({"wait_healthy"})    # waits: they take no parallelism slot
+# How long an action of each kind usually takes, relatively: jobs and health waits
+# run for seconds, the rest for milliseconds. Only the order of priorities matters.
+KIND_WEIGHT = {"run_job": 10, "wait_healthy": 10, "create": 2, "recreate": 2, "start": 2}
+
+
+def chain_weights(plan: Plan) -> dict[str, int]:
+    """Each action's priority: the weight of the heaviest chain of actions that
+    starts at it and follows its dependants down (itself included)."""
+    dependents = plan.dependents()
+    weights: dict[str, int] = {}
+    by_id = plan.by_id()
+    # Dependants first: walk the plan's topological order backwards.
+    for action_id in reversed(plan.topological_order()):
+        below = max((weights[d] for d in dependents[action_id]), default=0)
+        weights[action_id] = KIND_WEIGHT.get(by_id[action_id].kind, 1) + below
+    return weights
 
 
 class ActionFailed(DockyardError):
@@ -200,21 +226,38 @@ def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline,
             report(outcome)
             stack.extend(dependents[action_id])
 
+    priority = chain_weights(plan)
+    position = {a.id: i for i, a in enumerate(plan.actions)}
+    ready: list[tuple[int, int, str]] = []      # heap: heaviest chain first, then plan order
     in_flight = 0
-    pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="dockyard-action")
+    busy_slots = 0
+    slots = max(1, parallelism)
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="dockyard-action")
+    waits = ThreadPoolExecutor(max_workers=max(1, sum(a.kind in SLOTLESS_KINDS for a in plan.actions)),
+                               thread_name_prefix="dockyard-wait")
     try:
         def submit_ready(candidates: list[str]) -> None:
-            nonlocal in_flight
+            nonlocal in_flight, busy_slots
             for action_id in candidates:
                 if action_id not in results and not waiting_on[action_id]:
                     results[action_id] = None          # claimed: submitted once only
-                    in_flight += 1
-                    pool.submit(run_one, actions[action_id])
+                    if actions[action_id].kind in SLOTLESS_KINDS:
+                        in_flight += 1
+                        waits.submit(run_one, actions[action_id])
+                    else:
+                        heapq.heappush(ready, (-priority[action_id], position[action_id], action_id))
+            while ready and busy_slots < slots:
+                _, _, action_id = heapq.heappop(ready)
+                in_flight += 1
+                busy_slots += 1
+                pool.submit(run_one, actions[action_id])
 
         submit_ready([a.id for a in plan.actions])
         while in_flight:
             outcome = finished.get()
             in_flight -= 1
+            if outcome.action.kind not in SLOTLESS_KINDS:
+                busy_slots -= 1
             report(outcome)
             if outcome.result == OK:
                 freed = []
@@ -225,9 +268,11 @@ def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline,
                 submit_ready(freed)
             else:
                 skip_dependents(outcome.action)
+                submit_ready([])                       # its slot is free for another branch
     finally:
         # On an interrupt, queued actions are dropped; those running finish.
         pool.shutdown(wait=True, cancel_futures=True)
+        waits.shutdown(wait=True, cancel_futures=True)
 
     result = RunResult([results[a.id] for a in plan.actions if results.get(a.id) is not None],
                        time.monotonic() - started)

@@ -126,21 +126,26 @@ class Plan:
             missing = [d for d in a.deps if d not in known]
             if missing:
                 raise ValueError(f"{a.id} depends on {', '.join(missing)}, which is not in the plan")
+        self.topological_order()
+
+    def topological_order(self) -> list[str]:
+        """Action ids, each after all it depends on. Raises ValueError on a cycle."""
         # Kahn's algorithm: if some action never becomes free, there is a cycle.
         waiting = {a.id: len(set(a.deps)) for a in self.actions}
         dependents = self.dependents()
         free = [i for i, n in waiting.items() if n == 0]
-        done = 0
+        order: list[str] = []
         while free:
             current = free.pop()
-            done += 1
+            order.append(current)
             for d in set(dependents[current]):
                 waiting[d] -= 1
                 if waiting[d] == 0:
                     free.append(d)
-        if done != len(self.actions):
+        if len(order) != len(self.actions):
             stuck = sorted(i for i, n in waiting.items() if n > 0)
             raise ValueError(f"plan has a dependency cycle among: {', '.join(stuck)}")
+        return order
 
     def render(self) -> str:
         """The plan for ``--dry-run``: by service, one line per action with its reason."""

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pytest
 
-from dockyard.deploy.executor import FAILED, OK, SKIPPED, execute
+from dockyard.deploy.executor import FAILED, KIND_WEIGHT, OK, SKIPPED, chain_weights, execute
 from dockyard.deploy.jobs_record import JobsRecord, load_jobs
 from dockyard.deploy.observe import ObservedState
-from dockyard.deploy.plan import Plan, make_plan
+from dockyard.deploy.plan import Action, Plan, make_plan
 from dockyard.deploy.timeline import Timeline, load_timeline
 from dockyard.engine.driver import ContainerSpec, JobResult
 from dockyard.engine.fake import FakeEngine
@@ -154,6 +154,57 @@ def test_parallelism_is_a_bound(site, state_dir):
     result, _, _ = run(fake_engine(Counting), fresh_plan(site), state_dir, parallelism=1)
     assert result.ok
     assert in_flight["max"] == 1
+
+
+def test_a_health_wait_takes_no_slot(site, state_dir):
+    # One slot. mariadb's health wait is listed first and cannot end until the
+    # volume of another branch is created: if the wait held the slot, the volume
+    # would queue behind it and the wait would time out.
+    volume_created = threading.Event()
+    mariadb = next(c for c in make_wanted(site).containers if c.name == "mariadb")
+    plan = Plan([Action("wait_healthy:mariadb", "wait_healthy", "mariadb", "mariadb", "local", "test",
+                        container=mariadb),
+                 Action("create_volume:other", "create_volume", "other", "other", "local", "test")])
+
+    class WaitsForTheVolume(FakeEngine):
+        def wait_healthy(self, name, timeout):
+            assert volume_created.wait(GUARD), "the volume never got a slot while mariadb's wait ran"
+            return None
+
+        def create_volume(self, name, labels):
+            super().create_volume(name, labels)
+            volume_created.set()
+
+    result, _, _ = run(fake_engine(WaitsForTheVolume), plan, state_dir, parallelism=1)
+    assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.result != OK]
+
+
+def test_with_slots_short_the_longest_chain_goes_first(site, state_dir):
+    # Both chains are ready at once and "alone" comes first in the plan; with one
+    # slot the head of the longer chain must still be served first.
+    def volume(name, *deps):
+        return Action(f"create_volume:{name}", "create_volume", name, "s", "local", "test", tuple(deps))
+
+    plan = Plan([volume("alone"), volume("a1"), volume("a2", "create_volume:a1"),
+                 volume("a3", "create_volume:a2")])
+    engine = fake_engine()
+    result, _, _ = run(engine, plan, state_dir, parallelism=1)
+    assert result.ok
+    created = [c[1] for c in engine.calls if c[0] == "create_volume"]
+    assert created.index("a1") < created.index("alone")
+
+
+def test_chain_weights_count_the_heaviest_chain_below():
+    def act(name, kind, *deps):
+        return Action(name, kind, name, "s", "local", "test", tuple(deps))
+
+    plan = Plan([act("f", "write_file"), act("j", "run_job", "f"), act("c", "create", "j"),
+                 act("w", "wait_healthy", "c"), act("side", "write_file", "f")])
+    weights = chain_weights(plan)
+    assert weights["w"] == KIND_WEIGHT["wait_healthy"]
+    assert weights["j"] == KIND_WEIGHT["run_job"] + KIND_WEIGHT["create"] + KIND_WEIGHT["wait_healthy"]
+    assert weights["f"] == 1 + weights["j"]           # the job's branch, not the lone file
+    assert weights["side"] == 1
 
 
 # -- failures -----------------------------------------------------------------------------------
