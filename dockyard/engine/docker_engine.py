@@ -248,7 +248,11 @@ class DockerEngine:
     def wait_healthy(self, name: str, timeout: float) -> ContainerState:
         """Wait on the engine's own health events, re-checking state as each arrives."""
         deadline = time.monotonic() + timeout
+        # The events API's `since` has one-second steps and replays what happened in
+        # that second: an event already acted on is recognised by its nanosecond
+        # stamp and passed over, or the wait would wake on it again and again.
         since = int(time.time()) - 1
+        seen_nano = 0
         while True:
             state = self.container(name)
             if state is None:
@@ -262,13 +266,17 @@ class DockerEngine:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HealthTimeout(f"{name} not healthy after {timeout:.0f}s (health: {state.health})")
-            # Block on the next event for this container (health change, die), bounded
-            # by the deadline; then look again.
+            # Block on the next new event for this container (health change, die),
+            # bounded by the deadline; then look again.
             until = int(time.time() + min(remaining, 30)) + 1
             events = self.client.events(since=since, until=until, decode=True,
                                         filters={"container": name})
             try:
                 for event in events:
+                    stamp = int(event.get("timeNano") or 0)
+                    if stamp and stamp <= seen_nano:
+                        continue
+                    seen_nano = max(seen_nano, stamp)
                     since = int(event.get("time", since))
                     status = event.get("status", "")
                     if status.startswith("health_status") or status in ("die", "destroy", "start"):
