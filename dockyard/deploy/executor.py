@@ -39,6 +39,7 @@ from .timeline import Timeline
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 LOG_LINES = 20          # log lines shown when a container or job fails
 SLOTLESS_KINDS = frozenset({"wait_healthy"})    # waits: they take no parallelism slot
+MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
 KIND_WEIGHT = {"run_job": 10, "wait_healthy": 10, "create": 2, "recreate": 2, "start": 2}
@@ -233,8 +234,9 @@ def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline,
     busy_slots = 0
     slots = max(1, parallelism)
     pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="dockyard-action")
-    waits = ThreadPoolExecutor(max_workers=max(1, sum(a.kind in SLOTLESS_KINDS for a in plan.actions)),
-                               thread_name_prefix="dockyard-wait")
+    # A thread per wait, each blocked on one event stream; beyond MAX_WAITS they queue.
+    wait_count = sum(a.kind in SLOTLESS_KINDS for a in plan.actions)
+    waits = ThreadPoolExecutor(max_workers=max(1, min(wait_count, MAX_WAITS)), thread_name_prefix="dockyard-wait")
     try:
         def submit_ready(candidates: list[str]) -> None:
             nonlocal in_flight, busy_slots
