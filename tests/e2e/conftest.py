@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("DOCKYARD_E2E_WORK", "/var/tmp/dockyard-e2e"))
@@ -41,6 +42,16 @@ def dockyard(*args: str, check: bool = True, timeout: float = 3600, env: dict | 
             f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def side_site(folder: Path, address: str, services: list[str]) -> Path:
+    """A small site of its own beside the main one: bound to ``address`` (a
+    loopback address of its own), only ``services`` enabled, passwords made."""
+    site = folder / "site"
+    site.mkdir()
+    (site / "globals.yml").write_text(yaml.safe_dump({"internal_address": address, "enabled_services": services}))
+    dockyard("genpwd", "--config-dir", str(site))
+    return site
 
 
 @pytest.fixture(scope="session")

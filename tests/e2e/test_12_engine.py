@@ -16,7 +16,7 @@ NAME = "dockyard-e2e-healthwait"
 
 @pytest.fixture
 def probe(built_catalogue, engine):
-    api = docker.from_env().api
+    api = engine.api
     if engine.container(NAME):
         engine.remove(NAME)
     check = docker.types.Healthcheck(test=["CMD-SHELL", "test -e /tmp/ready"], interval=1_000_000_000,

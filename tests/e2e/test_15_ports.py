@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import socket
 
-import yaml
-
-from .conftest import dockyard
+from .conftest import dockyard, side_site
 
 
 def host_snapshot(engine) -> dict:
@@ -21,11 +19,7 @@ def host_snapshot(engine) -> dict:
 
 
 def test_port_in_use_is_refused_before_anything_runs(built_catalogue, engine, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "globals.yml").write_text(yaml.safe_dump({
-        "internal_address": "127.0.0.7", "enabled_services": ["memcached"]}))
-    dockyard("genpwd", "--config-dir", str(site))
+    site = side_site(tmp_path, "127.0.0.7", ["memcached"])
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.bind(("127.0.0.7", 11211))

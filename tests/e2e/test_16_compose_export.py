@@ -11,17 +11,13 @@ import subprocess
 
 import yaml
 
-from .conftest import dockyard
+from .conftest import dockyard, side_site
 
 PROJECT = "dockyarde2eexport"
 
 
 def test_exported_file_comes_up_healthy_under_compose(built_catalogue, engine, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "globals.yml").write_text(yaml.safe_dump({
-        "internal_address": "127.0.0.8", "enabled_services": ["memcached"]}))
-    dockyard("genpwd", "--config-dir", str(site))
+    site = side_site(tmp_path, "127.0.0.8", ["memcached"])
     compose_file = tmp_path / "compose.yml"
     dockyard("export", "compose", "-o", str(compose_file), "--config-dir", str(site))
     dockyard("genconfig", "--config-dir", str(site))
