@@ -22,6 +22,7 @@ from .catalogue import ServiceCatalogue, load_services
 from .compose import export_compose as compose_text
 from .executor import RunResult, execute
 from .files import write_atomic
+from .hostfacts import HostFacts, probe as probe_host
 from .jobs_record import JobsRecord, record_path
 from .lock import SiteLock
 from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
@@ -72,6 +73,13 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
     return load_site(config_dir, known, catalogue.required_passwords(enabled)), catalogue
 
 
+def host_facts(site: Site) -> dict[str, HostFacts]:
+    """What each host can do (datapath, virt type). Every host's containers run
+    on the local engine today, so each host is this machine, probed once."""
+    facts = probe_host()
+    return {name: facts for name in site.inventory.hosts}
+
+
 def engine_for(site: Site, engine: Engine | None = None) -> Engine:
     """The given engine, or a connection to the site's; reachable (else exit 4)."""
     engine = engine or connect(site.globals.engine)
@@ -86,7 +94,7 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
     site, catalogue = load(config_dir, services_root)
     if resolve_images:
         engine = engine_for(site, engine)
-    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
+    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images, facts=host_facts(site))
     missing = wanted.missing_images
     if missing and not allow_missing_images:
         raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "

@@ -19,11 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dockyard import SOURCE_ROOT
 from dockyard.datafiles import read_yaml, validation_error
+from dockyard.engine.driver import PROPAGATIONS
 from dockyard.errors import ConfigError
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
 GROUPS = ("control", "network", "compute")
 HEALTH_KINDS = ("port", "http", "socket", "process")
+# Linux capabilities a container may be given, by name (capabilities(7)). Never
+# ALL, and never privileged: each container names what it needs.
+CAPABILITIES = frozenset({
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
+    "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+})
 
 # The services the generated units lean on: the databases job talks to the
 # database service, the registration job to the identity service.
@@ -72,11 +83,15 @@ class ConfigFile(Strict):
 
 
 class VolumeMount(Strict):
-    """``name:/path[:ro]`` (a named volume) or ``/host/path:/path[:ro]`` (a bind mount)."""
+    """``name:/path[:options]`` (a named volume) or ``/host/path:/path[:options]`` (a
+    bind mount). Options, comma-separated: ``ro`` or ``rw``, and for a bind mount a
+    propagation mode (``shared``: mounts made under it, such as the network
+    namespaces under /run/netns, are seen by the host and the other containers)."""
 
     source: str
     target: str
     read_only: bool = False
+    propagation: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -84,9 +99,18 @@ class VolumeMount(Strict):
         if not isinstance(value, str):
             return value
         parts = value.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise ValueError(f"expected 'volume:/path[:ro]' or '/host/path:/path[:ro]', got {value!r}")
-        return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
+        if len(parts) not in (2, 3):
+            raise ValueError(f"expected 'volume:/path[:ro]' or '/host/path:/path[:ro,shared]', got {value!r}")
+        out = {"source": parts[0], "target": parts[1]}
+        for option in (parts[2].split(",") if len(parts) == 3 else []):
+            if option in ("ro", "rw"):
+                out["read_only"] = option == "ro"
+            elif option in PROPAGATIONS:
+                out["propagation"] = option
+            else:
+                raise ValueError(f"unknown mount option {option!r} in {value!r} (expected ro, rw or one of "
+                                 f"{', '.join(PROPAGATIONS)})")
+        return out
 
     @field_validator("target")
     @classmethod
@@ -101,6 +125,12 @@ class VolumeMount(Strict):
         if not value.startswith("/") and not re.match(r"^[a-z][a-z0-9_]*$", value):
             raise ValueError(f"{value!r} is neither an absolute host path nor a volume name ([a-z0-9_])")
         return value
+
+    @model_validator(mode="after")
+    def _propagation_on_binds(self):
+        if self.propagation and self.is_volume:
+            raise ValueError("a propagation mode applies to bind mounts (/host/path:/path:shared) only")
+        return self
 
     @property
     def is_volume(self) -> bool:
@@ -150,14 +180,34 @@ class ContainerDef(Strict):
     environment: dict[str, str] = Field(default_factory=dict)   # templated; never a secret
     permissions: list[Permission] = Field(default_factory=list)
     network: Literal["host", "none"] = "host"
-    privileged: bool = False
     pid: Literal["host"] | None = None
-    cap_add: list[str] = Field(default_factory=list)
+    cap_add: list[str] = Field(default_factory=list)     # capability names, e.g. NET_ADMIN
+    # Host devices, templated: an entry that renders empty is left out
+    # ("{{ '/dev/kvm' if virt_type == 'kvm' }}").
+    devices: list[str] = Field(default_factory=list)
+    security_opt: list[str] = Field(default_factory=list)   # e.g. apparmor=unconfined
     tmpfs: list[str] = Field(default_factory=list)
     user: str | None = None               # config.json user, when not the image's own
     healthcheck: HealthSpec | None = None
     ports: list[int] = Field(default_factory=list)         # TCP ports it binds: checked free first
     after: list[str] = Field(default_factory=list)         # units of this or a dependency service
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_privileged(cls, value):
+        if isinstance(value, dict) and "privileged" in value:
+            raise ValueError("privileged containers are refused: name the capabilities (cap_add), devices "
+                             "and security options (security_opt) the container needs instead")
+        return value
+
+    @field_validator("cap_add")
+    @classmethod
+    def _capabilities(cls, value: list[str]) -> list[str]:
+        for cap in value:
+            if cap not in CAPABILITIES:
+                hint = " (drop the CAP_ prefix)" if cap.startswith("CAP_") else ""
+                raise ValueError(f"unknown capability {cap!r}{hint}; expected names such as NET_ADMIN")
+        return value
 
     @field_validator("group")
     @classmethod

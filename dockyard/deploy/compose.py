@@ -26,7 +26,7 @@ import re
 
 import yaml
 
-from dockyard.engine.driver import ContainerSpec
+from dockyard.engine.driver import ContainerSpec, Mount
 
 from .model import WantedContainer, WantedJob, WantedState
 from .plan import unit_order
@@ -59,6 +59,12 @@ def _environment(name: str, spec: ContainerSpec, needed: list[str]) -> dict[str,
     return env
 
 
+def _volume(m: Mount) -> str:
+    """Compose's short volume syntax: source:target[:ro][,propagation]."""
+    options = [o for o in ("ro" if m.read_only else None, m.propagation) if o]
+    return f"{m.source}:{m.target}" + (":" + ",".join(options) if options else "")
+
+
 def _service(unit: WantedJob | WantedContainer, conditions: dict[str, str], needed_vars: list[str]) -> dict:
     spec = unit.spec
     out: dict = {"image": spec.image, "container_name": spec.name}
@@ -70,16 +76,18 @@ def _service(unit: WantedJob | WantedContainer, conditions: dict[str, str], need
     if env:
         out["environment"] = env
     if spec.mounts:
-        out["volumes"] = [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in spec.mounts]
+        out["volumes"] = [_volume(m) for m in spec.mounts]
     out["network_mode"] = spec.network_mode
-    if spec.privileged:
-        out["privileged"] = True
     if spec.pid_mode:
         out["pid"] = spec.pid_mode
     if spec.cap_add:
         out["cap_add"] = list(spec.cap_add)
     if spec.tmpfs:
         out["tmpfs"] = list(spec.tmpfs)
+    if spec.devices:
+        out["devices"] = [f"{d}:{d}" for d in spec.devices]
+    if spec.security_opt:
+        out["security_opt"] = list(spec.security_opt)
     if spec.healthcheck:
         hc = spec.healthcheck
         out["healthcheck"] = {"test": [_literal(arg) for arg in hc.test], "interval": _duration(hc.interval),

@@ -135,6 +135,12 @@ class _Applier:
             raise ActionFailed(f"{action.id}: unknown action kind {action.kind!r}")
         getattr(self, action.kind)(action)
 
+    def share_mount(self, a: Action) -> None:
+        result = self.engine.run_job(a.spec, timeout=60)
+        if result.exit_code != 0:
+            raise ActionFailed(f"making {a.target} a shared mount on {a.host} failed (exit code "
+                               f"{result.exit_code}):\n" + _tail(result.logs))
+
     def create_volume(self, a: Action) -> None:
         self.engine.create_volume(a.target, {LABEL_MANAGED: "true", LABEL_SERVICE: a.service, LABEL_HOST: a.host})
 

@@ -58,8 +58,14 @@ def files_digest(files: Mapping[str, bytes]) -> str:
 
 
 def _runtime(spec: ContainerSpec) -> list:
-    return [spec.network_mode, spec.privileged, spec.pid_mode, spec.user, sorted(spec.cap_add),
-            spec.healthcheck, spec.restart_policy, sorted(spec.tmpfs)]
+    # The False stands where `privileged` was (never set now), so older hashes hold.
+    runtime = [spec.network_mode, False, spec.pid_mode, spec.user, sorted(spec.cap_add),
+               spec.healthcheck, spec.restart_policy, sorted(spec.tmpfs)]
+    # Added later: only when set, so the hashes of containers that use neither
+    # stay what they were (no needless recreate after an upgrade of dockyard).
+    if spec.devices or spec.security_opt:
+        runtime.append([sorted(spec.devices), sorted(spec.security_opt)])
+    return runtime
 
 
 def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None) -> dict[str, str]:
@@ -68,7 +74,8 @@ def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None
         "files": files_digest(files),
         "env": digest(spec.environment),
         "command": digest(list(spec.command) if spec.command is not None else None),
-        "volumes": digest([(m.source, m.target, m.read_only) for m in spec.mounts]),
+        "volumes": digest([(m.source, m.target, m.read_only, *((m.propagation,) if m.propagation else ()))
+                           for m in spec.mounts]),
         "runtime": digest(_runtime(spec)),
     }
     # The overall hash covers the parts; per-file hashes are covered by "files".

@@ -80,8 +80,23 @@ class WantedContainer:
         return self.spec.name
 
 
+@dataclass(frozen=True)
+class WantedSharedMount:
+    """A host folder that containers bind with shared propagation (/run/netns:
+    network namespaces made in one container are seen by the host and the
+    others). The engine refuses such a bind unless the folder is a shared mount
+    on the host, which it is not after a boot on hosts without systemd; ``spec``
+    is the one-shot container that makes it one (idempotent, quick)."""
+
+    path: str
+    host: str
+    service: str
+    spec: ContainerSpec
+
+
 @dataclass
 class WantedState:
+    shared_mounts: list[WantedSharedMount] = field(default_factory=list)
     volumes: list[WantedVolume] = field(default_factory=list)
     files: list[WantedFile] = field(default_factory=list)
     jobs: list[WantedJob] = field(default_factory=list)

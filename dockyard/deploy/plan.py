@@ -29,11 +29,12 @@ from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
 
 from .hashing import differing_files, differing_parts, file_key
-from .model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState,
-                    WantedVolume)
+from .model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob,
+                    WantedSharedMount, WantedState, WantedVolume)
 from .observe import ObservedState
 
-KINDS = ("create_volume", "write_file", "run_job", "create", "recreate", "start", "wait_healthy", "remove")
+KINDS = ("share_mount", "create_volume", "write_file", "run_job", "create", "recreate", "start", "wait_healthy",
+         "remove")
 # Kinds that change something on the host; waiting on health changes nothing.
 CHANGING_KINDS = frozenset(KINDS) - {"wait_healthy"}
 STARTS_CONTAINER = frozenset({"create", "recreate", "start"})
@@ -62,6 +63,7 @@ class Action:
     job: WantedJob | None = field(default=None, repr=False, compare=False)
     file: WantedFile | None = field(default=None, repr=False, compare=False)
     volume: WantedVolume | None = field(default=None, repr=False, compare=False)
+    shared_mount: WantedSharedMount | None = field(default=None, repr=False, compare=False)
 
     @property
     def spec(self) -> ContainerSpec | None:
@@ -69,6 +71,8 @@ class Action:
             return self.container.spec
         if self.job is not None:
             return self.job.spec
+        if self.shared_mount is not None:
+            return self.shared_mount.spec
         return None
 
     @property
@@ -78,6 +82,7 @@ class Action:
     def readiness(self) -> str:
         """What its success makes true, for "skipped: needs <this>" messages."""
         return {
+            "share_mount": f"{self.target} a shared mount",
             "create_volume": f"volume {self.target}",
             "write_file": f"{self.target} written",
             "run_job": f"job {self.target} done",
@@ -309,6 +314,7 @@ class _Planner:
         # or, when it needs none, whatever it would itself have waited for.
         self.ready: dict[str, tuple[str, ...]] = {}
         self.removals: dict[tuple[str, str], list[str]] = {}   # (service, host) -> remove action ids
+        self.shared = {(m.host, m.path): m for m in wanted.shared_mounts}
 
     def included(self, service: str) -> bool:
         return self.only is None or service in self.only
@@ -411,6 +417,20 @@ class _Planner:
                                  self.deps_of(job.after, job.files, volumes), job=job))
         self.ready[job.name] = (action.id,)
 
+    def share_mounts(self, c: WantedContainer) -> list[str]:
+        """A container about to start that binds a folder with shared propagation
+        waits for that folder to be made a shared mount on its host. Only then:
+        the mount lasts until the host reboots, and after a reboot the containers
+        are stopped, so the next deploy starts them, and shares the folder first."""
+        ids = []
+        for m in c.spec.mounts:
+            shared = self.shared.get((c.host, m.source)) if m.propagation in ("shared", "rshared") else None
+            if shared is not None:
+                ids.append(self.add(Action(f"share_mount:{shared.path}", "share_mount", shared.path, shared.service,
+                                           shared.host, "bound with shared propagation by a container starting",
+                                           shared_mount=shared)).id)
+        return ids
+
     def pass_through(self, unit: Unit) -> None:
         """A unit with nothing to do: what waits for it waits for what it would
         have waited for, so order holds across done jobs and healthy containers
@@ -434,7 +454,8 @@ class _Planner:
         removals = self.removals.get((c.service, c.host), [])
         volumes = tuple(dict.fromkeys([*c.volumes, *(m.source for m in c.spec.mounts if m.is_volume)]))
         action = self.add(Action(f"{kind}:{c.name}", kind, c.name, c.service, c.host, reason,
-                                 self.deps_of(c.after, c.files, volumes, removals), container=c))
+                                 self.deps_of(c.after, c.files, volumes, [*removals, *self.share_mounts(c)]),
+                                 container=c))
         self.ready[c.name] = (action.id,)
         if c.spec.healthcheck is not None:
             wait = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host,

@@ -33,8 +33,10 @@ DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
 GLOBALS_FILE = "globals.yml"
 INVENTORY_FILE = "inventory.yml"
+# The all-in-one cloud: the control plane, and the network and compute hosts'
+# services that let it run servers.
 DEFAULT_SERVICES = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron",
-                    "horizon"]
+                    "horizon", "openvswitch", "neutron-agents", "nova-compute"]
 REQUIRED_GROUPS = ("control", "network", "compute")
 GROUPS = REQUIRED_GROUPS
 ALL_IN_ONE_HOST = "localhost"
@@ -312,6 +314,9 @@ health_timeout: {health_timeout}
 # Per-service options, read by the service's templates, e.g.:
 # services:
 #   nova: {{workers: 2}}
+#   openvswitch: {{datapath: auto}}       # auto, system (kernel module) or netdev (userspace)
+#   nova-compute: {{virt_type: auto}}     # auto, kvm or qemu (emulation)
+# `dockyard prechecks` says what auto chooses on this host, and why.
 services: {{}}
 """
 

@@ -26,6 +26,7 @@ import base64
 import functools
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
@@ -40,9 +41,10 @@ from . import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import spec_hashes
+from .hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from .model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION,
-                    WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume)
-from .site import Host, Site
+                    WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume)
+from .site import GLOBALS_FILE, Host, Site
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
@@ -118,8 +120,10 @@ class _Unit:
 
 
 class WantedBuilder:
-    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True):
+    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True,
+                 facts: dict[str, HostFacts] | None = None):
         self.site = site
+        self.facts = facts or {}            # host name -> what it can do; unprobed hosts get UNKNOWN
         self.catalogue = catalogue
         self.engine = engine
         self.resolve_images = resolve_images
@@ -131,6 +135,7 @@ class WantedBuilder:
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
                               reverse=True)
         self._containers_of: dict[str, list[str]] = {}
+        self._choices: dict[str, dict[str, str]] = {}
 
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str) -> str | None:
@@ -156,6 +161,18 @@ class WantedBuilder:
             raise ConfigError(f"no host in group {group!r} of the inventory", path=service.path, key=key)
         return hosts[0]
 
+    def host_choices(self, host: Host) -> dict[str, str]:
+        """The data-plane choices for a host (hostfacts): its datapath and virt type."""
+        if host.name not in self._choices:
+            facts = self.facts.get(host.name, UNKNOWN)
+            options = self.site.globals.services
+            path = Path(self.site.config_dir) / GLOBALS_FILE
+            self._choices[host.name] = {
+                "datapath": choose_datapath(options.get("openvswitch", {}), facts, path).value,
+                "virt_type": choose_virt_type(options.get("nova-compute", {}), facts, path).value,
+            }
+        return self._choices[host.name]
+
     def variables(self, service: Service, host: Host) -> dict:
         g = self.site.globals
         database_hosts = self.hosts_in(self._groups_of(DATABASE_SERVICE)) or [host]
@@ -177,6 +194,7 @@ class WantedBuilder:
             "enabled": self.enabled,
             "databases": service.spec.databases,
             "register": service.spec.registration,
+            **self.host_choices(host),
         }
 
     def _groups_of(self, service_name: str) -> list[str]:
@@ -239,7 +257,7 @@ class WantedBuilder:
 
     def mounts(self, unit: _Unit, volumes: list[VolumeMount]) -> tuple[Mount, ...]:
         folder = Mount(str(self.site.generated_dir / unit.name), CONFIG_MOUNT, read_only=True)
-        return (folder, *(Mount(v.source, v.target, v.read_only) for v in volumes))
+        return (folder, *(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes))
 
     def environment(self, unit: _Unit, env: dict[str, str], variables: dict, key: str,
                     bootstrap: bool = False) -> dict[str, str]:
@@ -265,6 +283,26 @@ class WantedBuilder:
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
+    def shared_mounts(self, unit: _Unit, mounts: tuple[Mount, ...], image: str, state: WantedState) -> None:
+        """Each host folder bound with shared propagation is made a shared mount on
+        its host first, by a one-shot container of the unit's own image (it is
+        there already) entering the host's mount namespace: it needs the host's
+        pid namespace and CAP_SYS_ADMIN, for a moment, and nothing else."""
+        for m in mounts:
+            if m.propagation not in ("shared", "rshared"):
+                continue
+            if any(s.path == m.source and s.host == unit.host.name for s in state.shared_mounts):
+                continue
+            path = shlex.quote(m.source)
+            script = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
+                      f"&& mount --make-shared {path}")
+            name = "dockyard_share" + m.source.replace("/", "_").replace("-", "_")
+            spec = ContainerSpec(
+                name=name, image=image, entrypoint=("nsenter", "--target", "1", "--mount", "--", "sh", "-c"),
+                command=(script,), labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host",
+                cap_add=("SYS_ADMIN",), restart_policy="no")
+            state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
+
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
         for m in mounts:
             if m.is_volume and not any(v.name == m.source and v.host == unit.host.name for v in state.volumes):
@@ -289,11 +327,14 @@ class WantedBuilder:
             health = Healthcheck(("CMD", "dockyard-healthcheck", *test), hc.interval, hc.timeout, hc.retries,
                                  hc.start_period)
         mounts = self.mounts(unit, c.volumes)
+        devices = [self.render_string(d, variables, service, f"{key}.devices").strip() for d in c.devices]
         spec = ContainerSpec(
             name=unit.name, image=image_reference(self.site, c.image),
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
-            labels=self.labels(unit), network_mode=c.network, privileged=c.privileged, pid_mode=c.pid,
-            cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health)
+            labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
+            cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
+            devices=tuple(d for d in devices if d), security_opt=tuple(c.security_opt))
+        self.shared_mounts(unit, mounts, spec.image, state)
         spec, files = self.finish(unit, spec, c.image)
         state.files.extend(files)
         self.volumes_of(unit, mounts, state)
@@ -403,20 +444,23 @@ class Wanted:
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True) -> Wanted:
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None) -> Wanted:
     """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
     the image reference instead of its id, and no image is reported missing.
+    ``facts`` (host name -> HostFacts) drive the data-plane choices; a host
+    without facts gets the choices that work anywhere (netdev, qemu).
     """
-    builder = WantedBuilder(site, catalogue, engine, resolve_images)
+    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
     return Wanted(state, sorted(builder.missing_images), unused)
 
 
 def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True) -> tuple[WantedState, list[str]]:
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None
+                 ) -> tuple[WantedState, list[str]]:
     """The wanted state and the images it needs that the engine does not have."""
-    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
+    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images, facts=facts)
     return wanted.state, wanted.missing_images

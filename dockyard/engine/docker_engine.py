@@ -178,14 +178,15 @@ class DockerEngine:
     def _create_kwargs(self, spec: ContainerSpec) -> dict:
         mounts = [
             SdkMount(target=m.target, source=m.source, type="volume" if m.is_volume else "bind",
-                     read_only=m.read_only)
+                     read_only=m.read_only, propagation=m.propagation)
             for m in spec.mounts
         ]
         host_config = self.api.create_host_config(
             mounts=mounts,
             network_mode=spec.network_mode,
-            privileged=spec.privileged,
             pid_mode=spec.pid_mode,
+            devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
+            security_opt=list(spec.security_opt) or None,
             cap_add=list(spec.cap_add) or None,
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
             tmpfs=list(spec.tmpfs) or None,
@@ -200,6 +201,7 @@ class DockerEngine:
         return dict(
             image=spec.image,
             command=list(spec.command) if spec.command else None,
+            entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
             environment=dict(spec.environment),
             labels=dict(spec.labels),
             name=spec.name,

@@ -33,11 +33,18 @@ class Healthcheck:
     start_period: float = 5.0
 
 
+# Bind propagation modes the engine accepts. "shared" lets mounts made inside the
+# container (a network namespace under /run/netns) be seen by the host and by
+# every other container that binds the same folder.
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
 @dataclass(frozen=True)
 class Mount:
     source: str                    # a host path (absolute) or a named volume
     target: str
     read_only: bool = False
+    propagation: str | None = None  # bind mounts only; None: the engine's default (rprivate)
 
     @property
     def is_volume(self) -> bool:
@@ -51,17 +58,21 @@ class ContainerSpec:
     name: str
     image: str
     command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None    # None: the image's own (dockyard-start)
     environment: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     network_mode: str = "host"
-    privileged: bool = False
     pid_mode: str | None = None
     user: str | None = None
     cap_add: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None
     restart_policy: str = "unless-stopped"
     tmpfs: tuple[str, ...] = ()
+    # No `privileged`: a container gets the capabilities, devices and security
+    # options it needs, named, and nothing more.
+    devices: tuple[str, ...] = ()          # host device paths, e.g. /dev/net/tun
+    security_opt: tuple[str, ...] = ()     # e.g. apparmor=unconfined
 
 
 @dataclass(frozen=True)

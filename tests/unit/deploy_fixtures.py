@@ -9,7 +9,9 @@ from dockyard.deploy.site import generate_passwords, load_site, write_defaults
 from dockyard.engine.fake import FakeEngine
 
 IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "glance-api", "placement-api",
-          "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon"]
+          "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon",
+          "openvswitch-db-server", "openvswitch-vswitchd", "neutron-openvswitch-agent", "neutron-dhcp-agent",
+          "neutron-l3-agent", "neutron-metadata-agent", "nova-libvirt", "nova-compute"]
 
 
 def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:

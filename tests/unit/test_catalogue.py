@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from dockyard import SOURCE_ROOT
-from dockyard.deploy.catalogue import load_services
+from dockyard.deploy.catalogue import CAPABILITIES, VolumeMount, load_services
 from dockyard.deploy.site import DEFAULT_SERVICES
 from dockyard.errors import ConfigError
 
-ALL_IN_ONE = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon"]
+CONTROL_PLANE = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon"]
 
 
 @pytest.fixture
@@ -36,13 +37,37 @@ def edit(root: Path, service: str, change) -> None:
 
 def test_the_real_catalogue_loads_with_the_all_in_one_and_the_host_services():
     catalogue = load_services()
-    assert set(ALL_IN_ONE) <= set(catalogue.services)
+    assert set(CONTROL_PLANE) <= set(catalogue.services)
     assert {"openvswitch", "neutron-agents", "nova-compute"} <= set(catalogue.services)
-    # The compute and network services exist but are not in the default selection.
-    assert sorted(DEFAULT_SERVICES) == sorted(ALL_IN_ONE)
+    # The default all-in-one runs servers: the control plane and the network and compute hosts' services.
+    assert sorted(DEFAULT_SERVICES) == sorted([*CONTROL_PLANE, "openvswitch", "neutron-agents", "nova-compute"])
     groups = {g for name in ("openvswitch", "neutron-agents", "nova-compute")
               for c in catalogue.services[name].spec.containers.values() for g in c.groups}
     assert groups == {"control", "network", "compute"}
+
+
+def test_no_container_in_the_catalogue_is_privileged_and_every_capability_is_named():
+    for service in load_services().services.values():
+        raw = yaml.safe_load(service.path.read_text())
+        for name, container in (raw.get("containers") or {}).items():
+            assert "privileged" not in container, f"{service.path.name}: {name} is privileged"
+            for cap in container.get("cap_add", []):
+                assert cap in CAPABILITIES, (name, cap)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"privileged": True}, ["privileged containers are refused", "cap_add"]),
+    ({"cap_add": ["CAP_NET_ADMIN"]}, ["unknown capability 'CAP_NET_ADMIN'", "drop the CAP_ prefix"]),
+    ({"cap_add": ["ALL"]}, ["unknown capability 'ALL'"]),
+])
+def test_privileged_and_unknown_capabilities_are_refused(services, change, words):
+    edit(services, "openvswitch", lambda d: d["containers"]["openvswitch-vswitchd"].update(change))
+    with pytest.raises(ConfigError) as exc:
+        load_services(services)
+    assert exc.value.path.endswith("openvswitch.yml")
+    assert "containers.openvswitch-vswitchd" in str(exc.value)
+    for word in words:
+        assert word in str(exc.value)
 
 
 def test_closure_puts_dependencies_first_and_brings_them_along():
@@ -141,9 +166,26 @@ def test_volume_strings_become_typed_mounts():
     (mount,) = api.volumes
     assert (mount.source, mount.target, mount.read_only, mount.is_volume) == \
         ("glance_images", "/var/lib/glance/images", False, True)
-    vswitchd = load_services().services["openvswitch"].spec.containers["openvswitch-vswitchd"]
-    modules = next(m for m in vswitchd.volumes if m.target == "/lib/modules")
-    assert modules.read_only and not modules.is_volume
+    l3 = load_services().services["neutron-agents"].spec.containers["neutron-l3-agent"]
+    netns = next(m for m in l3.volumes if m.target == "/run/netns")
+    assert (netns.source, netns.read_only, netns.is_volume, netns.propagation) == ("/run/netns", False, False, "shared")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("vol:/x:shared", ["bind mounts", "only"]),
+    ("/a:/b:ro,bogus", ["unknown mount option 'bogus'"]),
+    ("/a:/b:c:d", ["expected"]),
+])
+def test_bad_mount_strings_are_refused_with_the_reason(text, words):
+    with pytest.raises(ValidationError) as exc:
+        VolumeMount.model_validate(text)
+    for word in words:
+        assert word in str(exc.value)
+
+
+def test_mount_options_combine_read_only_and_propagation():
+    mount = VolumeMount.model_validate("/run/netns:/run/netns:ro,rslave")
+    assert (mount.read_only, mount.propagation) == (True, "rslave")
 
 
 def test_override_names_default_to_the_ini_file_stem():

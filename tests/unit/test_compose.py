@@ -56,17 +56,22 @@ def test_secret_looking_variables_are_referenced_not_exported(tmp_path):
     assert env["DOCKYARD_CONFIG_STRATEGY"] == "COPY_ALWAYS"
 
 
-def test_privileged_command_and_unlisted_volumes(tmp_path):
+def test_capabilities_devices_propagation_command_and_unlisted_volumes(tmp_path):
     from dockyard.engine.driver import Mount
 
     site = Site(tmp_path / "site")
     wanted = make_wanted(site, services=("memcached",))
     c = wanted.containers[0]
-    spec = replace(c.spec, privileged=True, pid_mode="host", command=("memcached", "-v"),
-                   mounts=(*c.spec.mounts, Mount("memcached_cache", "/cache")))
+    spec = replace(c.spec, pid_mode="host", command=("memcached", "-v"), cap_add=("NET_ADMIN",),
+                   devices=("/dev/net/tun",), security_opt=("apparmor=unconfined",),
+                   mounts=(*c.spec.mounts, Mount("memcached_cache", "/cache"),
+                           Mount("/run/netns", "/run/netns", propagation="shared")))
     wanted.containers[0] = replace(c, spec=spec)
     _, doc = exported(wanted)
     svc = doc["services"]["memcached"]
-    assert svc["privileged"] is True and svc["pid"] == "host" and svc["command"] == ["memcached", "-v"]
+    assert "privileged" not in svc
+    assert svc["pid"] == "host" and svc["command"] == ["memcached", "-v"] and svc["cap_add"] == ["NET_ADMIN"]
+    assert svc["devices"] == ["/dev/net/tun:/dev/net/tun"] and svc["security_opt"] == ["apparmor=unconfined"]
+    assert "/run/netns:/run/netns:shared" in svc["volumes"]
     assert doc["volumes"] == {"memcached_cache": {"name": "memcached_cache"}}
     assert "depends_on" not in svc

@@ -5,6 +5,7 @@ exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 import sys
@@ -169,6 +170,11 @@ def test_unknown_or_disabled_service_in_services_option(site_dir):
     engine = full_engine()
     with pytest.raises(ConfigError, match="--services"):
         api.deploy(site_dir, engine=engine, services={"nosuch"}, say=quiet)
+    with pytest.raises(ConfigError, match="unknown service"):
+        api.deploy(site_dir, engine=engine, services={"cinder"}, say=quiet)
+    globals_file = site_dir / "globals.yml"
+    globals_file.write_text(re.sub(r"(?m)^enabled_services: .*$", "enabled_services: [keystone]",
+                                   globals_file.read_text()))
     with pytest.raises(ConfigError, match="not enabled"):
         api.deploy(site_dir, engine=engine, services={"nova-compute"}, say=quiet)
     assert acting_calls(engine) == []
@@ -230,7 +236,9 @@ def test_stop_then_deploy_starts_them_again(deployed):
     assert stops.index("nova_api") < stops.index("rabbitmq") and stops.index("keystone") < stops.index("mariadb")
     engine.calls.clear()
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
-    assert {c[0] for c in acting_calls(engine)} == {"start"}
+    # Only starts, and, first, /run/netns made a shared mount again (as after a reboot).
+    assert {c[0] for c in acting_calls(engine)} == {"start", "job"}
+    assert [c[1] for c in acting_calls(engine) if c[0] == "job"] == ["dockyard_share_run_netns"]
 
 
 def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(site_dir):

@@ -41,7 +41,10 @@ def test_all_in_one_wanted_state(site_dir):
     site, wanted = wanted_of(site_dir, engine)
     names = {c.name for c in wanted.containers}
     assert {"mariadb", "memcached", "rabbitmq", "keystone", "glance_api", "placement_api", "nova_api",
-            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon"} == names
+            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon",
+            "openvswitch_db_server", "openvswitch_vswitchd", "neutron_openvswitch_agent", "neutron_dhcp_agent",
+            "neutron_l3_agent", "neutron_metadata_agent", "nova_metadata", "nova_virtlogd", "nova_libvirt",
+            "nova_compute"} == names
     keystone = next(c for c in wanted.containers if c.name == "keystone")
     assert "mariadb" in keystone.after or "keystone_admin" in keystone.after
     jobs = [j.name for j in wanted.jobs]
@@ -134,7 +137,7 @@ def test_half_done_state_plans_only_the_rest(site_dir):
 def test_orphan_removed_and_only_services(site_dir):
     engine = fake_engine()
     converge(site_dir, engine)
-    text = (site_dir / "globals.yml").read_text().replace(", horizon]", "]")
+    text = (site_dir / "globals.yml").read_text().replace(", horizon,", ",")
     (site_dir / "globals.yml").write_text(text)
     site, wanted = wanted_of(site_dir, engine)
     plan = make_plan(wanted, observe(engine, wanted, site.state_dir))
@@ -175,7 +178,8 @@ def test_independent_actions_run_in_parallel(site_dir, tmp_path):
     events = load_timeline(timeline.path)
     assert {e["event"] for e in events} >= {"start", "end"}
     seconds, chain = critical_path(events)
-    assert chain[-1].startswith("wait_healthy") and seconds >= 0
+    # The chain ends at the compute host's discovery, after nova-compute is up.
+    assert chain[-1] == "job:nova_discover_hosts" and "wait_healthy:nova_compute" in chain and seconds >= 0
     assert all(chain.index(a) < chain.index(b) for a, b in zip(chain, chain[1:]))
 
 
@@ -222,3 +226,36 @@ def test_compose_export_mirrors_the_containers(site_dir):
     assert doc["services"]["keystone"]["depends_on"]["keystone_admin"]["condition"] == \
         "service_completed_successfully"
     assert doc["volumes"]["mariadb"] == {"external": True}
+
+
+def test_the_netns_folder_is_shared_before_the_agents_that_bind_it_start_and_only_then(site_dir):
+    engine = fake_engine()
+    site, wanted = wanted_of(site_dir, engine)
+    plan = make_plan(wanted, ObservedState())
+    share = plan.by_id()["share_mount:/run/netns"]
+    assert share.kind == "share_mount" and share.changes_something
+    for agent in ("neutron_dhcp_agent", "neutron_l3_agent"):
+        assert share.id in plan.by_id()[f"create:{agent}"].deps
+    assert not any(share.id in a.deps for a in plan.actions if a.target in ("neutron_openvswitch_agent", "keystone"))
+    assert "share_mount" in plan.render() and "1 share_mount" in plan.render()
+    # Converged: nothing starts, so nothing is shared again (a no-op stays a no-op).
+    converge(site_dir, engine)
+    assert make_plan(wanted, observe(engine, wanted, site.state_dir)).is_empty()
+    # One agent stopped (as after a reboot): shared again before it starts.
+    engine.stop("neutron_l3_agent")
+    plan = make_plan(wanted, observe(engine, wanted, site.state_dir))
+    assert [(a.kind, a.target) for a in plan.actions][:2] == [("share_mount", "/run/netns"),
+                                                              ("start", "neutron_l3_agent")]
+
+
+def test_a_failed_share_mount_fails_the_agents_with_the_reason(site_dir):
+    from dockyard.engine.driver import JobResult
+
+    engine = fake_engine()
+    engine.job_results["dockyard_share_run_netns"] = JobResult(32, "mount: permission denied\n")
+    result = converge(site_dir, engine)
+    by_id = {o.action.id: o for o in result.outcomes}
+    assert by_id["share_mount:/run/netns"].result == "failed"
+    assert "mount: permission denied" in by_id["share_mount:/run/netns"].error
+    assert by_id["create:neutron_l3_agent"].result == "skipped"
+    assert by_id["wait_healthy:keystone"].result == "ok"

@@ -16,7 +16,7 @@ from dockyard.deploy.site import Globals, Host, config_dir_from, load_site, writ
 from dockyard.errors import EXIT_INVALID, ConfigError
 
 KNOWN = {"mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon",
-         "cinder"}
+         "openvswitch", "neutron-agents", "nova-compute", "cinder"}
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 INVENTORY = ("hosts: {ctl1: {address: 192.0.2.11}, cmp1: {address: 192.0.2.21}}\n"
              "groups: {control: [ctl1], network: [ctl1], compute: [cmp1, ctl1]}\n")
@@ -160,7 +160,8 @@ def test_without_files_the_site_is_all_in_one_with_the_defaults(tmp_path):
     folder = make_site(tmp_path)
     site = load(folder)
     assert site.globals.enabled_services == ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement",
-                                             "nova", "neutron", "horizon"]
+                                             "nova", "neutron", "horizon", "openvswitch", "neutron-agents",
+                                             "nova-compute"]
     assert (site.globals.internal_address, site.globals.external_address) == ("127.0.0.1", "127.0.0.1")
     assert (site.globals.image_namespace, site.globals.image_tag, site.globals.image_registry) == \
         ("dockyard", "2025.1", None)

@@ -17,6 +17,7 @@ from dockyard.deploy.plan import unit_order
 from dockyard.deploy.site import load_site
 from dockyard.deploy.wanted import CONFIG_MOUNT, build_wanted
 from dockyard.engine.fake import FakeEngine
+from dockyard.deploy.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
 from .deploy_fixtures import make_site
@@ -73,17 +74,20 @@ def test_every_enabled_service_has_its_containers_and_jobs(aio):
     assert {c.name for c in wanted.containers} == expected_containers
     assert {j.name for j in wanted.jobs} == expected_jobs
     assert {"mariadb", "memcached", "rabbitmq", "keystone", "glance_api", "placement_api", "nova_api",
-            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon"} == expected_containers
+            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon"} <= expected_containers
     assert {"nova_databases", "nova_bootstrap", "nova_register", "keystone_admin", "mariadb_bootstrap"} <= expected_jobs
-    # Nothing of the compute and network hosts in the all-in-one default.
-    assert not {"nova_compute", "openvswitch_vswitchd", "neutron_openvswitch_agent"} & set(units(wanted))
+    # The all-in-one runs servers: the compute and network hosts' services are there.
+    assert {"nova_compute", "nova_libvirt", "openvswitch_vswitchd", "neutron_openvswitch_agent", "neutron_l3_agent",
+            "neutron_dhcp_agent", "neutron_metadata_agent", "nova_metadata"} <= set(units(wanted))
     assert wanted.services() == set(enabled)
 
 
 def test_volumes_are_the_named_volumes_the_units_mount(aio):
     _, wanted = aio
     assert {v.name for v in wanted.volumes} == {"mariadb", "rabbitmq", "keystone_fernet_keys",
-                                                "keystone_credential_keys", "glance_images"}
+                                                "keystone_credential_keys", "glance_images", "openvswitch_db",
+                                                "openvswitch_run", "neutron_agents", "nova_compute", "libvirtd",
+                                                "libvirt_run"}
     mounted = {m.source for u in units(wanted).values() for m in u.spec.mounts if m.is_volume}
     assert mounted == {v.name for v in wanted.volumes}
 
@@ -122,8 +126,7 @@ def test_post_jobs_wait_for_their_container_and_nothing_waits_for_them(site_dir)
     # All in one: a container of the network and compute groups exists once.
     assert [c.name for c in wanted.containers].count("neutron_openvswitch_agent") == 1
     assert {"openvswitch_db_server"} <= set(u["openvswitch_vswitchd"].after)
-    assert u["openvswitch_vswitchd"].spec.privileged
-    assert u["nova_libvirt"].spec.pid_mode == "host"
+    assert u["nova_libvirt"].after[-1] == "nova_virtlogd"
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -315,7 +318,7 @@ def test_a_rebuilt_image_changes_the_hash_of_the_containers_that_run_it(site_dir
                                                      labels={}, size=2)
     _, after = wanted_of(site_dir, engine)
     changed = {n for n, h in hashes(after).items() if hashes(before)[n] != h}
-    assert changed == {"nova_conductor"}
+    assert changed == {"nova_conductor", "nova_discover_hosts"}    # the discovery job runs in that image
 
 
 def test_missing_images_are_reported_not_guessed(site_dir):
@@ -403,3 +406,74 @@ def test_register_script_gives_up_after_its_attempts(site_dir, tmp_path, monkeyp
     with pytest.raises(ConnectFailure):
         module.main_with_retries(attempts=3)
     assert len(waits) == 2
+
+
+# -- the data plane: what each host can do decides datapath and virt type ---------------------
+
+NO_MODULE_NO_KVM = HostFacts(False, "no module", False, "no vmx")
+MODULE_AND_KVM = HostFacts(True, "module loaded", True, "vmx")
+
+
+def data_plane(site_dir, facts):
+    site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
+    wanted, _ = build_wanted(site, CATALOGUE, engine_with_every_image(), facts={"localhost": facts})
+    files = {f.path.rsplit("/", 2)[-2] + "/" + f.path.rsplit("/", 1)[-1]: f.content.decode() for f in wanted.files}
+    return units(wanted), files, wanted
+
+
+def test_without_the_kernel_module_or_kvm_the_userspace_datapath_and_emulation(site_dir):
+    u, files, _ = data_plane(site_dir, NO_MODULE_NO_KVM)
+    assert "datapath_type = netdev" in files["neutron_l3_agent/l3_agent.ini"]
+    assert "datapath_type = netdev" in files["neutron_dhcp_agent/dhcp_agent.ini"]
+    assert "datapath_type = netdev" in files["neutron_openvswitch_agent/openvswitch_agent.ini"]
+    assert "ovs_use_veth = true" in files["neutron_l3_agent/l3_agent.ini"]
+    assert "datapath_type=netdev" in json.loads(files["neutron_openvswitch_agent/config.json"])["command"]
+    assert u["openvswitch_vswitchd"].spec.devices == ("/dev/net/tun",)
+    assert "virt_type = qemu" in files["nova_compute/nova.conf"]
+    assert "cpu_mode = none" in files["nova_compute/nova.conf"]
+    assert u["nova_libvirt"].spec.devices == ("/dev/net/tun",)
+
+
+def test_with_the_kernel_module_and_kvm_the_kernel_datapath_and_kvm(site_dir):
+    u, files, _ = data_plane(site_dir, MODULE_AND_KVM)
+    assert "datapath_type = system" in files["neutron_l3_agent/l3_agent.ini"]
+    assert u["openvswitch_vswitchd"].spec.devices == ()
+    assert "virt_type = kvm" in files["nova_compute/nova.conf"]
+    assert u["nova_libvirt"].spec.devices == ("/dev/net/tun", "/dev/kvm")
+
+
+def test_globals_override_the_host_facts_and_bad_values_name_the_key(site_dir):
+    set_globals(site_dir, services={"openvswitch": {"datapath": "netdev"}, "nova-compute": {"virt_type": "qemu"}})
+    u, files, _ = data_plane(site_dir, MODULE_AND_KVM)
+    assert "datapath_type = netdev" in files["neutron_l3_agent/l3_agent.ini"]
+    assert "virt_type = qemu" in files["nova_compute/nova.conf"]
+    set_globals(site_dir, services={"nova-compute": {"virt_type": "xen"}})
+    with pytest.raises(ConfigError) as exc:
+        data_plane(site_dir, MODULE_AND_KVM)
+    assert exc.value.path.endswith("globals.yml") and exc.value.key == "services.nova-compute.virt_type"
+    assert "auto, kvm, qemu" in str(exc.value)
+
+
+def test_no_container_is_privileged_and_each_gets_only_what_it_names(aio):
+    _, wanted = aio
+    for c in wanted.containers:
+        assert not hasattr(c.spec, "privileged")
+    u = units(wanted)
+    assert set(u["openvswitch_vswitchd"].spec.cap_add) == {"NET_ADMIN", "NET_RAW", "IPC_LOCK"}
+    assert set(u["nova_libvirt"].spec.cap_add) == {"NET_ADMIN"}
+    assert u["memcached"].spec.cap_add == () and u["memcached"].spec.devices == ()
+    assert u["nova_libvirt"].spec.pid_mode is None
+
+
+def test_namespaces_are_shared_with_the_host_through_a_shared_mount(aio):
+    _, wanted = aio
+    u = units(wanted)
+    for name in ("neutron_dhcp_agent", "neutron_l3_agent"):
+        netns = next(m for m in u[name].spec.mounts if m.target == "/run/netns")
+        assert (netns.source, netns.propagation) == ("/run/netns", "shared")
+    (share,) = wanted.shared_mounts
+    assert (share.path, share.host) == ("/run/netns", "localhost")
+    # The one-shot that makes it a shared mount: the host's pid namespace and SYS_ADMIN, nothing else.
+    assert share.spec.pid_mode == "host" and share.spec.cap_add == ("SYS_ADMIN",) and share.spec.devices == ()
+    assert share.spec.entrypoint[:4] == ("nsenter", "--target", "1", "--mount")
+    assert "mount --make-shared /run/netns" in share.spec.command[0]
