@@ -108,6 +108,27 @@ def destroy(config_dir: Path, include_volumes: bool, yes: bool):
     return EXIT_OK
 
 
+@cli.command()
+@config_dir_option
+def demo(config_dir: Path):
+    """First steps on a new cloud, offline and idempotent (a second run changes
+    nothing): the guest image uploaded to Glance (built from Debian packages if
+    missing), flavors m1.tiny and m1.small, a provider network `public`, a
+    network `demo-net` with a router to `public`, a security group `demo` (ICMP
+    and SSH in), a keypair `demo` (private key in CONFIG_DIR/demo/), and on the
+    all-in-one the provider network's far side: the network namespace
+    `dockyard-external`, from which floating IPs answer. Prints how to boot a
+    server and reach it.
+
+    \b
+    Example:
+      dockyard up && dockyard demo
+      ip netns exec dockyard-external ssh -i /etc/dockyard/demo/id_ed25519 root@FLOATING_IP hostname
+    """
+    api.demo(config_dir, say=say)
+    return EXIT_OK
+
+
 @cli.command("post-deploy")
 @config_dir_option
 def post_deploy(config_dir: Path):

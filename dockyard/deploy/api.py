@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
-from dockyard.errors import ConfigError
+from dockyard.errors import ConfigError, DockyardError
 
+from . import demo as demo_steps
 from . import postdeploy, volumes_record
 from .catalogue import ServiceCatalogue, load_services
 from .compose import export_compose as compose_text
@@ -281,6 +284,38 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
 
 # -- the rest -------------------------------------------------------------------------
 
+def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, services_root: Path | None = None,
+         threads: int | None = None) -> demo_steps.DemoResult:
+    """First steps on the cloud (dockyard.deploy.demo): guest image, flavors,
+    networks, router, security group, keypair, the provider network's far side.
+    Idempotent; builds the guest image first when it is missing."""
+    import openstack
+
+    from dockyard import guestimage
+
+    site, catalogue = load(Path(config_dir), services_root)
+    enabled = catalogue.closure(site.globals.enabled_services)
+    missing = [s for s in ("nova-compute", "neutron-agents") if s not in enabled]
+    if missing:
+        raise ConfigError(f"the demo boots servers: enable {' and '.join(missing)} in globals.yml",
+                          path=Path(config_dir) / "globals.yml", key="enabled_services")
+    engine = engine_for(site, engine)
+    if engine.image(image_reference(site, guestimage.GUEST_IMAGE)) is None:
+        say(f"building the guest image ({guestimage.GUEST_IMAGE})")
+        if not build_images(site, engine, [guestimage.GUEST_IMAGE], say, threads):
+            raise DockyardError("the guest image did not build; see the build log above")
+    guest = guestimage.extract(engine, image_reference(site, guestimage.GUEST_IMAGE), site.state_dir / "guest")
+    auth = yaml.safe_load(postdeploy.clouds_yaml(site))["clouds"]["dockyard"]
+    conn = openstack.connect(**auth)
+    say(f"demo on the cloud at {postdeploy.keystone_url(site)}:")
+    result = demo_steps.run(site, conn, engine, guest, say)
+    say(f"{len(result.created)} created, {len(result.present)} already there")
+    say("")
+    for line in demo_steps.next_steps(site, result):
+        say(line)
+    return result
+
+
 def post_deploy(config_dir: Path, services_root: Path | None = None) -> list[Path]:
     """clouds.yaml (cloud ``dockyard``) and admin-openrc.sh in the config folder, 0600."""
     site, _ = load(Path(config_dir), services_root)
@@ -390,6 +425,8 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     say(f"  export OS_CLIENT_CONFIG_FILE={config_dir / 'clouds.yaml'} OS_CLOUD=dockyard")
     say("  openstack catalog list")
     say(f"or: source {config_dir / 'admin-openrc.sh'}")
+    if {"nova-compute", "neutron-agents"} <= set(catalogue.closure(site.globals.enabled_services)):
+        say(f"First steps (a guest image, networks, a router, a keypair): dockyard demo --config-dir {config_dir}")
     if "horizon" in catalogue.closure(site.globals.enabled_services):
         say(f"Horizon: http://{site.globals.external_address or site.globals.internal_address}/ (user admin, "
             f"password keystone_admin_password in {config_dir / 'passwords.yml'})")

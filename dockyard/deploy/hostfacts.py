@@ -99,7 +99,7 @@ def choose_datapath(options: dict, facts: HostFacts, path: Path | None = None) -
         return Choice(setting, "set in globals.yml")
     if facts.openvswitch_module:
         return Choice("system", facts.openvswitch_evidence)
-    return Choice("netdev", facts.openvswitch_evidence + ": the userspace datapath")
+    return Choice("netdev", facts.openvswitch_evidence)
 
 
 def choose_virt_type(options: dict, facts: HostFacts, path: Path | None = None) -> Choice:
@@ -109,4 +109,4 @@ def choose_virt_type(options: dict, facts: HostFacts, path: Path | None = None) 
         return Choice(setting, "set in globals.yml")
     if facts.kvm_usable:
         return Choice("kvm", facts.kvm_evidence)
-    return Choice("qemu", facts.kvm_evidence + ": guests run under QEMU emulation")
+    return Choice("qemu", facts.kvm_evidence)

@@ -18,6 +18,7 @@ from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError, DockyardError
 
 from .catalogue import ServiceCatalogue, load_services, unit_name
+from .hostfacts import choose_datapath, choose_virt_type, probe as probe_host
 from .model import LABEL_MANAGED, LABEL_SITE
 from .site import Site, load_site
 from .wanted import image_reference
@@ -142,18 +143,31 @@ def _memory() -> Check:
     return Check("memory", OK, f"{total:.1f} GiB, {mem.get('MemAvailable', 0.0):.1f} GiB available")
 
 
-def _kernel(catalogue: ServiceCatalogue, enabled: list[str], root: Path = Path("/")) -> list[Check]:
+def _data_plane(site: Site, catalogue: ServiceCatalogue, enabled: list[str], root: Path = Path("/")
+                ) -> list[Check]:
+    """The datapath and virt type this host gets, and why (hostfacts)."""
     groups = {g for name in enabled for c in catalogue.services[name].spec.containers.values() for g in c.groups}
+    if not groups & {"network", "compute"}:
+        return []
+    facts = probe_host(root)
+    options = site.globals.services
     checks = []
-    if groups & {"network", "compute"}:
-        if (root / "sys/module/openvswitch").exists():
-            checks.append(Check("kernel", OK, "openvswitch module loaded"))
-        else:
-            checks.append(Check("kernel", FAIL, "the openvswitch module is not loaded (network and compute hosts "
-                                "need it)", "modprobe openvswitch"))
-    if "compute" in groups and not (root / "dev/kvm").exists():
-        checks.append(Check("kernel", WARN, "/dev/kvm is missing: instances would be emulated (slow)",
-                            "enable virtualisation, or set services: {nova-compute: {virt_type: qemu}}"))
+    try:
+        datapath = choose_datapath(options.get("openvswitch", {}), facts)
+        virt = choose_virt_type(options.get("nova-compute", {}), facts) if "compute" in groups else None
+    except ConfigError as exc:
+        return [Check("data plane", FAIL, str(exc), "fix globals.yml")]
+    kind = "the kernel's" if datapath.value == "system" else "userspace"
+    checks.append(Check("datapath", OK, f"{datapath.value} ({kind}), because {datapath.why}"))
+    if virt is not None:
+        status = OK if virt.value == "kvm" or virt.why == "set in globals.yml" else WARN
+        how = "hardware virtualisation" if virt.value == "kvm" else "QEMU emulation"
+        checks.append(Check("virt type", status, f"{virt.value} ({how}), because {virt.why}",
+                            "" if status == OK else "guests boot, slowly; set services: {nova-compute: "
+                            "{virt_type: qemu}} to silence this"))
+    if not (root / "dev/net/tun").exists():
+        checks.append(Check("tun", FAIL, "/dev/net/tun is missing (guests' ports and the userspace datapath's "
+                            "need it)", "modprobe tun"))
     return checks
 
 
@@ -170,7 +184,7 @@ def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root:
         checks.append(_images(site, catalogue, enabled, engine))
     checks += _ports(site, catalogue, enabled, engine)
     checks.append(_memory())
-    checks += _kernel(catalogue, enabled)
+    checks += _data_plane(site, catalogue, enabled)
     return checks
 
 

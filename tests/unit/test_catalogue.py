@@ -195,3 +195,34 @@ def test_override_names_default_to_the_ini_file_stem():
     assert catalogue.services["neutron"].spec.config["ml2_conf.ini"].override_name == "ml2_conf"
     assert catalogue.services["rabbitmq"].spec.config["rabbitmq.conf"].override_name is None   # not INI
     assert catalogue.services["keystone"].spec.config["admin_password"].override_name is None
+
+
+def _privilege_table() -> dict[str, dict[str, set[str]]]:
+    """docs/services.md's table of what each data-plane container may do."""
+    text = (SOURCE_ROOT / "docs" / "services.md").read_text()
+    section = text[text.index("## The data plane"):]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[0] != "container":
+            rows[cells[0].strip("`")] = {
+                "cap_add": {c.strip() for c in cells[1].split(",") if c.strip()},
+                "devices": {d.split(" ")[0] for d in cells[2].split(", ") if d},
+                "security_opt": {o for o in cells[3].split(", ") if o},
+                "shared": {m.split(" ")[0] for m in cells[4].split(", ") if m},
+            }
+    return rows
+
+
+def test_the_docs_list_exactly_what_each_container_is_given():
+    documented = _privilege_table()
+    actual = {}
+    for service in load_services().services.values():
+        for name, c in service.spec.containers.items():
+            devices = {d for d in c.devices if d.startswith("/")} | \
+                      {d.split("'")[1] for d in c.devices if "'/dev/" in d}
+            shared = {v.source for v in c.volumes if v.propagation}
+            if c.cap_add or devices or c.security_opt or shared:
+                actual[name] = {"cap_add": set(c.cap_add), "devices": devices, "security_opt": set(c.security_opt),
+                                "shared": shared}
+    assert documented == actual
