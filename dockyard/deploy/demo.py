@@ -131,7 +131,7 @@ def external_side_spec(site: Site, external: External) -> ContainerSpec:
         entrypoint=("sh", "-c"), command=(script,),
         mounts=(Mount("openvswitch_run", "/run/openvswitch"), Mount("/run/netns", "/run/netns", propagation="shared")),
         labels={LABEL_MANAGED: "true", LABEL_SERVICE: "demo", LABEL_SITE: site_id(site)},
-        cap_add=("NET_ADMIN", "SYS_ADMIN"), security_opt=("apparmor=unconfined",), restart_policy="no")
+        user="root", cap_add=("NET_ADMIN", "SYS_ADMIN"), security_opt=("apparmor=unconfined",), restart_policy="no")
 
 
 def wire_external_side(site: Site, engine: Engine, external: External) -> None:

@@ -300,7 +300,7 @@ class WantedBuilder:
             spec = ContainerSpec(
                 name=name, image=image, entrypoint=("nsenter", "--target", "1", "--mount", "--", "sh", "-c"),
                 command=(script,), labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host",
-                cap_add=("SYS_ADMIN",), restart_policy="no")
+                user="root", cap_add=("SYS_ADMIN",), restart_policy="no")
             state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
 
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
