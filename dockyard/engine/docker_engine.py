@@ -6,6 +6,7 @@ Podman serves the same API: point ``DOCKER_HOST`` at its socket.
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -29,6 +30,29 @@ from .driver import (
 )
 
 _NS = 1_000_000_000
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (the engine's archive
+    stream), so :mod:`tarfile` can read it as a stream."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
 
 class DockerEngine:
@@ -137,6 +161,25 @@ class DockerEngine:
                     raise EngineError(f"{path} is empty in {image}")
                 fh = tar.extractfile(member)
                 return fh.read() if fh else b""
+        except docker.errors.NotFound as exc:
+            raise EngineError(f"{path} not found in image {image}") from exc
+        finally:
+            self.api.remove_container(container["Id"], force=True)
+
+    def copy_file(self, image: str, path: str, dest: Path) -> int:
+        """Stream one regular file out of an image (a created, never started
+        container; removed afterwards) into ``dest``."""
+        container = self.api.create_container(image, command=["true"])
+        try:
+            stream, _ = self.api.get_archive(container["Id"], path, chunk_size=1 << 20)
+            with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as tar:
+                member = tar.next()
+                if member is None or not member.isfile():
+                    raise EngineError(f"{path} is not a regular file in image {image}")
+                source = tar.extractfile(member)
+                with open(dest, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                return member.size
         except docker.errors.NotFound as exc:
             raise EngineError(f"{path} not found in image {image}") from exc
         finally:

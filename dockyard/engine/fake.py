@@ -120,6 +120,12 @@ class FakeEngine:
         except KeyError as exc:
             raise EngineError(f"{path} not found in image {image}") from exc
 
+    def copy_file(self, image: str, path: str, dest: Path) -> int:
+        self._record("copy_file", image, path, str(dest))
+        data = self.read_file(image, path)
+        Path(dest).write_bytes(data)
+        return len(data)
+
     # -- containers -----------------------------------------------------------------
     def containers(self, label: str | None = None) -> list[ContainerState]:
         return [st for _, st in self.containers_by_name.values() if _matches(st.labels, label)]
