@@ -304,7 +304,9 @@ def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, servi
         say(f"building the guest image ({guestimage.GUEST_IMAGE})")
         if not build_images(site, engine, [guestimage.GUEST_IMAGE], say, threads):
             raise DockyardError("the guest image did not build; see the build log above")
-    guest = guestimage.extract(engine, image_reference(site, guestimage.GUEST_IMAGE), site.state_dir / "guest")
+    disk = guestimage.export_guest_disk(engine, image_reference(site, guestimage.GUEST_IMAGE),
+                                        site.state_dir / "guest" / "dockyard-guest.qcow2")
+    guest = (disk.path, disk.sha256)
     auth = yaml.safe_load(postdeploy.clouds_yaml(site))["clouds"]["dockyard"]
     conn = openstack.connect(**auth)
     say(f"demo on the cloud at {postdeploy.keystone_url(site)}:")
