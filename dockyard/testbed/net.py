@@ -158,7 +158,7 @@ def ensure_host_net(host: Host) -> list[str]:
         if host.switch_port in links(SWITCH_NETNS):
             _ip(SWITCH_NETNS, "link", "delete", host.switch_port)
         _ip(None, "link", "add", "name", host.switch_port, "netns", SWITCH_NETNS, "type", "veth",
-            "peer", "name", HOST_LINK, "netns", host.netns)
+            "peer", "name", HOST_LINK, "address", host.mac, "netns", host.netns)
         changes.append(f"link {host.netns}:{HOST_LINK} created")
         mine = links(host.netns)
     port = links(SWITCH_NETNS).get(host.switch_port)

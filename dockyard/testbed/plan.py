@@ -163,6 +163,13 @@ class Host:
         return self.subnet.host_address(self.index)
 
     @property
+    def mac(self) -> str:
+        """A fixed, locally administered MAC for the host's ``eth0``: a link made
+        again (after a killed run) keeps it, so no neighbour still holds a stale
+        one (that costs half a minute of silence before ARP asks again)."""
+        return f"02:64:79:6b:{self.index >> 8:02x}:{self.index & 0xff:02x}"
+
+    @property
     def engine_url(self) -> str:
         return f"tcp://{self.address}:{ENGINE_PORT}"
 

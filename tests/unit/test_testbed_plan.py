@@ -67,6 +67,13 @@ def test_names_fit_the_kernel_limits():
     assert h.netns == "dyk-h244"
 
 
+def test_macs_are_fixed_distinct_and_local():
+    macs = [h.mac for h in hosts(244)]
+    assert len(set(macs)) == 244
+    assert macs[0] == "02:64:79:6b:00:01" and macs[-1] == "02:64:79:6b:00:f4"
+    assert all(int(m[:2], 16) & 0b11 == 0b10 for m in macs)      # unicast, locally administered
+
+
 def test_every_file_lives_under_the_state_folder():
     h = hosts(1)[0]
     for path in (h.data_root, h.config_file, h.pidfile, h.log_file, h.socket, h.server_cert, h.server_key,
