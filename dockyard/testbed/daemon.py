@@ -113,7 +113,11 @@ def write_config(host: Host) -> bool:
 
 
 def start(host: Host) -> subprocess.Popen:
+    """Start the host's daemon (the caller knows none runs: see :func:`dockerd_pid`)."""
     host.data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A pidfile left by a killed daemon makes dockerd refuse to start while the
+    # old PID is still a zombie or has been reused.
+    host.pidfile.unlink(missing_ok=True)
     log = open(host.log_file, "ab")  # noqa: SIM115 - handed to the daemon, closed here after
     try:
         return subprocess.Popen(host.launch_argv(), stdin=subprocess.DEVNULL, stdout=log,
@@ -150,12 +154,20 @@ def wait_ready(hosts: list[Host], procs: dict[str, subprocess.Popen], timeout: f
             time.sleep(POLL)
 
 
+def _alive(pid: int) -> bool:
+    """Running: present and not a zombie (a zombie is gone for us; its parent reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
-    alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    alive = [p for p in pids if _alive(p)]
     while alive and time.monotonic() < deadline:
         time.sleep(POLL)
-        alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
+        alive = [p for p in alive if _alive(p)]
     return alive
 
 

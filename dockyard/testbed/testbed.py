@@ -43,6 +43,8 @@ _HOST_DIR = re.compile(rf"^{PREFIX}-h(\d+)$")
 
 @dataclass
 class Testbed:
+    __test__ = False  # not a pytest class, whatever its name
+
     layout: Layout = field(default_factory=Layout)
     subnet: Subnet | None = None             # None: the one in use, else the default
     storage_driver: str | None = None
