@@ -96,8 +96,14 @@ def delete_netns(name: str) -> list[str]:
 def conflicting_routes(subnet: Subnet) -> list[str]:
     """Routes of the root namespace that overlap the testbed's subnet, other than its own."""
     proc = _ip(None, "-j", "route", "show", "table", "all", check=False)
+    return overlapping_routes(json.loads(proc.stdout or "[]"), subnet)
+
+
+def overlapping_routes(routes: list[dict], subnet: Subnet) -> list[str]:
+    """Of ``ip -j route`` entries, those whose destination overlaps ``subnet``
+    (default routes, IPv6, local/broadcast entries and the testbed's own aside)."""
     out = []
-    for route in json.loads(proc.stdout or "[]"):
+    for route in routes:
         dst = route.get("dst", "")
         if dst in ("default", "") or route.get("dev") == ROOT_LINK or ":" in dst:
             continue

@@ -144,3 +144,19 @@ def test_cli_help_and_env_need_no_machine(tmp_path):
     assert out.exit_code == 0
     assert "export DOCKER_HOST=tcp://10.113.0.13:2376" in out.output
     assert f"export DOCKER_CERT_PATH={tmp_path}/tls/client" in out.output
+
+
+def test_routes_overlapping_the_subnet_are_found():
+    from dockyard.testbed.net import overlapping_routes
+
+    subnet = Subnet.parse("10.113.0.0/24")
+    routes = [
+        {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+        {"dst": "192.0.2.0/24", "dev": "eth0"},
+        {"dst": "10.113.0.0/24", "dev": "dyk-root"},            # the testbed's own
+        {"dst": "10.113.0.1", "dev": "dyk-root", "type": "local"},
+        {"dst": "fd00::/64", "dev": "eth0"},
+        {"dst": "10.0.0.0/8", "dev": "vpn0"},
+        {"dst": "10.113.0.77", "dev": "eth0"},
+    ]
+    assert overlapping_routes(routes, subnet) == ["10.0.0.0/8 dev vpn0", "10.113.0.77 dev eth0"]
