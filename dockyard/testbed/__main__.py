@@ -1,0 +1,5 @@
+"""``python3 -m dockyard.testbed``."""
+
+from dockyard.testbed.cli import main
+
+main()
