@@ -286,21 +286,26 @@ class WantedBuilder:
     def shared_mounts(self, unit: _Unit, mounts: tuple[Mount, ...], image: str, state: WantedState) -> None:
         """Each host folder bound with shared propagation is made a shared mount on
         its host first, by a one-shot container of the unit's own image (it is
-        there already) entering the host's mount namespace: it needs the host's
-        pid namespace and CAP_SYS_ADMIN, for a moment, and nothing else."""
+        there already). It enters the mount namespace of its parent, the engine's
+        container shim, which is the engine's own: where the engine resolves bind
+        sources (the host's init may be out of reach, and on a host whose engine
+        runs in a mount namespace of its own, it would be the wrong one). For that
+        it needs the host's pid namespace, SYS_ADMIN and SYS_PTRACE (to open
+        another process's namespace), for a moment, and nothing else."""
         for m in mounts:
             if m.propagation not in ("shared", "rshared"):
                 continue
             if any(s.path == m.source and s.host == unit.host.name for s in state.shared_mounts):
                 continue
             path = shlex.quote(m.source)
-            script = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
-                      f"&& mount --make-shared {path}")
+            inner = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
+                     f"&& mount --make-shared {path}")
+            script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
             name = "dockyard_share" + m.source.replace("/", "_").replace("-", "_")
             spec = ContainerSpec(
-                name=name, image=image, entrypoint=("nsenter", "--target", "1", "--mount", "--", "sh", "-c"),
-                command=(script,), labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host",
-                user="root", cap_add=("SYS_ADMIN",), restart_policy="no")
+                name=name, image=image, entrypoint=("sh", "-c"), command=(script,),
+                labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host", user="root",
+                cap_add=("SYS_ADMIN", "SYS_PTRACE"), restart_policy="no")
             state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
 
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:

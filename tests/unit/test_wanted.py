@@ -473,7 +473,8 @@ def test_namespaces_are_shared_with_the_host_through_a_shared_mount(aio):
         assert (netns.source, netns.propagation) == ("/run/netns", "shared")
     (share,) = wanted.shared_mounts
     assert (share.path, share.host) == ("/run/netns", "localhost")
-    # The one-shot that makes it a shared mount: the host's pid namespace and SYS_ADMIN, nothing else.
-    assert share.spec.pid_mode == "host" and share.spec.cap_add == ("SYS_ADMIN",) and share.spec.devices == ()
-    assert share.spec.entrypoint[:4] == ("nsenter", "--target", "1", "--mount")
+    # The one-shot that makes it a shared mount: the host's pid namespace, SYS_ADMIN and SYS_PTRACE, nothing else.
+    assert share.spec.pid_mode == "host" and share.spec.cap_add == ("SYS_ADMIN", "SYS_PTRACE")
+    assert share.spec.devices == () and share.spec.user == "root"
+    assert share.spec.command[0].startswith('exec nsenter --target "$PPID" --mount -- sh -c ')
     assert "mount --make-shared /run/netns" in share.spec.command[0]
