@@ -429,8 +429,11 @@ def test_without_the_kernel_module_or_kvm_the_userspace_datapath_and_emulation(s
     assert "ovs_use_veth = true" in files["neutron_l3_agent/l3_agent.ini"]
     assert "datapath_type=netdev" in json.loads(files["neutron_openvswitch_agent/config.json"])["command"]
     assert u["openvswitch_vswitchd"].spec.devices == ("/dev/net/tun",)
-    assert "virt_type = qemu" in files["nova_compute/nova.conf"]
-    assert "cpu_mode = none" in files["nova_compute/nova.conf"]
+    assert "virt_type = qemu" in files["nova_compute/nova-compute.conf"]
+    assert "cpu_mode = none" in files["nova_compute/nova-compute.conf"]
+    # nova-compute reaches the databases through the conductor only; the metadata API needs them.
+    assert "mysql" not in files["nova_compute/nova-compute.conf"]
+    assert "mysql" in files["nova_metadata/nova.conf"]
     assert u["nova_libvirt"].spec.devices == ("/dev/net/tun",)
 
 
@@ -438,7 +441,7 @@ def test_with_the_kernel_module_and_kvm_the_kernel_datapath_and_kvm(site_dir):
     u, files, _ = data_plane(site_dir, MODULE_AND_KVM)
     assert "datapath_type = system" in files["neutron_l3_agent/l3_agent.ini"]
     assert u["openvswitch_vswitchd"].spec.devices == ()
-    assert "virt_type = kvm" in files["nova_compute/nova.conf"]
+    assert "virt_type = kvm" in files["nova_compute/nova-compute.conf"]
     assert u["nova_libvirt"].spec.devices == ("/dev/net/tun", "/dev/kvm")
 
 
@@ -446,7 +449,7 @@ def test_globals_override_the_host_facts_and_bad_values_name_the_key(site_dir):
     set_globals(site_dir, services={"openvswitch": {"datapath": "netdev"}, "nova-compute": {"virt_type": "qemu"}})
     u, files, _ = data_plane(site_dir, MODULE_AND_KVM)
     assert "datapath_type = netdev" in files["neutron_l3_agent/l3_agent.ini"]
-    assert "virt_type = qemu" in files["nova_compute/nova.conf"]
+    assert "virt_type = qemu" in files["nova_compute/nova-compute.conf"]
     set_globals(site_dir, services={"nova-compute": {"virt_type": "xen"}})
     with pytest.raises(ConfigError) as exc:
         data_plane(site_dir, MODULE_AND_KVM)
