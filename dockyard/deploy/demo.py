@@ -219,12 +219,12 @@ def run(site: Site, conn, engine: Engine, guest: tuple[Path, str], say: Say) -> 
 
         def find_rule(p=protocol, n=port):
             for rule in conn.network.security_group_rules(security_group_id=group.id, direction="ingress"):
-                if rule.protocol == p and rule.port_range_min == n and rule.ethertype == "IPv4":
+                if rule.protocol == p and rule.port_range_min == n and rule.ether_type == "IPv4":
                     return rule
             return None
 
         steps.ensure(what, find_rule, lambda p=protocol, n=port: conn.network.create_security_group_rule(
-            security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol=p,
+            security_group_id=group.id, direction="ingress", ether_type="IPv4", protocol=p,
             port_range_min=n, port_range_max=n, remote_ip_prefix="0.0.0.0/0"))
     private_key, public_key = ensure_keypair_files(site)
     result.key_file = private_key

@@ -1,0 +1,192 @@
+"""The data plane: servers boot, get their address, and answer on their floating IP.
+
+One story, after ``dockyard up`` and ``dockyard demo``, with python-openstackclient
+and the guest image dockyard builds from Debian packages (no download). Traffic
+goes only from the namespace ``dockyard-external`` that the demo made (the
+provider network's far side) to the guests' addresses, or from inside a guest.
+Every wait polls with a deadline; none sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard.guestimage import CONSOLE_DHCP, CONSOLE_HOSTNAME, CONSOLE_KEYS, CONSOLE_SSHD
+
+from .client import container_facts, openstack, openstack_json
+from .conftest import CONFIG_DIR, REPO, dockyard
+
+NAMESPACE = "dockyard-external"
+KEY = CONFIG_DIR / "demo" / "id_ed25519"
+BOOT_TIMEOUT = 600          # QEMU emulation on a busy 2-core machine
+RESULTS = REPO / "bench" / "results" / "data_plane.json"
+
+
+def in_namespace(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", NAMESPACE, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def ssh(address: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return in_namespace("ssh", "-i", str(KEY), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                        f"root@{address}", command, timeout=timeout)
+
+
+def poll(what: str, check, timeout: float = BOOT_TIMEOUT, every: float = 2.0):
+    """Call ``check`` until it returns something true, at most ``timeout`` seconds;
+    between tries, wait on nothing but the clock (bounded, one try per ``every``)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        last = check()
+        if last:
+            return last
+        time.sleep(max(0.0, every - (time.monotonic() - started)))
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def console(server: str) -> str:
+    return openstack("console", "log", "show", server, check=False).stdout
+
+
+def answers_ping(address: str) -> bool:
+    return in_namespace("ping", "-c", "1", "-W", "2", address).returncode == 0
+
+
+def boot(name: str, image: str = "dockyard-guest") -> dict:
+    t0 = time.monotonic()
+    openstack("server", "create", "--image", image, "--flavor", "m1.tiny", "--network", "demo-net",
+              "--security-group", "demo", "--key-name", "demo", name)
+    server = poll(f"{name} ACTIVE", lambda: _active(name))
+    active = time.monotonic() - t0
+    poll(f"{name}'s sshd on its console", lambda: CONSOLE_SSHD in console(name))
+    return {"server": server, "active_s": round(active, 1), "sshd_s": round(time.monotonic() - t0, 1), "t0": t0}
+
+
+def _active(name: str):
+    server = openstack_json("server", "show", name)
+    assert server["status"] != "ERROR", f"{name} went to ERROR: {server.get('fault')}"
+    return server if server["status"] == "ACTIVE" else None
+
+
+def fixed_address(name: str) -> str:
+    addresses = openstack_json("server", "show", name)["addresses"]
+    return addresses["demo-net"][0] if isinstance(addresses["demo-net"], list) else addresses["demo-net"]
+
+
+@pytest.fixture(scope="module")
+def demo(cloud):
+    first = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=1800)
+    again = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=600)
+    return first, again
+
+
+def test_compute_and_network_hosts_services_are_up(cloud):
+    services = openstack_json("compute", "service", "list")
+    assert {s["Binary"]: s["State"] for s in services}["nova-compute"] == "up"
+    agents = {a["Agent Type"]: a["Alive"] for a in openstack_json("network", "agent", "list")}
+    assert agents == {"Open vSwitch agent": True, "DHCP agent": True, "L3 agent": True, "Metadata agent": True}
+    hypervisors = openstack_json("hypervisor", "list")
+    assert len(hypervisors) == 1 and hypervisors[0]["State"] == "up"
+
+
+def test_prechecks_report_datapath_and_virt_type(cloud):
+    out = dockyard("prechecks", "--config-dir", str(CONFIG_DIR)).stdout
+    datapath = next(line for line in out.splitlines() if " datapath: " in line)
+    virt = next(line for line in out.splitlines() if " virt type: " in line)
+    assert ("netdev (userspace), because" in datapath) or ("system (the kernel's), because" in datapath)
+    assert ("qemu (QEMU emulation), because" in virt) or ("kvm (hardware virtualisation), because" in virt)
+
+
+def test_demo_is_idempotent(demo):
+    first, again = demo
+    assert "created  image dockyard-guest" in first.stdout or "present  image dockyard-guest" in first.stdout
+    assert re.search(r"^0 created, \d+ already there$", again.stdout, re.M), again.stdout
+    assert not re.search(r"^  created ", again.stdout, re.M)
+    assert KEY.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
+    figures: dict = {}
+    # -- boot, DHCP, metadata ------------------------------------------------------------
+    one = boot("dp-1")
+    figures["boot_to_active_s"], figures["boot_to_sshd_console_s"] = one["active_s"], one["sshd_s"]
+    log = console("dp-1")
+    fixed = fixed_address("dp-1")
+    assert f"{CONSOLE_DHCP}{fixed}/24" in log, log[-2000:]
+    assert f"{CONSOLE_HOSTNAME}dp-1" in log and f"{CONSOLE_KEYS}1" in log, log[-2000:]
+
+    # -- a floating IP, reached from outside --------------------------------------------
+    fip = openstack_json("floating", "ip", "create", "public")["floating_ip_address"]
+    openstack("server", "add", "floating", "ip", "dp-1", fip)
+    poll(f"ping {fip}", lambda: answers_ping(fip), timeout=300)
+    out = poll(f"ssh {fip}", lambda: (p := ssh(fip, "hostname")).returncode == 0 and p.stdout.strip(), timeout=300)
+    assert out == "dp-1"
+    figures["boot_to_ssh_s"] = round(time.monotonic() - one["t0"], 1)
+
+    # -- a second server on the same network, reached from the first --------------------
+    two = boot("dp-2")
+    figures["second_boot_to_sshd_console_s"] = two["sshd_s"]
+    address_two = fixed_address("dp-2")
+    reach = ssh(fip, f"ping -c 2 -W 3 {address_two}")
+    assert reach.returncode == 0 and "2 packets received" in reach.stdout, reach.stdout + reach.stderr
+
+    # -- a redeploy is a no-op; nova reconfigured restarts nova only; guests go on --------
+    before = container_facts(engine)
+    assert re.search(r"^0 changes, 0 failed, 0 skipped in ", dockyard("deploy", "--config-dir", str(CONFIG_DIR)).stdout,
+                     re.M)
+    assert container_facts(engine) == before
+    override = CONFIG_DIR / "config" / "nova.conf"
+    override.parent.mkdir(exist_ok=True)
+    override.write_text("[DEFAULT]\nreclaim_instance_interval = 0\n")
+    try:
+        dockyard("reconfigure", "--config-dir", str(CONFIG_DIR))
+        after = container_facts(engine)
+        restarted = {n for n in before if after.get(n) != before[n]}
+        assert "nova_compute" in restarted
+        assert all(n.startswith("nova_") for n in restarted), restarted
+        assert not {"nova_libvirt", "nova_virtlogd"} & restarted
+    finally:
+        override.unlink()
+        dockyard("reconfigure", "--config-dir", str(CONFIG_DIR))
+    poll(f"ping {fip} after nova's restart", lambda: answers_ping(fip), timeout=60)
+    # The neutron agents restarted: guests keep their network.
+    for agent in ("neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent", "neutron_metadata_agent"):
+        engine.restart(agent)
+    poll(f"ssh {fip} after the agents' restart", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1", timeout=120)
+
+    # -- stop, start, reboot ------------------------------------------------------------
+    openstack("server", "stop", "dp-1")
+    poll("dp-1 SHUTOFF", lambda: openstack_json("server", "show", "dp-1")["status"] == "SHUTOFF", timeout=300)
+    openstack("server", "start", "dp-1")
+    poll("dp-1 ACTIVE again", lambda: _active("dp-1"))
+    poll(f"ssh {fip} after start", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1")
+    openstack("server", "reboot", "dp-1")
+    poll("dp-1 ACTIVE after reboot", lambda: _active("dp-1"))
+    poll(f"ssh {fip} after reboot", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1")
+
+    # -- a snapshot boots a third server ------------------------------------------------
+    openstack("server", "image", "create", "--name", "dp-snap", "--wait", "dp-1")
+    assert openstack_json("image", "show", "dp-snap")["status"] == "active"
+    three = boot("dp-3", image="dp-snap")
+    figures["snapshot_boot_to_sshd_console_s"] = three["sshd_s"]
+
+    # -- delete frees everything --------------------------------------------------------
+    for name in ("dp-1", "dp-2", "dp-3"):
+        openstack("server", "delete", "--wait", name)
+    openstack("floating", "ip", "delete", fip)
+    openstack("image", "delete", "dp-snap")
+    assert not [s for s in openstack_json("server", "list") if s["Name"].startswith("dp-")]
+    assert fip not in {f["Floating IP Address"] for f in openstack_json("floating", "ip", "list")}
+    poll(f"{fip} silent", lambda: not answers_ping(fip), timeout=60)
+
+    print("\ndata plane figures:", json.dumps(figures))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d"), **figures}, indent=2) + "\n")
