@@ -186,6 +186,9 @@ class ContainerDef(Strict):
     # ("{{ '/dev/kvm' if virt_type == 'kvm' }}").
     devices: list[str] = Field(default_factory=list)
     security_opt: list[str] = Field(default_factory=list)   # e.g. apparmor=unconfined
+    # /proc/sys writable (the engine mounts it read-only): for containers that set
+    # sysctls in network namespaces of their own making (the L3 agent).
+    writable_proc_sys: bool = False
     tmpfs: list[str] = Field(default_factory=list)
     user: str | None = None               # config.json user, when not the image's own
     healthcheck: HealthSpec | None = None

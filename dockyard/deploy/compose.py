@@ -86,8 +86,9 @@ def _service(unit: WantedJob | WantedContainer, conditions: dict[str, str], need
         out["tmpfs"] = list(spec.tmpfs)
     if spec.devices:
         out["devices"] = [f"{d}:{d}" for d in spec.devices]
-    if spec.security_opt:
-        out["security_opt"] = list(spec.security_opt)
+    if spec.security_opt or spec.writable_proc_sys:
+        # Compose's systempaths=unconfined is broader (all of /proc): the closest it has.
+        out["security_opt"] = [*spec.security_opt, *(["systempaths=unconfined"] if spec.writable_proc_sys else [])]
     if spec.healthcheck:
         hc = spec.healthcheck
         out["healthcheck"] = {"test": [_literal(arg) for arg in hc.test], "interval": _duration(hc.interval),

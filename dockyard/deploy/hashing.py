@@ -63,8 +63,8 @@ def _runtime(spec: ContainerSpec) -> list:
                spec.healthcheck, spec.restart_policy, sorted(spec.tmpfs)]
     # Added later: only when set, so the hashes of containers that use neither
     # stay what they were (no needless recreate after an upgrade of dockyard).
-    if spec.devices or spec.security_opt:
-        runtime.append([sorted(spec.devices), sorted(spec.security_opt)])
+    if spec.devices or spec.security_opt or spec.writable_proc_sys:
+        runtime.append([sorted(spec.devices), sorted(spec.security_opt), spec.writable_proc_sys])
     return runtime
 
 

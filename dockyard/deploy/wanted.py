@@ -338,7 +338,8 @@ class WantedBuilder:
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
             labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
             cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
-            devices=tuple(d for d in devices if d), security_opt=tuple(c.security_opt))
+            devices=tuple(d for d in devices if d), security_opt=tuple(c.security_opt),
+            writable_proc_sys=c.writable_proc_sys)
         self.shared_mounts(unit, mounts, spec.image, state)
         spec, files = self.finish(unit, spec, c.image)
         state.files.extend(files)

@@ -20,6 +20,7 @@ from dockyard.errors import EngineError
 
 from .driver import (
     ContainerDied,
+    DEFAULT_READONLY_PATHS,
     ContainerSpec,
     ContainerState,
     HealthTimeout,
@@ -234,6 +235,8 @@ class DockerEngine:
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
             tmpfs=list(spec.tmpfs) or None,
         )
+        if spec.writable_proc_sys:
+            host_config["ReadonlyPaths"] = [p for p in DEFAULT_READONLY_PATHS if p != "/proc/sys"]
         healthcheck = None
         if spec.healthcheck:
             hc = spec.healthcheck

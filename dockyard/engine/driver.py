@@ -33,6 +33,10 @@ class Healthcheck:
     start_period: float = 5.0
 
 
+# The paths under /proc the engine makes read-only by default (its own list);
+# a spec with writable_proc_sys keeps all but /proc/sys.
+DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
 # Bind propagation modes the engine accepts. "shared" lets mounts made inside the
 # container (a network namespace under /run/netns) be seen by the host and by
 # every other container that binds the same folder.
@@ -73,6 +77,7 @@ class ContainerSpec:
     # options it needs, named, and nothing more.
     devices: tuple[str, ...] = ()          # host device paths, e.g. /dev/net/tun
     security_opt: tuple[str, ...] = ()     # e.g. apparmor=unconfined
+    writable_proc_sys: bool = False        # /proc/sys not read-only (the rest of /proc as usual)
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,8 @@ def _privilege_table() -> dict[str, dict[str, set[str]]]:
                 "cap_add": {c.strip() for c in cells[1].split(",") if c.strip()},
                 "devices": {d.split(" ")[0] for d in cells[2].split(", ") if d},
                 "security_opt": {o for o in cells[3].split(", ") if o},
-                "shared": {m.split(" ")[0] for m in cells[4].split(", ") if m},
+                "shared": {m.split(" ")[0] for m in cells[4].split(", ") if m and "writable" not in m},
+                "writable_proc_sys": "/proc/sys writable" in cells[4],
             }
     return rows
 
@@ -222,7 +223,7 @@ def test_the_docs_list_exactly_what_each_container_is_given():
             devices = {d for d in c.devices if d.startswith("/")} | \
                       {d.split("'")[1] for d in c.devices if "'/dev/" in d}
             shared = {v.source for v in c.volumes if v.propagation}
-            if c.cap_add or devices or c.security_opt or shared:
+            if c.cap_add or devices or c.security_opt or shared or c.writable_proc_sys:
                 actual[name] = {"cap_add": set(c.cap_add), "devices": devices, "security_opt": set(c.security_opt),
-                                "shared": shared}
+                                "shared": shared, "writable_proc_sys": c.writable_proc_sys}
     assert documented == actual
