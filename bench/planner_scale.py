@@ -15,10 +15,10 @@ import platform
 import time
 from pathlib import Path
 
-from dockyard.deploy.hashing import spec_hashes
-from dockyard.deploy.model import LABEL_HASH, WantedContainer, WantedFile, WantedState, WantedVolume
-from dockyard.deploy.observe import ObservedState
-from dockyard.deploy.plan import make_plan
+from dockyard.deploy.wanted.hashing import spec_hashes
+from dockyard.deploy.wanted.model import LABEL_HASH, WantedContainer, WantedFile, WantedState, WantedVolume
+from dockyard.deploy.plan.observe import ObservedState
+from dockyard.deploy.plan.planner import make_plan
 from dockyard.engine.driver import ContainerSpec, ContainerState, Healthcheck, Mount
 
 PER_HOST = 40

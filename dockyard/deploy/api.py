@@ -17,22 +17,23 @@ from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError
 
-from . import postdeploy, volumes_record
-from .catalogue import ServiceCatalogue, load_services
-from .compose import export_compose as compose_text
-from .executor import RunResult, execute
+from dockyard.deploy.ops import postdeploy
+from dockyard.deploy.execute import volumes_record
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.ops.compose import export_compose as compose_text
+from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
-from .jobs_record import JobsRecord, record_path
-from .lock import SiteLock
-from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
-from .observe import ObservedState, observe
-from .plan import Plan, make_plan
-from .prechecks import Check, run_prechecks
-from .passwords import generate_passwords
-from .site import Site, load_site, write_defaults
-from .status import StatusRow, status as status_of
-from .timeline import Timeline
-from .wanted import image_reference, site_id, wanted_state
+from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
+from dockyard.deploy.execute.lock import SiteLock
+from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
+from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.planner import Plan, make_plan
+from dockyard.deploy.ops.prechecks import Check, run_prechecks
+from dockyard.deploy.site.passwords import generate_passwords
+from dockyard.deploy.site.loader import Site, load_site, write_defaults
+from dockyard.deploy.ops.status import StatusRow, status as status_of
+from dockyard.deploy.execute.timeline import Timeline
+from dockyard.deploy.wanted.builder import image_reference, site_id, wanted_state
 
 Say = Callable[[str], None]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
 
-from .hashing import differing_files, differing_parts, file_key
-from .model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState,
+from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key
+from dockyard.deploy.wanted.model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState,
                     WantedVolume)
 from .observe import ObservedState
 

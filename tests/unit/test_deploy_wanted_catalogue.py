@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from dockyard import SOURCE_ROOT
-from dockyard.deploy.catalogue import load_services
-from dockyard.deploy.site import DEFAULT_SERVICES
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.deploy.site.loader import DEFAULT_SERVICES
 from dockyard.errors import ConfigError
 
 ALL_IN_ONE = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon"]

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from dockyard.deploy import passwords
-from dockyard.deploy.passwords import generate_passwords, load_passwords, new_password, write_private
+from dockyard.deploy.site import passwords
+from dockyard.deploy.site.passwords import generate_passwords, load_passwords, new_password, write_private
 from dockyard.errors import ConfigError
 
 SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{31}")
@@ -218,7 +218,7 @@ def test_genpwd_command_reads_the_folder_from_the_environment(tmp_path):
 def test_genpwd_covers_every_password_the_catalogue_requires():
     # Otherwise a deploy would ask for a password genpwd never makes.
     from dockyard.cli.passwords import password_names
-    from dockyard.deploy.catalogue import load_services
+    from dockyard.deploy.wanted.catalogue import load_services
     names = password_names()
     assert set(load_services().all_passwords()) <= set(names)
     assert set(passwords.DEFAULT_PASSWORD_NAMES) <= set(names)

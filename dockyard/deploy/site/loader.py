@@ -4,9 +4,9 @@ Loaded and validated completely before anything runs, and only read: an error
 changes nothing. Every error is a ConfigError naming the file and the dotted key
 at fault (``hosts.ctl1.address``, ``enabled_services[2]``).
 
-The INI overrides under ``config/`` are found by :mod:`dockyard.deploy.overrides`
-and merged by :mod:`dockyard.deploy.ini`; passwords live in
-:mod:`dockyard.deploy.passwords`.
+The INI overrides under ``config/`` are found by :mod:`dockyard.deploy.site.overrides`
+and merged by :mod:`dockyard.deploy.site.ini`; passwords live in
+:mod:`dockyard.deploy.site.passwords`.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
 def load_site(config_dir: Path, known_services: set[str], required_passwords: Iterable[str] | None = None) -> Site:
     """The whole site, validated. ``known_services``: the service catalogue's names;
     ``required_passwords``: the names that must have a value (None: the default
-    list in :mod:`dockyard.deploy.passwords`; ``[]``: none)."""
+    list in :mod:`dockyard.deploy.site.passwords`; ``[]``: none)."""
     config_dir = Path(config_dir)
     if not config_dir.is_dir():
         raise ConfigError("configuration folder not found (run `dockyard up` or `dockyard genpwd` to create it)",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockyard.deploy import ini
+from dockyard.deploy.site import ini
 from dockyard.errors import ConfigError
 
 

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from dockyard.deploy import api
-from dockyard.deploy.executor import Executor
-from dockyard.deploy.lock import SiteLock
-from dockyard.deploy.observe import ObservedState, observe
-from dockyard.deploy.plan import make_plan
-from dockyard.deploy.timeline import Timeline, critical_path, load_timeline
-from dockyard.deploy.wanted import build_wanted
+from dockyard.deploy.execute.executor import Executor
+from dockyard.deploy.execute.lock import SiteLock
+from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.planner import make_plan
+from dockyard.deploy.execute.timeline import Timeline, critical_path, load_timeline
+from dockyard.deploy.wanted.builder import build_wanted
 from dockyard.errors import ConfigError, LockedError
 
 from .deploy_fixtures import fake_engine, make_site, site_of
@@ -214,7 +214,7 @@ def test_missing_images_is_a_clear_error_before_anything(site_dir):
 
 
 def test_compose_export_mirrors_the_containers(site_dir):
-    from dockyard.deploy.compose import export_compose
+    from dockyard.deploy.ops.compose import export_compose
 
     _, wanted = wanted_of(site_dir, fake_engine())
     doc = yaml.safe_load(export_compose(wanted))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine
 
-from .jobs_record import load_jobs, record_path
-from .model import LABEL_MANAGED, LABEL_SITE, WantedState
+from dockyard.deploy.execute.jobs_record import load_jobs, record_path
+from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SITE, WantedState
 
 # Kept importable from here: the first api.py and executor read the record through it.
 jobs_record_path = record_path

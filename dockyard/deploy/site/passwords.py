@@ -15,7 +15,7 @@ import yaml
 from dockyard.datafiles import read_mapping, strict_load
 from dockyard.errors import ConfigError
 
-from .files import PRIVATE, write_atomic
+from dockyard.deploy.files import PRIVATE, write_atomic
 
 PASSWORDS_FILE = "passwords.yml"
 

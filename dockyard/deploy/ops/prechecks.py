@@ -17,10 +17,10 @@ from dockyard.engine import connect
 from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError, DockyardError
 
-from .catalogue import ServiceCatalogue, load_services, unit_name
-from .model import LABEL_MANAGED, LABEL_SITE
-from .site import Site, load_site
-from .wanted import image_reference
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
+from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SITE
+from dockyard.deploy.site.loader import Site, load_site
+from dockyard.deploy.wanted.builder import image_reference
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 MEMORY_ADVISED_GIB = 8.0

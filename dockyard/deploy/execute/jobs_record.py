@@ -13,7 +13,7 @@ import json
 import threading
 from pathlib import Path
 
-from .files import write_atomic
+from dockyard.deploy.files import write_atomic
 
 RECORD_NAME = "jobs.json"
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import yaml
 
-from dockyard.deploy.compose import export_compose
+from dockyard.deploy.ops.compose import export_compose
 
 from .wanted_factory import SECRET, Site, make_wanted
 

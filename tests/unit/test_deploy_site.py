@@ -9,9 +9,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockyard.deploy import ini
-from dockyard.deploy.catalogue import load_services
-from dockyard.deploy.site import generate_passwords, load_site
+from dockyard.deploy.site import ini
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.deploy.site.loader import generate_passwords, load_site
 from dockyard.errors import ConfigError
 
 from .deploy_fixtures import make_site
@@ -66,7 +66,7 @@ def test_genpwd_private_random_and_never_overwrites(tmp_path):
 
 
 def test_all_in_one_defaults(tmp_path):
-    from dockyard.deploy.site import write_defaults
+    from dockyard.deploy.site.loader import write_defaults
 
     config_dir = make_site(tmp_path)
     (config_dir / "globals.yml").unlink()

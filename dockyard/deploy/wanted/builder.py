@@ -36,13 +36,13 @@ from dockyard import __version__
 from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
 from dockyard.errors import ConfigError
 
-from . import ini, overrides
+from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import spec_hashes
 from .model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION,
                     WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume)
-from .site import Host, Site
+from dockyard.deploy.site.loader import Host, Site
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files

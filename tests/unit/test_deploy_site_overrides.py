@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.deploy import ini, overrides
+from dockyard.deploy.site import ini, overrides
 
 
 def put(folder: Path, relpath: str, text: str) -> Path:

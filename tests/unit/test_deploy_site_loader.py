@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from dockyard.deploy.passwords import DEFAULT_PASSWORD_NAMES
+from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES
 from dockyard.datafiles import key_path
-from dockyard.deploy.site import Globals, Host, config_dir_from, load_site, write_defaults
+from dockyard.deploy.site.loader import Globals, Host, config_dir_from, load_site, write_defaults
 from dockyard.errors import EXIT_INVALID, ConfigError
 
 KNOWN = {"mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon",

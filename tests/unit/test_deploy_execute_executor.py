@@ -15,11 +15,11 @@ from dataclasses import replace
 
 import pytest
 
-from dockyard.deploy.executor import FAILED, KIND_WEIGHT, OK, SKIPPED, chain_weights, execute
-from dockyard.deploy.jobs_record import JobsRecord, load_jobs
-from dockyard.deploy.observe import ObservedState
-from dockyard.deploy.plan import Action, Plan, make_plan
-from dockyard.deploy.timeline import Timeline, load_timeline
+from dockyard.deploy.execute.executor import FAILED, KIND_WEIGHT, OK, SKIPPED, chain_weights, execute
+from dockyard.deploy.execute.jobs_record import JobsRecord, load_jobs
+from dockyard.deploy.plan.observe import ObservedState
+from dockyard.deploy.plan.planner import Action, Plan, make_plan
+from dockyard.deploy.execute.timeline import Timeline, load_timeline
 from dockyard.engine.driver import ContainerSpec, JobResult
 from dockyard.engine.fake import FakeEngine
 

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from dockyard.engine.driver import Engine
 
-from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
-from .plan import container_change
+from dockyard.deploy.wanted.model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
+from dockyard.deploy.plan.planner import container_change
 
 
 @dataclass(frozen=True)

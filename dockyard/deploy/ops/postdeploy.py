@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from .files import write_atomic  # whole or not at all, 0600 from the first byte
-from .site import Site
+from dockyard.deploy.files import write_atomic  # whole or not at all, 0600 from the first byte
+from dockyard.deploy.site.loader import Site
 
 
 def keystone_url(site: Site) -> str:

@@ -30,10 +30,10 @@ from typing import Callable
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
 from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
-from .files import write_atomic
+from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
-from .model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
-from .plan import KINDS, Action, Plan
+from dockyard.deploy.wanted.model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.plan.planner import KINDS, Action, Plan
 from .timeline import Timeline
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"

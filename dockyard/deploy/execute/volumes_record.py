@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .files import write_atomic
+from dockyard.deploy.files import write_atomic
 
 RECORD_NAME = "volumes.json"
 

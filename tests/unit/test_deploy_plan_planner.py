@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard.deploy.hashing import LABEL_PREFIX, differing_files, spec_hashes
-from dockyard.deploy.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE
-from dockyard.deploy.observe import ObservedState, observe
-from dockyard.deploy.plan import KINDS, Plan, make_plan
+from dockyard.deploy.wanted.hashing import LABEL_PREFIX, differing_files, spec_hashes
+from dockyard.deploy.wanted.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.planner import KINDS, Plan, make_plan
 from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 
@@ -417,7 +417,7 @@ def test_any_damage_converges_in_one_run(damage):
 
 
 def test_another_sites_containers_are_never_planned_against(site, state_dir, deployed):
-    from dockyard.deploy.model import LABEL_SITE
+    from dockyard.deploy.wanted.model import LABEL_SITE
 
     deployed.create(ContainerSpec(name="other_memcached", image="dockyard/memcached:test",
                                   labels={LABEL_MANAGED: "true", LABEL_SERVICE: "memcached",

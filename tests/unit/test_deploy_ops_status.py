@@ -6,8 +6,8 @@ import json
 
 from rich.console import Console
 
-from dockyard.deploy.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
-from dockyard.deploy.status import render, status, to_json
+from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.ops.status import render, status, to_json
 from dockyard.engine.driver import ContainerSpec
 
 from .wanted_factory import SECRET, Site, converge, fake_engine, make_wanted

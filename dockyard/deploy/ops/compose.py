@@ -28,8 +28,8 @@ import yaml
 
 from dockyard.engine.driver import ContainerSpec
 
-from .model import WantedContainer, WantedJob, WantedState
-from .plan import unit_order
+from dockyard.deploy.wanted.model import WantedContainer, WantedJob, WantedState
+from dockyard.deploy.plan.planner import unit_order
 
 SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|PRIVATE|(^|_)KEY($|_)", re.IGNORECASE)
 

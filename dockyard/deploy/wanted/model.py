@@ -1,7 +1,7 @@
 """The wanted state of a site, as plain data.
 
 The service catalogue and the operator's configuration are turned into a
-:class:`WantedState` (``dockyard.deploy.wanted``); the planner compares it with the
+:class:`WantedState` (``dockyard.deploy.wanted.builder``); the planner compares it with the
 observed state and returns a plan; the executor applies the plan. Nothing in this
 module talks to an engine or touches the disk.
 """

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dockyard.deploy.plan import Action
-from dockyard.deploy.timeline import Timeline, critical_path, deps_from_events, durations, load_timeline
+from dockyard.deploy.plan.planner import Action
+from dockyard.deploy.execute.timeline import Timeline, critical_path, deps_from_events, durations, load_timeline
 
 
 def ev(action: str, event: str, t: float, deps=()) -> dict:

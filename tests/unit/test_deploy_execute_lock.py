@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from dockyard.deploy.lock import SiteLock, read_holder
+from dockyard.deploy.execute.lock import SiteLock, read_holder
 from dockyard.errors import EXIT_LOCKED, LockedError
 
 HOLDER = """
 import sys
-from dockyard.deploy.lock import SiteLock
+from dockyard.deploy.execute.lock import SiteLock
 lock = SiteLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 sys.stdin.read()          # hold until killed
