@@ -332,9 +332,9 @@ def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads
                  work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
     """Build these images (and whatever of their parents is missing) with the
     builder library; images already present are kept as they are."""
-    from dockyard.build.builder import Builder, BuildOptions
-    from dockyard.build.catalogue import load_catalogue
-    from dockyard.build.config import load_build_config
+    from dockyard.image.builder import Builder, BuildOptions
+    from dockyard.image.catalogue import load_catalogue
+    from dockyard.image.config import load_build_config
 
     images = load_catalogue()
     g = site.globals

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.build.catalogue import load_catalogue
-from dockyard.build.config import BuildConfig, ImageCustomisation
-from dockyard.build.render import CONTRACT_DIR, ImageContext, Renderer, write_context
+from dockyard.image.catalogue import load_catalogue
+from dockyard.image.config import BuildConfig, ImageCustomisation
+from dockyard.image.render import CONTRACT_DIR, ImageContext, Renderer, write_context
 from dockyard.errors import ConfigError
 
-from .build_fixtures import copy_catalogue, fixture_catalogue
+from .image_fixtures import copy_catalogue, fixture_catalogue
 
 
 def render(name: str, config: BuildConfig | None = None, overrides: list[Path] | None = None, catalogue=None) -> str:

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 import dockyard.engine
-from dockyard.build.hashing import HASH_LABEL
-from dockyard.build.packages import MANIFEST
+from dockyard.image.hashing import HASH_LABEL
+from dockyard.image.packages import MANIFEST
 from dockyard.cli import cli
 from dockyard.errors import DockyardError, EngineError
 
 import dockyard.cli.build  # noqa: F401  (adds the commands to ``cli``)
 
-from .build_fixtures import FIXTURE, TREE, FakeRunner, RecordingEngine, add_current_rootfs, built_names
+from .image_fixtures import FIXTURE, TREE, FakeRunner, RecordingEngine, add_current_rootfs, built_names
 
 
 class Connections:
@@ -41,7 +41,7 @@ def engine(monkeypatch, tmp_path):
     add_current_rootfs(eng)
     connect = Connections(eng)
     monkeypatch.setattr(dockyard.engine, "connect", connect)
-    monkeypatch.setattr("dockyard.build.rootfs.run_command", FakeRunner())  # never the real debootstrap
+    monkeypatch.setattr("dockyard.image.rootfs.run_command", FakeRunner())  # never the real debootstrap
     monkeypatch.setenv("DOCKYARD_CONFIG_DIR", str(tmp_path / "etc"))      # no build.yml of this machine
     eng.connect = connect
     return eng

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dockyard.build.config import BuildConfig, default_path, load_build_config
+from dockyard.image.config import BuildConfig, default_path, load_build_config
 from dockyard.errors import ConfigError
 
 

@@ -7,8 +7,8 @@ import json
 
 from rich.console import Console
 
-from dockyard.build.report import BuildReport, distinct_bytes, print_table, to_json
-from dockyard.build.scheduler import Outcome
+from dockyard.image.report import BuildReport, distinct_bytes, print_table, to_json
+from dockyard.image.scheduler import Outcome
 from dockyard.engine.driver import ImageInfo
 
 

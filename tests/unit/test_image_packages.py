@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dockyard.build.config import BuildConfig
-from dockyard.build.packages import MANIFEST, diff_tags, format_diff, parse_manifest
+from dockyard.image.config import BuildConfig
+from dockyard.image.packages import MANIFEST, diff_tags, format_diff, parse_manifest
 from dockyard.engine.fake import FakeEngine
 
 

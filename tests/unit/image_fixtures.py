@@ -7,10 +7,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from dockyard.build.builder import Builder, BuildOptions
-from dockyard.build.catalogue import Catalogue, load_catalogue
-from dockyard.build.config import BuildConfig
-from dockyard.build.hashing import HASH_LABEL, rootfs_hash
+from dockyard.image.builder import Builder, BuildOptions
+from dockyard.image.catalogue import Catalogue, load_catalogue
+from dockyard.image.config import BuildConfig
+from dockyard.image.hashing import HASH_LABEL, rootfs_hash
 from dockyard.engine.fake import FakeEngine
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "images"

@@ -7,14 +7,14 @@ import threading
 
 import pytest
 
-from dockyard.build.builder import BuildOptions, Builder
-from dockyard.build.catalogue import load_catalogue
-from dockyard.build.config import BuildConfig
-from dockyard.build.hashing import HASH_LABEL, rootfs_hash
-from dockyard.build.rootfs import check_host, run_command
+from dockyard.image.builder import BuildOptions, Builder
+from dockyard.image.catalogue import load_catalogue
+from dockyard.image.config import BuildConfig
+from dockyard.image.hashing import HASH_LABEL, rootfs_hash
+from dockyard.image.rootfs import check_host, run_command
 from dockyard.errors import ConfigError, DockyardError, EngineError
 
-from .build_fixtures import (
+from .image_fixtures import (
     TREE,
     FakeRunner,
     RecordingEngine,
@@ -208,15 +208,15 @@ def test_a_failed_rootfs_leaves_every_image_unbuildable(tmp_path):
 def test_missing_debootstrap_is_explained_before_anything_is_built(tmp_path, monkeypatch):
     engine = RecordingEngine()
     builder = Builder(engine, BuildConfig(), fixture_catalogue(), BuildOptions(work_dir=tmp_path))  # real runner
-    monkeypatch.setattr("dockyard.build.rootfs.shutil.which", lambda program: None)
+    monkeypatch.setattr("dockyard.image.rootfs.shutil.which", lambda program: None)
     with pytest.raises(DockyardError, match="debootstrap is not installed.*apt-get install debootstrap"):
         builder.run()
     assert built_names(engine) == [] and not [c for c in engine.calls if c[0] == "import"]
 
 
 def test_not_being_root_is_explained(tmp_path, monkeypatch):
-    monkeypatch.setattr("dockyard.build.rootfs.shutil.which", lambda program: f"/usr/bin/{program}")
-    monkeypatch.setattr("dockyard.build.rootfs.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("dockyard.image.rootfs.shutil.which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr("dockyard.image.rootfs.os.geteuid", lambda: 1000)
     with pytest.raises(DockyardError, match="needs root"):
         check_host()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.build.catalogue import load_catalogue
+from dockyard.image.catalogue import load_catalogue
 from dockyard.errors import ConfigError
 
-from .build_fixtures import TREE, copy_catalogue, fixture_catalogue
+from .image_fixtures import TREE, copy_catalogue, fixture_catalogue
 
 
 def test_discovers_the_tree():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from dockyard.build.scheduler import BUILT, CACHED, FAILED, UNBUILDABLE, Event, Outcome, Scheduler
+from dockyard.image.scheduler import BUILT, CACHED, FAILED, UNBUILDABLE, Event, Outcome, Scheduler
 
 #       base
 #      /    \

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockyard.build.catalogue import load_catalogue
-from dockyard.build.config import BaseConfig, BuildConfig
-from dockyard.build.hashing import image_hash, rootfs_hash, tree_hashes
-from dockyard.build.render import ImageContext, Renderer
+from dockyard.image.catalogue import load_catalogue
+from dockyard.image.config import BaseConfig, BuildConfig
+from dockyard.image.hashing import image_hash, rootfs_hash, tree_hashes
+from dockyard.image.render import ImageContext, Renderer
 
-from .build_fixtures import TREE, copy_catalogue, fixture_catalogue
+from .image_fixtures import TREE, copy_catalogue, fixture_catalogue
 
 
 def hashes(root: Path | None = None, config: BuildConfig | None = None, overrides=None) -> dict[str, str]:
