@@ -27,7 +27,7 @@ from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
 from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
 from dockyard.deploy.plan.observe import ObservedState, observe
-from dockyard.deploy.plan.planner import Plan, make_plan
+from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, run_prechecks
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
@@ -132,7 +132,7 @@ def port_free(address: str, port: int) -> bool:
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
     """A container about to be created must find its ports free (exit 2). One
     being recreated frees its own ports first, so it is not checked."""
-    creating = {a.target for a in plan.actions if a.kind == "create"}
+    creating = {a.target for a in plan.actions if a.kind == ActionKind.CREATE}
     for c in prepared.wanted.containers:
         if c.name not in creating:
             continue
@@ -170,7 +170,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
             say(f"dockyard: run {timeline.run_id} on {config_dir}")
             # Recorded before they are made: a run killed half-way still leaves
             # them known as this site's, for destroy --include-volumes.
-            volumes_record.add_volumes(site.state_dir, [a.target for a in plan.actions if a.kind == "create_volume"])
+            volumes_record.add_volumes(site.state_dir,
+                                       [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
             result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         say(result.summary())

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pytest
 
-from dockyard.deploy.execute.executor import FAILED, KIND_WEIGHT, OK, SKIPPED, chain_weights, execute
+from dockyard.deploy.execute.executor import FAILED, KIND_WEIGHT, OK, SKIPPED, _Applier, chain_weights, execute
 from dockyard.deploy.execute.jobs_record import JobsRecord, load_jobs
 from dockyard.deploy.plan.observe import ObservedState
-from dockyard.deploy.plan.planner import Action, Plan, make_plan
+from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
 from dockyard.deploy.execute.timeline import Timeline, load_timeline
 from dockyard.engine.driver import ContainerSpec, JobResult
 from dockyard.engine.fake import FakeEngine
@@ -339,3 +339,7 @@ def test_timeline_lines_are_well_formed(site, state_dir):
     assert ends["wait_healthy:keystone"]["error"].startswith("keystone (keystone) is not healthy")
     assert "\n" not in ends["wait_healthy:keystone"]["error"]          # log excerpts stay off disk
     assert SECRET not in path.read_text()
+
+
+def test_every_action_kind_has_its_applier():
+    assert all(callable(getattr(_Applier, kind.value, None)) for kind in ActionKind)

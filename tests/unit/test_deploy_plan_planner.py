@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dockyard.deploy.wanted.hashing import LABEL_PREFIX, differing_files, spec_hashes
 from dockyard.deploy.wanted.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.observe import ObservedState, observe
-from dockyard.deploy.plan.planner import KINDS, Plan, make_plan
+from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
 from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 
@@ -65,7 +65,7 @@ def test_fresh_site_creates_everything(site, state_dir):
     assert {"wait_healthy:mariadb", "wait_healthy:keystone", "wait_healthy:glance_api"} <= got
     assert "wait_healthy:memcached" not in got
     assert len(got) == len(wanted.volumes) + len(wanted.files) + len(wanted.jobs) + len(wanted.containers) + 3
-    assert all(a.kind in KINDS for a in plan.actions)
+    assert all(isinstance(a.kind, ActionKind) for a in plan.actions)
 
 
 def test_fresh_site_dependency_edges(site):
@@ -428,3 +428,12 @@ def test_another_sites_containers_are_never_planned_against(site, state_dir, dep
     assert make_plan(make_wanted(site), observed).is_empty()
     # Without a site, every managed container is this site's (the old behaviour).
     assert ids(plan_for(deployed, make_wanted(site), state_dir)) == ["remove:other_memcached"]
+
+
+def test_action_kinds_are_one_vocabulary():
+    # A plain string is taken as its ActionKind; anything else is refused when the action is made.
+    action = Action("create_volume:x", "create_volume", "x", "s", "local", "test")
+    assert action.kind is ActionKind.CREATE_VOLUME
+    assert json.loads(Plan([action]).to_json())["actions"][0]["kind"] == "create_volume"
+    with pytest.raises(ValueError, match="unknown action kind 'explode'"):
+        Action("x", "explode", "x", "s", "local", "test")

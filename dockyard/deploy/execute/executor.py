@@ -33,16 +33,17 @@ from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
 from dockyard.deploy.wanted.model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
-from dockyard.deploy.plan.planner import KINDS, Action, Plan
+from dockyard.deploy.plan.planner import Action, ActionKind, Plan
 from .timeline import Timeline
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 LOG_LINES = 20          # log lines shown when a container or job fails
-SLOTLESS_KINDS = frozenset({"wait_healthy"})    # waits: they take no parallelism slot
+SLOTLESS_KINDS = frozenset({ActionKind.WAIT_HEALTHY})  # waits: they take no parallelism slot
 MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
-KIND_WEIGHT = {"run_job": 10, "wait_healthy": 10, "create": 2, "recreate": 2, "start": 2}
+KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
+               ActionKind.START: 2}
 
 
 def chain_weights(plan: Plan) -> dict[str, int]:
@@ -131,9 +132,7 @@ class _Applier:
         self.jobs_record = jobs_record
 
     def __call__(self, action: Action) -> None:
-        if action.kind not in KINDS:
-            raise ActionFailed(f"{action.id}: unknown action kind {action.kind!r}")
-        getattr(self, action.kind)(action)
+        getattr(self, action.kind.value)(action)       # one method per ActionKind
 
     def create_volume(self, a: Action) -> None:
         self.engine.create_volume(a.target, {LABEL_MANAGED: "true", LABEL_SERVICE: a.service, LABEL_HOST: a.host})

@@ -24,6 +24,7 @@ import gc
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
@@ -33,10 +34,24 @@ from dockyard.deploy.wanted.model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE,
                     WantedVolume)
 from .observe import ObservedState
 
-KINDS = ("create_volume", "write_file", "run_job", "create", "recreate", "start", "wait_healthy", "remove")
+
+
+class ActionKind(StrEnum):
+    """What an action does: the one list of kinds. The planner makes them (in this
+    order in counts), the executor has one method per kind, named by its value."""
+
+    CREATE_VOLUME = "create_volume"
+    WRITE_FILE = "write_file"
+    RUN_JOB = "run_job"
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    WAIT_HEALTHY = "wait_healthy"
+    REMOVE = "remove"
+
+
 # Kinds that change something on the host; waiting on health changes nothing.
-CHANGING_KINDS = frozenset(KINDS) - {"wait_healthy"}
-STARTS_CONTAINER = frozenset({"create", "recreate", "start"})
+CHANGING_KINDS = frozenset(ActionKind) - {ActionKind.WAIT_HEALTHY}
 
 # How a reason names each part of a container's definition.
 PART_NAMES = {"image": "image", "files": "config files", "env": "environment", "command": "command",
@@ -52,7 +67,7 @@ class Action:
     secrets, and must never end up in an error message)."""
 
     id: str
-    kind: str
+    kind: ActionKind
     target: str
     service: str
     host: str
@@ -62,6 +77,13 @@ class Action:
     job: WantedJob | None = field(default=None, repr=False, compare=False)
     file: WantedFile | None = field(default=None, repr=False, compare=False)
     volume: WantedVolume | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ActionKind:          # a plain string is accepted, and checked
+            try:
+                object.__setattr__(self, "kind", ActionKind(self.kind))
+            except ValueError:
+                raise ValueError(f"{self.id}: unknown action kind {self.kind!r}") from None
 
     @property
     def spec(self) -> ContainerSpec | None:
@@ -78,15 +100,15 @@ class Action:
     def readiness(self) -> str:
         """What its success makes true, for "skipped: needs <this>" messages."""
         return {
-            "create_volume": f"volume {self.target}",
-            "write_file": f"{self.target} written",
-            "run_job": f"job {self.target} done",
-            "create": f"{self.target} created",
-            "recreate": f"{self.target} recreated",
-            "start": f"{self.target} started",
-            "wait_healthy": f"{self.target} healthy",
-            "remove": f"{self.target} removed",
-        }.get(self.kind, self.id)
+            ActionKind.CREATE_VOLUME: f"volume {self.target}",
+            ActionKind.WRITE_FILE: f"{self.target} written",
+            ActionKind.RUN_JOB: f"job {self.target} done",
+            ActionKind.CREATE: f"{self.target} created",
+            ActionKind.RECREATE: f"{self.target} recreated",
+            ActionKind.START: f"{self.target} started",
+            ActionKind.WAIT_HEALTHY: f"{self.target} healthy",
+            ActionKind.REMOVE: f"{self.target} removed",
+        }[self.kind]
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "target": self.target, "service": self.service,
@@ -165,14 +187,14 @@ class Plan:
                     line += f"  [after {after}]"
                 lines.append(line)
         counts = Counter(a.kind for a in self.actions)
-        detail = ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k])
+        detail = ", ".join(f"{counts[k]} {k}" for k in ActionKind if counts[k])
         lines.append(f"{len(self.actions)} actions ({detail})")
         return "\n".join(lines)
 
     def to_json(self) -> str:
         counts = Counter(a.kind for a in self.actions)
         return json.dumps({"actions": [a.to_dict() for a in self.actions],
-                           "counts": {k: counts[k] for k in KINDS if counts[k]}}, indent=2)
+                           "counts": {k: counts[k] for k in ActionKind if counts[k]}}, indent=2)
 
 
 def _render_deps(deps: tuple[str, ...]) -> str:
@@ -215,17 +237,17 @@ def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
 
 
 def container_change(c: WantedContainer, current: ContainerState | None,
-                     rewritten_files: list[str] = ()) -> tuple[str | None, str]:
+                     rewritten_files: list[str] = ()) -> tuple[ActionKind | None, str]:
     """What a container needs: (kind or None, reason). The one place that decides."""
     if current is None:
-        return "create", "not present"
+        return ActionKind.CREATE, "not present"
     if current.labels.get(LABEL_HASH) != c.hash:
-        return "recreate", hash_reason(current.labels, c.spec.labels, rewritten_files)
+        return ActionKind.RECREATE, hash_reason(current.labels, c.spec.labels, rewritten_files)
     if not current.running:
         code = f", exit code {current.exit_code}" if current.status == "exited" and current.exit_code else ""
-        return "start", f"is {current.status}{code}"
+        return ActionKind.START, f"is {current.status}{code}"
     if c.spec.healthcheck is not None and current.health != "healthy":
-        return "wait_healthy", f"running, health {current.health or 'not reported yet'}"
+        return ActionKind.WAIT_HEALTHY, f"running, health {current.health or 'not reported yet'}"
     return None, ""
 
 
@@ -356,14 +378,14 @@ class _Planner:
                 continue
             else:
                 reason = "not wanted any more"
-            action = self.add(Action(f"remove:{name}", "remove", name, service, host, reason))
+            action = self.add(Action(f"remove:{name}", ActionKind.REMOVE, name, service, host, reason))
             self.removals.setdefault((service, host), []).append(action.id)
 
     def plan_volumes(self) -> None:
         for v in self.wanted.volumes:
             if v.name in self.observed.volumes or v.name in self.volume_action or not self.included(v.service):
                 continue
-            self.volume_action[v.name] = Action(f"create_volume:{v.name}", "create_volume", v.name, v.service,
+            self.volume_action[v.name] = Action(f"create_volume:{v.name}", ActionKind.CREATE_VOLUME, v.name, v.service,
                                                 v.host, "not present", volume=v)
 
     def plan_files(self) -> None:
@@ -379,8 +401,8 @@ class _Planner:
                 continue
             reason = _file_reason(f, self.observed)
             if reason:
-                self.file_action[f.path] = Action(f"write_file:{f.path}", "write_file", f.path, f.service, f.host,
-                                                  reason, file=f)
+                self.file_action[f.path] = Action(f"write_file:{f.path}", ActionKind.WRITE_FILE, f.path, f.service,
+                                                  f.host, reason, file=f)
 
     # -- units ----------------------------------------------------------------------------
     def deps_of(self, after: tuple[str, ...], files: tuple[str, ...], volumes: tuple[str, ...],
@@ -407,7 +429,7 @@ class _Planner:
             changed = self.rewritten(job.files)
             reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")
         volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
-        action = self.add(Action(f"job:{job.name}", "run_job", job.name, job.service, job.host, reason,
+        action = self.add(Action(f"job:{job.name}", ActionKind.RUN_JOB, job.name, job.service, job.host, reason,
                                  self.deps_of(job.after, job.files, volumes), job=job))
         self.ready[job.name] = (action.id,)
 
@@ -423,10 +445,10 @@ class _Planner:
         if kind is None:
             self.pass_through(c)
             return
-        if kind == "wait_healthy":
+        if kind == ActionKind.WAIT_HEALTHY:
             # Running with its wanted definition, but not healthy (yet): dependants wait.
-            action = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host, reason,
-                                     self.deps_of(c.after, (), ()), container=c))
+            action = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
+                                     reason, self.deps_of(c.after, (), ()), container=c))
             self.ready[c.name] = (action.id,)
             return
         # A replacement of the same service on the same host may need what the
@@ -437,6 +459,6 @@ class _Planner:
                                  self.deps_of(c.after, c.files, volumes, removals), container=c))
         self.ready[c.name] = (action.id,)
         if c.spec.healthcheck is not None:
-            wait = self.add(Action(f"wait_healthy:{c.name}", "wait_healthy", c.name, c.service, c.host,
+            wait = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
                                    f"health check after {kind}", (action.id,), container=c))
             self.ready[c.name] = (wait.id,)
