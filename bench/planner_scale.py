@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from dockyard.deploy.wanted.hashing import spec_hashes
-from dockyard.deploy.wanted.model import LABEL_HASH, WantedContainer, WantedFile, WantedState, WantedVolume
+from dockyard.labels import LABEL_HASH
+from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedState, WantedVolume
 from dockyard.deploy.plan.observe import ObservedState
 from dockyard.deploy.plan.planner import make_plan
 from dockyard.engine.driver import ContainerSpec, ContainerState, Healthcheck, Mount

@@ -18,7 +18,7 @@ import dockyard.engine
 from dockyard.image.builder import BUILD, Builder, BuildOptions, Plan
 from dockyard.image.catalogue import Catalogue, load_catalogue
 from dockyard.image.config import BuildConfig, load_build_config
-from dockyard.image.hashing import HASH_LABEL
+from dockyard.labels import LABEL_IMAGE_HASH
 from dockyard.image.packages import diff_tags, format_diff
 from dockyard.image.report import print_table, to_json
 from dockyard.image.rootfs import is_current
@@ -217,7 +217,7 @@ def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
         info = engine.image(ref)
         if info is None:
             return "  [yellow]not built[/]"
-        return "  [green]current[/]" if info.labels.get(HASH_LABEL) == digest else "  [cyan]outdated[/]"
+        return "  [green]current[/]" if info.labels.get(LABEL_IMAGE_HASH) == digest else "  [cyan]outdated[/]"
 
     root_state = ""
     if engine is not None:

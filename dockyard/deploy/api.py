@@ -25,7 +25,8 @@ from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
 from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
 from dockyard.deploy.execute.lock import SiteLock
-from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
+from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, run_prechecks

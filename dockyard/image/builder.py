@@ -18,7 +18,8 @@ from dockyard.engine.driver import Engine, ImageInfo
 from . import rootfs as rootfs_mod
 from .catalogue import Catalogue
 from .config import BuildConfig
-from .hashing import HASH_LABEL, rootfs_hash, tree_hashes
+from dockyard.labels import LABEL_BUILD_TIME, LABEL_IMAGE_HASH, LABEL_IMAGE_NAME, LABEL_VERSION
+from .hashing import rootfs_hash, tree_hashes
 from .render import ImageContext, Renderer, write_context
 from .report import BuildReport, distinct_bytes
 from .scheduler import CACHED, FAILED, SKIPPED, EventSink, Outcome, Scheduler, ignore
@@ -96,10 +97,10 @@ class Builder:
 
     def labels(self, name: str) -> dict[str, str]:
         return {
-            "dockyard.version": __version__,
-            HASH_LABEL: self.hashes[name],
-            "dockyard.image": name,
-            "dockyard.build-time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            LABEL_VERSION: __version__,
+            LABEL_IMAGE_HASH: self.hashes[name],
+            LABEL_IMAGE_NAME: name,
+            LABEL_BUILD_TIME: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
     # -- deciding ----------------------------------------------------------------------
@@ -120,7 +121,7 @@ class Builder:
             ref = self.ref(name)
             existing = engine.image(ref)
             if existing is not None and not (opts.no_cache or opts.rebuild_rootfs) \
-                    and existing.labels.get(HASH_LABEL) == self.hashes[name]:
+                    and existing.labels.get(LABEL_IMAGE_HASH) == self.hashes[name]:
                 action = CACHED
             elif existing is not None and opts.skip_existing:
                 action = SKIPPED
@@ -133,7 +134,7 @@ class Builder:
             rootfs_action: str | None = BUILD
         elif not needed:
             rootfs_action = None
-        elif rootfs_existing is not None and rootfs_existing.labels.get(HASH_LABEL) == self.rootfs_hash:
+        elif rootfs_existing is not None and rootfs_existing.labels.get(LABEL_IMAGE_HASH) == self.rootfs_hash:
             rootfs_action = CACHED
         else:
             rootfs_action = BUILD

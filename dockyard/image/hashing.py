@@ -17,8 +17,6 @@ from .catalogue import Catalogue
 from .config import BaseConfig
 from .render import ImageContext
 
-HASH_LABEL = "dockyard.hash"
-
 
 # The byte layout below is the one every image built so far is labelled with:
 # changing it would make every existing image look outdated and rebuild the

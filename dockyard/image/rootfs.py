@@ -26,7 +26,8 @@ from dockyard.engine.driver import Engine
 from dockyard.errors import DockyardError
 
 from .config import BuildConfig
-from .hashing import HASH_LABEL, rootfs_hash
+from dockyard.labels import LABEL_BUILD_TIME, LABEL_IMAGE_HASH, LABEL_IMAGE_NAME, LABEL_VERSION
+from .hashing import rootfs_hash
 
 Runner = Callable[[list[str], Path], None]
 
@@ -71,7 +72,7 @@ def tar_argv(source: Path, tarball: Path) -> list[str]:
 def is_current(engine: Engine, config: BuildConfig) -> bool:
     """The engine holds the rootfs made from the configured inputs."""
     info = engine.image(config.rootfs_ref())
-    return info is not None and info.labels.get(HASH_LABEL) == rootfs_hash(config.base)
+    return info is not None and info.labels.get(LABEL_IMAGE_HASH) == rootfs_hash(config.base)
 
 
 def _drop_apt_leftovers(target: Path) -> None:
@@ -126,10 +127,10 @@ def make_rootfs(engine: Engine, config: BuildConfig, work_dir: Path, log_file: P
         tarball = scratch / "rootfs.tar"
         run(tar_argv(target, tarball), log_file)
         labels = {
-            HASH_LABEL: rootfs_hash(config.base),
-            "dockyard.version": __version__,
-            "dockyard.image": "rootfs",
-            "dockyard.build-time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            LABEL_IMAGE_HASH: rootfs_hash(config.base),
+            LABEL_VERSION: __version__,
+            LABEL_IMAGE_NAME: "rootfs",
+            LABEL_BUILD_TIME: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         with open(log_file, "a") as log:
             log.write(f"# importing {tarball} as {config.rootfs_ref()}\n")

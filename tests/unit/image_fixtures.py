@@ -10,7 +10,8 @@ from pathlib import Path
 from dockyard.image.builder import Builder, BuildOptions
 from dockyard.image.catalogue import Catalogue, load_catalogue
 from dockyard.image.config import BuildConfig
-from dockyard.image.hashing import HASH_LABEL, rootfs_hash
+from dockyard.labels import LABEL_IMAGE_HASH
+from dockyard.image.hashing import rootfs_hash
 from dockyard.engine.fake import FakeEngine
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "images"
@@ -95,7 +96,7 @@ class RecordingEngine(FakeEngine):
 
 def add_current_rootfs(engine: FakeEngine, config: BuildConfig | None = None) -> None:
     config = config or BuildConfig()
-    engine.add_image(config.rootfs_ref(), {HASH_LABEL: rootfs_hash(config.base)}, size=50_000)
+    engine.add_image(config.rootfs_ref(), {LABEL_IMAGE_HASH: rootfs_hash(config.base)}, size=50_000)
 
 
 def make_builder(engine: FakeEngine | None, tmp_path: Path, *, catalogue: Catalogue | None = None,

@@ -15,7 +15,7 @@ import yaml
 
 from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
-from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SITE
+from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.plan.planner import Plan
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError

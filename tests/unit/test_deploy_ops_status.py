@@ -6,7 +6,7 @@ import json
 
 from rich.console import Console
 
-from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 from dockyard.deploy.ops.status import render, status, to_json
 from dockyard.engine.driver import ContainerSpec
 

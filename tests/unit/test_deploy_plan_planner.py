@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard.deploy.wanted.hashing import LABEL_PREFIX, differing_files, spec_hashes
-from dockyard.deploy.wanted.model import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.wanted.hashing import differing_files, spec_hashes
+from dockyard.labels import LABEL_HASH, LABEL_HASH_PART_PREFIX, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
 from dockyard.engine.driver import ContainerSpec
@@ -367,9 +367,9 @@ def test_validate_refuses_a_broken_plan(site):
 def test_spec_hashes_labels_and_file_names():
     spec = ContainerSpec(name="x", image="img:1", environment={"A": "1"})
     labels = spec_hashes(spec, {"/etc/x/x.conf": b"one"}, "sha256:1")
-    assert set(labels) == {LABEL_HASH, *(LABEL_PREFIX + p for p in
+    assert set(labels) == {LABEL_HASH, *(LABEL_HASH_PART_PREFIX + p for p in
                                         ("image", "files", "env", "command", "volumes", "runtime")),
-                           LABEL_PREFIX + "file.x.conf"}
+                           LABEL_HASH_PART_PREFIX + "file.x.conf"}
     changed = spec_hashes(spec, {"/etc/x/x.conf": b"two", "/etc/x/new.conf": b""}, "sha256:1")
     assert changed[LABEL_HASH] != labels[LABEL_HASH]
     assert differing_files(labels, changed) == {"new.conf": "added", "x.conf": "changed"}
@@ -417,7 +417,7 @@ def test_any_damage_converges_in_one_run(damage):
 
 
 def test_another_sites_containers_are_never_planned_against(site, state_dir, deployed):
-    from dockyard.deploy.wanted.model import LABEL_SITE
+    from dockyard.labels import LABEL_SITE
 
     deployed.create(ContainerSpec(name="other_memcached", image="dockyard/memcached:test",
                                   labels={LABEL_MANAGED: "true", LABEL_SERVICE: "memcached",

@@ -12,7 +12,7 @@ import yaml
 
 from dockyard import SOURCE_ROOT
 from dockyard.deploy.wanted.catalogue import load_services, unit_name
-from dockyard.deploy.wanted.model import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import unit_order
 from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.builder import CONFIG_MOUNT, build_wanted

@@ -10,7 +10,8 @@ import pytest
 from dockyard.image.builder import BuildOptions, Builder
 from dockyard.image.catalogue import load_catalogue
 from dockyard.image.config import BuildConfig
-from dockyard.image.hashing import HASH_LABEL, rootfs_hash
+from dockyard.labels import LABEL_IMAGE_HASH
+from dockyard.image.hashing import rootfs_hash
 from dockyard.image.rootfs import check_host, run_command
 from dockyard.errors import ConfigError, DockyardError, EngineError
 
@@ -46,7 +47,7 @@ def test_first_build_makes_the_rootfs_then_every_image_parents_first(tmp_path):
     assert engine.calls[0] == ("import", "dockyard/rootfs:trixie")
     assert report.rootfs.status == "built" and report.rootfs_built
     rootfs = engine.image("dockyard/rootfs:trixie")
-    assert rootfs.labels[HASH_LABEL] == rootfs_hash(BuildConfig().base)
+    assert rootfs.labels[LABEL_IMAGE_HASH] == rootfs_hash(BuildConfig().base)
     for child, parent in TREE.items():
         if parent:
             assert engine.timeline.index(("end", parent)) < engine.timeline.index(("start", child))
@@ -59,8 +60,8 @@ def test_labels_logs_and_contexts(tmp_path):
     builder = make_builder(engine, tmp_path)
     builder.run()
     info = engine.image("dockyard/keystone:2025.1")
-    assert set(info.labels) == {"dockyard.version", HASH_LABEL, "dockyard.image", "dockyard.build-time"}
-    assert info.labels[HASH_LABEL] == builder.hashes["keystone"]
+    assert set(info.labels) == {"dockyard.version", LABEL_IMAGE_HASH, "dockyard.image", "dockyard.build-time"}
+    assert info.labels[LABEL_IMAGE_HASH] == builder.hashes["keystone"]
     assert info.labels["dockyard.image"] == "keystone"
     assert info.labels["dockyard.build-time"].endswith("+00:00")
     log = (tmp_path / "work/logs/keystone.log").read_text()
@@ -146,7 +147,7 @@ def test_skip_existing_still_builds_what_is_missing(tmp_path):
     engine = RecordingEngine()
     add_current_rootfs(engine)
     for name in ("base", "openstack-base"):
-        engine.add_image(f"dockyard/{name}:2025.1", {HASH_LABEL: "old"})
+        engine.add_image(f"dockyard/{name}:2025.1", {LABEL_IMAGE_HASH: "old"})
     report = make_builder(engine, tmp_path, skip_existing=True, patterns=["^glance-api$"]).run()
     assert statuses(report) == {"base": "skipped", "openstack-base": "skipped", "glance-api": "built"}
 
@@ -290,8 +291,8 @@ def test_plan_says_what_would_happen(tmp_path):
     engine = RecordingEngine()
     add_current_rootfs(engine)
     builder = make_builder(engine, tmp_path)
-    engine.add_image("dockyard/base:2025.1", {HASH_LABEL: builder.hashes["base"]})
-    engine.add_image("dockyard/memcached:2025.1", {HASH_LABEL: "stale"})
+    engine.add_image("dockyard/base:2025.1", {LABEL_IMAGE_HASH: builder.hashes["base"]})
+    engine.add_image("dockyard/memcached:2025.1", {LABEL_IMAGE_HASH: "stale"})
     plan = builder.plan()
     assert plan.images["base"].action == "cached"
     assert plan.images["memcached"].action == "build"

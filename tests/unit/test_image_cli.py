@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import dockyard.engine
-from dockyard.image.hashing import HASH_LABEL
+from dockyard.labels import LABEL_IMAGE_HASH
 from dockyard.image.packages import MANIFEST
 from dockyard.cli import cli
 from dockyard.errors import DockyardError, EngineError
@@ -141,7 +141,7 @@ def test_images_tree_shows_profiles_and_state(engine, tmp_path):
     assert "dockyard/rootfs:trixie (debootstrap trixie)  current" in result.stdout
     assert re.search(r"keystone \(core\)  not built", result.stdout)
     invoke(*build_args(tmp_path, "^keystone$"))
-    engine.add_image("dockyard/keystone-base:2025.1", {HASH_LABEL: "from an older catalogue"})
+    engine.add_image("dockyard/keystone-base:2025.1", {LABEL_IMAGE_HASH: "from an older catalogue"})
     code, result = invoke("images", "--catalogue", str(FIXTURE))
     assert re.search(r"keystone \(core\)  current", result.stdout)
     assert re.search(r"keystone-base  outdated", result.stdout)

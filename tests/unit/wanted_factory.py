@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dockyard.deploy.wanted.hashing import digest, files_digest, spec_hashes
-from dockyard.deploy.wanted.model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, WantedContainer,
-                                   WantedFile, WantedJob, WantedState, WantedVolume)
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume
 from dockyard.engine.driver import ContainerSpec, Healthcheck, Mount
 from dockyard.engine.fake import FakeEngine
 

@@ -32,7 +32,7 @@ from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
-from dockyard.deploy.wanted.model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import Action, ActionKind, Plan
 from .timeline import Timeline
 

@@ -18,7 +18,7 @@ from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError, DockyardError
 
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
-from dockyard.deploy.wanted.model import LABEL_MANAGED, LABEL_SITE
+from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
 from dockyard.deploy.wanted.builder import image_reference
 

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from dockyard.engine.driver import Engine
 
-from dockyard.deploy.wanted.model import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.plan.planner import container_change
 
 

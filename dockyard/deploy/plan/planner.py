@@ -30,8 +30,8 @@ from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
 
 from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key
-from dockyard.deploy.wanted.model import (LABEL_HASH, LABEL_HOST, LABEL_SERVICE, WantedContainer, WantedFile, WantedJob, WantedState,
-                    WantedVolume)
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
+from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume
 from .observe import ObservedState
 
 

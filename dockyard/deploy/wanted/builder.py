@@ -40,13 +40,12 @@ from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import spec_hashes
-from .model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION,
-                    WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume)
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
+from .model import WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume
 from dockyard.deploy.site.loader import Host, Site
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
-LABEL_JOB = "dockyard.job"
 MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
 
 

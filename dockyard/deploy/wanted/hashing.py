@@ -19,18 +19,12 @@ from pathlib import PurePosixPath
 
 from dockyard.engine.driver import ContainerSpec
 
-from .model import LABEL_HASH
+from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_PART_PREFIX
 
-# dockyard.config-hash (model.LABEL_HASH) holds the overall hash; these hold the parts.
-LABEL_PREFIX = "dockyard.hash."
-LABEL_IMAGE = LABEL_PREFIX + "image"        # the image id (or reference when no id is known)
-LABEL_FILES = LABEL_PREFIX + "files"        # every config file, by name and content
-LABEL_ENV = LABEL_PREFIX + "env"            # the environment
-LABEL_COMMAND = LABEL_PREFIX + "command"    # the command
-LABEL_VOLUMES = LABEL_PREFIX + "volumes"    # mounts: named volumes and bind mounts
-LABEL_RUNTIME = LABEL_PREFIX + "runtime"    # everything else the engine is told
-FILE_LABEL_PREFIX = LABEL_PREFIX + "file."  # one per config file: dockyard.hash.file.keystone.conf
-
+# dockyard.config-hash (LABEL_HASH) holds the overall hash; dockyard.hash.<part> the
+# parts: the image id (or reference when no id is known), every config file by name
+# and content, the environment, the command, the mounts (named volumes and bind
+# mounts), and everything else the engine is told. One more per config file.
 # The parts, in the order reasons name them.
 PARTS = ("image", "files", "env", "command", "volumes", "runtime")
 
@@ -80,7 +74,7 @@ def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None
 
 def hash_labels(parts: Mapping[str, str]) -> dict[str, str]:
     """Labels from a parts mapping ("all" becomes dockyard.config-hash)."""
-    labels = {LABEL_PREFIX + k: v for k, v in parts.items() if k != "all"}
+    labels = {LABEL_HASH_PART_PREFIX + k: v for k, v in parts.items() if k != "all"}
     labels[LABEL_HASH] = parts["all"]
     return labels
 
@@ -105,15 +99,15 @@ def spec_hashes(spec: ContainerSpec, file_contents: Mapping[str, bytes],
 def differing_parts(observed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
     """The parts whose hash labels differ. Empty when the observed container has no
     part labels (made by an older dockyard): then only the overall hash can tell."""
-    if not any(k.startswith(LABEL_PREFIX) for k in observed):
+    if not any(k.startswith(LABEL_HASH_PART_PREFIX) for k in observed):
         return []
-    return [p for p in PARTS if observed.get(LABEL_PREFIX + p) != wanted.get(LABEL_PREFIX + p)]
+    return [p for p in PARTS if observed.get(LABEL_HASH_PART_PREFIX + p) != wanted.get(LABEL_HASH_PART_PREFIX + p)]
 
 
 def differing_files(observed: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
     """Config file name -> "changed" | "added" | "removed", from the per-file labels."""
     def files(labels: Mapping[str, str]) -> dict[str, str]:
-        return {k[len(FILE_LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(FILE_LABEL_PREFIX)}
+        return {k[len(LABEL_HASH_FILE_PREFIX):]: v for k, v in labels.items() if k.startswith(LABEL_HASH_FILE_PREFIX)}
 
     old, new = files(observed), files(wanted)
     out: dict[str, str] = {}

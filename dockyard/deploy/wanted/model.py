@@ -12,14 +12,6 @@ from dataclasses import dataclass, field
 
 from dockyard.engine.driver import ContainerSpec
 
-# Labels dockyard puts on every object it owns.
-LABEL_MANAGED = "dockyard.managed"          # "true"
-LABEL_SERVICE = "dockyard.service"          # e.g. "nova"
-LABEL_HOST = "dockyard.host"                # inventory host name
-LABEL_HASH = "dockyard.config-hash"         # hash of everything that defines the container
-LABEL_VERSION = "dockyard.version"
-LABEL_SITE = "dockyard.site"               # the site (config folder) that owns it
-
 
 @dataclass(frozen=True)
 class WantedVolume:
@@ -62,7 +54,7 @@ class WantedJob:
 
 @dataclass(frozen=True)
 class WantedContainer:
-    """A long-running service container. ``spec.labels[LABEL_HASH]`` is ``hash``."""
+    """A long-running service container. ``spec.labels[dockyard.labels.LABEL_HASH]`` is ``hash``."""
 
     host: str
     service: str
