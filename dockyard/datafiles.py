@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any, Iterable, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """The base of every model read from a declarative file (images, build.yml,
+    services, the site): an unknown key is an error (and names the nearest known
+    one), and a value once read is not changed in place."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # libyaml's parser when the system has it: every command reads the whole

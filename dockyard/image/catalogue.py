@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from dockyard import SOURCE_ROOT
-from dockyard.datafiles import read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_yaml, validation_error
 from dockyard.errors import ConfigError
 
 from .config import check_packages
@@ -32,10 +32,9 @@ PROFILE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*$")
 
 
-class ImageMeta(BaseModel):
+class ImageMeta(StrictModel):
     """The schema of ``image.yml`` (see docs/images.md)."""
 
-    model_config = ConfigDict(extra="forbid")
     parent: str | None = None
     profiles: list[str] = Field(default_factory=list)
     packages: list[str] = Field(default_factory=list)

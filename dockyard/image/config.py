@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from dockyard.datafiles import read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_yaml, validation_error
 from dockyard.errors import ConfigError
 
 #: Where the configuration is looked for when ``--config`` is not given.
@@ -41,11 +41,7 @@ def check_packages(names: list[str]) -> list[str]:
     return names
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BaseConfig(Strict):
+class BaseConfig(StrictModel):
     """What debootstrap makes the root filesystem from. Its hash is the rootfs's hash."""
 
     suite: str = "trixie"
@@ -76,7 +72,7 @@ class BaseConfig(Strict):
         return value
 
 
-class ImageCustomisation(Strict):
+class ImageCustomisation(StrictModel):
     """Per-image package changes, applied to ``packages`` before rendering."""
 
     packages_append: list[str] = Field(default_factory=list)
@@ -89,7 +85,7 @@ class ImageCustomisation(Strict):
         return check_packages(value)
 
 
-class BuildConfig(Strict):
+class BuildConfig(StrictModel):
     base: BaseConfig = Field(default_factory=BaseConfig)
     namespace: str = "dockyard"
     tag: str = "2025.1"

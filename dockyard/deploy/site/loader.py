@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from dockyard.datafiles import read_mapping, validation_error
+from dockyard.datafiles import StrictModel, read_mapping, validation_error
 from dockyard.errors import ConfigError
 
 from .overrides import OVERRIDES_DIR
@@ -75,10 +75,6 @@ def _matching(pattern: re.Pattern, what: str):
     return check
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _external(value: str | None) -> str | None:
     # Only ever written into URLs, so a DNS name does as well as an address.
     if value is None:
@@ -99,7 +95,7 @@ Registry = Annotated[str | None, AfterValidator(_matching(_REGISTRY, "registry (
 Region = Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))]
 
 
-class Globals(_Strict):
+class Globals(StrictModel):
     """``globals.yml``. Every key is optional; the defaults make an all-in-one cloud."""
 
     enabled_services: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
@@ -127,11 +123,11 @@ class Globals(_Strict):
         return f"{self.image_registry}/{ref}" if self.image_registry else ref
 
 
-class _HostModel(_Strict):
+class _HostModel(StrictModel):
     address: IPv4
 
 
-class _InventoryModel(_Strict):
+class _InventoryModel(StrictModel):
     hosts: dict[str, _HostModel]
     groups: dict[str, list[str]]
 

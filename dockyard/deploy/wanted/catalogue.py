@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
-from dockyard.datafiles import read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_yaml, validation_error
 from dockyard.errors import ConfigError
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
@@ -41,11 +41,7 @@ def unit_name(name: str) -> str:
     return name.replace("-", "_")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ConfigFile(Strict):
+class ConfigFile(StrictModel):
     template: str                     # path under services/templates/
     dest: str                         # where dockyard-start puts it in the container
     owner: str = "root"
@@ -71,7 +67,7 @@ class ConfigFile(Strict):
         return dest.stem if dest.suffix in (".conf", ".ini") else None
 
 
-class VolumeMount(Strict):
+class VolumeMount(StrictModel):
     """``name:/path[:ro]`` (a named volume) or ``/host/path:/path[:ro]`` (a bind mount)."""
 
     source: str
@@ -107,7 +103,7 @@ class VolumeMount(Strict):
         return not self.source.startswith("/")
 
 
-class Permission(Strict):
+class Permission(StrictModel):
     """A ``permissions`` entry of config.json: ownership fixed at start (e.g. on a
     fresh named volume)."""
 
@@ -118,7 +114,7 @@ class Permission(Strict):
     exclude: list[str] = Field(default_factory=list)
 
 
-class HealthSpec(Strict):
+class HealthSpec(StrictModel):
     test: list[str]                   # arguments of dockyard-healthcheck (templated)
     interval: float = Field(default=2.0, gt=0)
     timeout: float = Field(default=10.0, gt=0)
@@ -141,7 +137,7 @@ def _groups(value):
     return groups
 
 
-class ContainerDef(Strict):
+class ContainerDef(StrictModel):
     image: str
     group: str | list[str] = "control"   # one container per host in the group(s)
     command: str                          # templated; goes into config.json, not the engine
@@ -169,7 +165,7 @@ class ContainerDef(Strict):
         return [self.group] if isinstance(self.group, str) else list(self.group)
 
 
-class JobDef(Strict):
+class JobDef(StrictModel):
     name: str = Field(pattern=NAME)
     image: str
     group: str = "control"                # runs once, on the first host of the group
@@ -194,25 +190,25 @@ class JobDef(Strict):
         return self
 
 
-class DatabaseDef(Strict):
+class DatabaseDef(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     user: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     password: str                         # a name in passwords.yml
 
 
-class EndpointSet(Strict):
+class EndpointSet(StrictModel):
     type: str
     port: int
     path: str = ""
 
 
-class RegisterDef(Strict):
+class RegisterDef(StrictModel):
     user: str                             # the service's keystone user
     password: str                         # a name in passwords.yml
     services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
 
 
-class ServiceDef(Strict):
+class ServiceDef(StrictModel):
     description: str = ""
     depends_on: list[str] = Field(default_factory=list)
     passwords: list[str] = Field(default_factory=list)
