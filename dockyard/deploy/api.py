@@ -34,7 +34,7 @@ from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
-from dockyard.deploy.wanted.builder import image_reference, site_id, wanted_state
+from dockyard.deploy.wanted.builder import site_id, wanted_state
 
 Say = Callable[[str], None]
 
@@ -327,7 +327,7 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
 
 def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
     needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
-    return [name for name in needed if engine.image(image_reference(site, name)) is None]
+    return [name for name in needed if engine.image(site.globals.image_ref(name)) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,

@@ -16,18 +16,13 @@ from pydantic import Field, ValidationError, field_validator
 
 from dockyard.datafiles import StrictModel, read_yaml, validation_error
 from dockyard.errors import ConfigError
+from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 
 #: Where the configuration is looked for when ``--config`` is not given.
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 FILE_NAME = "build.yml"
 
-# Reference grammar of the container engines (distribution/reference), kept
-# strict so a value can never smuggle anything into a reference or a Dockerfile.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-NAMESPACE_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-REGISTRY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$")
 # Debian package names (policy 5.6.1), optionally with an architecture
 # qualifier or a version pin (name=version), as apt-get accepts them.
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
@@ -102,27 +97,10 @@ class BuildConfig(StrictModel):
             raise ValueError(f'write the tag as a quoted string (tag: "{value}"): YAML reads it as a number')
         return value
 
-    @field_validator("tag")
-    @classmethod
-    def _tag(cls, value: str) -> str:
-        if not TAG_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-'; at most 128)")
-        return value
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not NAMESPACE_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid image namespace "
-                             "(lowercase letters, digits, '.', '_', '-', '/')")
-        return value
-
-    @field_validator("registry")
-    @classmethod
-    def _registry(cls, value: str | None) -> str | None:
-        if value is not None and not REGISTRY_RE.match(value):
-            raise ValueError(f"{value!r} is not a registry host[:port]")
-        return value
+    # The engines' reference grammar, shared with the site (dockyard.reference).
+    _tag = field_validator("tag")(check_tag)
+    _namespace = field_validator("namespace")(check_namespace)
+    _registry = field_validator("registry")(check_registry)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -132,12 +110,11 @@ class BuildConfig(StrictModel):
 
     def ref(self, image: str, tag: str | None = None) -> str:
         """``[registry/]namespace/image:tag``."""
-        name = f"{self.namespace}/{image}:{tag or self.tag}"
-        return f"{self.registry}/{name}" if self.registry else name
+        return image_ref(self.namespace, image, tag or self.tag, self.registry)
 
     def rootfs_ref(self) -> str:
         # Local only (never pushed), so no registry prefix.
-        return f"{self.namespace}/rootfs:{self.base.suite}"
+        return image_ref(self.namespace, "rootfs", self.base.suite)
 
     def override(self, **options: Any) -> "BuildConfig":
         """A copy with command-line values (None = not given) taking precedence,

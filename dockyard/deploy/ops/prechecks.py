@@ -20,7 +20,6 @@ from dockyard.errors import ConfigError, DockyardError
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
-from dockyard.deploy.wanted.builder import image_reference
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 MEMORY_ADVISED_GIB = 8.0
@@ -70,7 +69,7 @@ def _engine(site: Site, engine: Engine | None) -> tuple[Engine | None, Check]:
 
 
 def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine) -> Check:
-    missing = [name for name in catalogue.images(enabled) if engine.image(image_reference(site, name)) is None]
+    missing = [name for name in catalogue.images(enabled) if engine.image(site.globals.image_ref(name)) is None]
     if missing:
         return Check("images", WARN, f"{len(missing)} not built: {', '.join(missing)}",
                      "`dockyard up` builds what is missing, or `dockyard build`")

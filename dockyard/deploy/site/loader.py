@@ -23,6 +23,7 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from dockyard.datafiles import StrictModel, read_mapping, validation_error
 from dockyard.errors import ConfigError
+from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 
 from .overrides import OVERRIDES_DIR
 # generate_passwords is re-exported: callers that predate the passwords module
@@ -39,12 +40,6 @@ REQUIRED_GROUPS = ("control", "network", "compute")
 GROUPS = REQUIRED_GROUPS
 ALL_IN_ONE_HOST = "localhost"
 
-# Docker's reference grammar, simplified: what the engine would refuse later,
-# refused here with the key named.
-_NAMESPACE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_REGISTRY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
-                       r"(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 # Host names become path parts (config/<host>/) and label values.
@@ -89,9 +84,11 @@ def _external(value: str | None) -> str | None:
 
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 Address = Annotated[str | None, AfterValidator(_external)]
-Namespace = Annotated[str, AfterValidator(_matching(_NAMESPACE, "image namespace (e.g. dockyard)"))]
-Tag = Annotated[str, AfterValidator(_matching(_TAG, 'image tag (e.g. "2025.1")'))]
-Registry = Annotated[str | None, AfterValidator(_matching(_REGISTRY, "registry (e.g. 192.0.2.1:5000)"))]
+# The engines' reference grammar (dockyard.reference): what the engine would
+# refuse later, refused here with the key named.
+Namespace = Annotated[str, AfterValidator(check_namespace)]
+Tag = Annotated[str, AfterValidator(check_tag)]
+Registry = Annotated[str | None, AfterValidator(check_registry)]
 Region = Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))]
 
 
@@ -119,8 +116,7 @@ class Globals(StrictModel):
         return self
 
     def image_ref(self, image: str) -> str:
-        ref = f"{self.image_namespace}/{image}:{self.image_tag}"
-        return f"{self.image_registry}/{ref}" if self.image_registry else ref
+        return image_ref(self.image_namespace, image, self.image_tag, self.image_registry)
 
 
 class _HostModel(StrictModel):

@@ -58,12 +58,6 @@ def container_name(name: str) -> str:
     return unit_name(name)
 
 
-def image_reference(site: Site, image: str) -> str:
-    g = site.globals
-    ref = f"{g.image_namespace}/{image}:{g.image_tag}"
-    return f"{g.image_registry}/{ref}" if g.image_registry else ref
-
-
 def _sql_string(value: str) -> str:
     """A quoted SQL string literal (MariaDB escapes)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -134,7 +128,7 @@ class WantedBuilder:
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str) -> str | None:
         """The id the reference resolves to now: a rebuilt image is a new hash."""
-        ref = image_reference(self.site, image)
+        ref = self.site.globals.image_ref(image)
         if ref not in self._image_ids:
             info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
             if info is None and self.resolve_images:
@@ -289,7 +283,7 @@ class WantedBuilder:
                                  hc.start_period)
         mounts = self.mounts(unit, c.volumes)
         spec = ContainerSpec(
-            name=unit.name, image=image_reference(self.site, c.image),
+            name=unit.name, image=self.site.globals.image_ref(c.image),
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
             labels=self.labels(unit), network_mode=c.network, privileged=c.privileged, pid_mode=c.pid,
             cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health)
@@ -312,7 +306,7 @@ class WantedBuilder:
         self.config_json(unit, command, user)
         mounts = self.mounts(unit, volumes)
         spec = ContainerSpec(
-            name=unit.name, image=image_reference(self.site, image),
+            name=unit.name, image=self.site.globals.image_ref(image),
             environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
             labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
         spec, files = self.finish(unit, spec, image)
