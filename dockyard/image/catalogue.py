@@ -45,7 +45,7 @@ class ImageMeta(StrictModel):
     @classmethod
     def _profiles(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not PROFILE_RE.match(name):
+            if not PROFILE_RE.fullmatch(name):
                 raise ValueError(f"{name!r} is not a profile name (lowercase letters, digits, '-')")
         return value
 
@@ -57,7 +57,7 @@ class ImageMeta(StrictModel):
     @field_validator("user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not USER_RE.match(value):
+        if not USER_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a user name")
         return value
 
@@ -172,7 +172,7 @@ class Catalogue:
 
 def _load_image(folder: Path) -> ImageDef:
     meta_path = folder / META_FILE
-    if not NAME_RE.match(folder.name):
+    if not NAME_RE.fullmatch(folder.name):
         raise ConfigError("the folder name is not a valid image name (lowercase letters, digits, '.', '_', '-')",
                           path=folder)
     if folder.name in RESERVED:

@@ -31,7 +31,7 @@ WORD_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
 
 def check_packages(names: list[str]) -> list[str]:
     for name in names:
-        if not PACKAGE_RE.match(name):
+        if not PACKAGE_RE.fullmatch(name):
             raise ValueError(f"{name!r} is not a Debian package name")
     return names
 
@@ -47,7 +47,7 @@ class BaseConfig(StrictModel):
     @field_validator("suite", "variant")
     @classmethod
     def _word(cls, value: str) -> str:
-        if not WORD_RE.match(value):
+        if not WORD_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a suite or variant name")
         return value
 
@@ -55,14 +55,14 @@ class BaseConfig(StrictModel):
     @classmethod
     def _components(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not WORD_RE.match(item):
+            if not WORD_RE.fullmatch(item):
                 raise ValueError(f"{item!r} is not an archive component")
         return value
 
     @field_validator("mirror")
     @classmethod
     def _mirror(cls, value: str) -> str:
-        if not re.match(r"^(https?|file)://\S+$", value):
+        if not re.fullmatch(r"(https?|file)://\S+", value):
             raise ValueError(f"{value!r} is not an http(s):// or file:// URL")
         return value
 

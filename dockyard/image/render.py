@@ -115,7 +115,7 @@ def load_users(catalogue_root: Path) -> dict[str, int]:
         raise ConfigError("must be a mapping of user name to UID", path=path)
     seen: dict[int, str] = {}
     for name, uid in data.items():
-        if not isinstance(name, str) or not USER_RE.match(name):
+        if not isinstance(name, str) or not USER_RE.fullmatch(name):
             raise ConfigError("not a user name", path=path, key=str(name))
         if isinstance(uid, bool) or not isinstance(uid, int) or not 1 <= uid <= 65533:
             raise ConfigError(f"UID must be a number from 1 to 65533, got {uid!r}", path=path, key=name)

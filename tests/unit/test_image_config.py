@@ -48,6 +48,11 @@ def test_file_values_and_references(tmp_path):
     ("images:\n  keystone:\n    packages_append: ['vim; rm -rf /']\n", "images.keystone.packages_append",
      "not a Debian package name"),
     ("images:\n  nosuch: {}\n", "images.nosuch", "unknown image"),
+    # '$' before a trailing newline must not let one into a Dockerfile's RUN line.
+    ("images:\n  keystone:\n    packages_append: [\"vim\\n\"]\n", "images.keystone.packages_append",
+     "not a Debian package name"),
+    ("base:\n  suite: \"trixie\\n\"\n", "base.suite", "not a suite"),
+    ("base:\n  mirror: \"http://deb.debian.org/debian\\n\"\n", "base.mirror", "URL"),
 ])
 def test_errors_name_file_and_key(tmp_path, text, key, fragment):
     path = tmp_path / "build.yml"
