@@ -8,7 +8,6 @@ changes nothing: no container, no volume, no file.
 from __future__ import annotations
 
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +28,7 @@ from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
-from dockyard.deploy.ops.prechecks import Check, run_prechecks
+from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
@@ -118,18 +117,6 @@ def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
                           f"engine runs one site", path=prepared.site.config_dir)
 
 
-def port_free(address: str, port: int) -> bool:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
     """A container about to be created must find its ports free (exit 2). One
     being recreated frees its own ports first, so it is not checked."""
@@ -138,7 +125,7 @@ def _check_ports(prepared: Prepared, plan: Plan) -> None:
         if c.name not in creating:
             continue
         for port in c.ports:
-            if not port_free(c.address, port):
+            if bind_error(c.address, port):
                 service = prepared.catalogue.services[c.service]
                 raise ConfigError(f"port {port} on {c.address} is already in use, and {c.name} needs it: stop "
                                   f"what holds it, or change internal_address", path=service.path,

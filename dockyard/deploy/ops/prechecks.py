@@ -76,8 +76,9 @@ def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine:
     return Check("images", OK, f"all {len(catalogue.images(enabled))} present")
 
 
-def _bind(address: str, port: int) -> int:
-    """0 when the port can be bound on the address, else the errno."""
+def bind_error(address: str, port: int) -> int:
+    """0 when the port can be bound on the address, else the errno. The one port
+    probe: prechecks and the deploy's own check before creating containers."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -106,7 +107,7 @@ def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: 
                         if (host.address, port) in seen:
                             continue
                         seen.add((host.address, port))
-                        err = _bind(host.address, port)
+                        err = bind_error(host.address, port)
                         if err == errno.EADDRNOTAVAIL:
                             checks.append(Check("ports", FAIL, f"address {host.address} (host {host.name}) is not "
                                                 f"on this machine", "set internal_address or the inventory"))
