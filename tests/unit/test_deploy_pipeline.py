@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from dockyard.deploy import api
-from dockyard.deploy.execute.executor import Executor
+from dockyard.deploy.execute.executor import execute
+from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import make_plan
 from dockyard.deploy.execute.timeline import Timeline, critical_path, load_timeline
-from dockyard.deploy.wanted.builder import build_wanted
+from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
 from .deploy_fixtures import fake_engine, make_site, site_of
@@ -27,9 +28,9 @@ def site_dir(tmp_path):
 
 def wanted_of(config_dir, engine):
     site, catalogue = site_of(config_dir)
-    wanted, missing = build_wanted(site, catalogue, engine)
-    assert not missing
-    return site, wanted
+    wanted = wanted_state(site, catalogue, engine)
+    assert not wanted.missing_images
+    return site, wanted.state
 
 
 def converge(config_dir, engine):
@@ -169,7 +170,7 @@ def test_independent_actions_run_in_parallel(site_dir, tmp_path):
     site, wanted = wanted_of(site_dir, engine)
     plan = make_plan(wanted, ObservedState())
     timeline = Timeline(tmp_path / "state")
-    result = Executor(engine, tmp_path / "state", timeline, parallelism=4).run(plan)
+    result = execute(plan, engine, parallelism=4, timeline=timeline, jobs_record=JobsRecord(tmp_path / "state"))
     timeline.close()
     assert result.ok
     events = load_timeline(timeline.path)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from dockyard.deploy.site import ini
 from dockyard.deploy.wanted.catalogue import load_services
-from dockyard.deploy.site.loader import generate_passwords, load_site
+from dockyard.deploy.site.loader import load_site
+from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.errors import ConfigError
 
 from .deploy_fixtures import make_site

@@ -15,7 +15,7 @@ from dockyard.deploy.wanted.catalogue import load_services, unit_name
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import unit_order
 from dockyard.deploy.site.loader import load_site
-from dockyard.deploy.wanted.builder import CONFIG_MOUNT, build_wanted
+from dockyard.deploy.wanted.builder import CONFIG_MOUNT, wanted_state
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 
@@ -33,9 +33,9 @@ def engine_with_every_image() -> FakeEngine:
 
 def wanted_of(config_dir: Path, engine=None, catalogue=CATALOGUE):
     site = load_site(config_dir, set(catalogue.services), catalogue.all_passwords())
-    wanted, missing = build_wanted(site, catalogue, engine or engine_with_every_image())
-    assert not missing
-    return site, wanted
+    wanted = wanted_state(site, catalogue, engine or engine_with_every_image())
+    assert not wanted.missing_images
+    return site, wanted.state
 
 
 def set_globals(config_dir: Path, **values) -> None:
@@ -323,8 +323,7 @@ def test_missing_images_are_reported_not_guessed(site_dir):
     del engine.images_by_tag["dockyard/horizon:2025.1"]
     del engine.images_by_tag["dockyard/toolbox:2025.1"]
     site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
-    _, missing = build_wanted(site, CATALOGUE, engine)
-    assert missing == ["horizon", "toolbox"]
+    assert wanted_state(site, CATALOGUE, engine).missing_images == ["horizon", "toolbox"]
 
 
 def test_options_and_addresses_reach_the_templates(site_dir):

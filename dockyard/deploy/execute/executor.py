@@ -280,20 +280,3 @@ def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline,
     timeline.run_end(OK if result.ok else FAILED, changed=result.changed, failed=result.failed,
                      skipped=result.skipped, seconds=round(result.seconds, 3))
     return result
-
-
-class Executor:
-    """The executor bound to a site, for callers that keep one object around
-    (``dockyard.deploy.api``)."""
-
-    def __init__(self, engine: Engine, state_dir: Path, timeline: Timeline, parallelism: int = 4,
-                 on_outcome: Progress | None = None):
-        self.engine = engine
-        self.jobs_record = JobsRecord(state_dir)
-        self.timeline = timeline
-        self.parallelism = parallelism
-        self.on_outcome = on_outcome
-
-    def run(self, plan: Plan) -> RunResult:
-        return execute(plan, self.engine, parallelism=self.parallelism, timeline=self.timeline,
-                       jobs_record=self.jobs_record, progress=self.on_outcome)

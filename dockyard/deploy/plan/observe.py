@@ -13,13 +13,9 @@ from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine
 
-from dockyard.deploy.execute.jobs_record import load_jobs, record_path
+from dockyard.deploy.execute.jobs_record import load_jobs
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.wanted.model import WantedState
-
-# Kept importable from here: the first api.py and executor read the record through it.
-jobs_record_path = record_path
-read_jobs_record = load_jobs
 
 
 @dataclass

@@ -26,9 +26,7 @@ from dockyard.errors import ConfigError
 from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 
 from .overrides import OVERRIDES_DIR
-# generate_passwords is re-exported: callers that predate the passwords module
-# import it from here.
-from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, load_passwords  # noqa: F401
+from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
 
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"

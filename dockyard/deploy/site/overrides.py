@@ -43,10 +43,6 @@ def find(config_dir: Path, service: str, component: str, host: str) -> list[Path
     return [path for path in candidates(config_dir, service, component, host) if path.is_file()]
 
 
-# The name this module first had; wanted.py looks up either.
-find_overrides = find
-
-
 def unmatched(config_dir: Path, used: Iterable[Path]) -> list[Path]:
     """``.conf`` files under config/ that no generated file merged: most likely
     a typo (``config/nvoa.conf``) the operator would want to hear about."""

@@ -54,10 +54,6 @@ def site_id(site: Site) -> str:
     return str(Path(site.config_dir).resolve())
 
 
-def container_name(name: str) -> str:
-    return unit_name(name)
-
-
 def _sql_string(value: str) -> str:
     """A quoted SQL string literal (MariaDB escapes)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -267,7 +263,7 @@ class WantedBuilder:
     def container(self, service: Service, cname: str, c: ContainerDef, host: Host, after: list[str],
                   state: WantedState) -> str:
         key = f"containers.{cname}"
-        unit = _Unit(container_name(cname), service, host)
+        unit = _Unit(unit_name(cname), service, host)
         variables = self.variables(service, host)
         for fname in c.config:
             self.config_file(unit, fname, variables)
@@ -292,7 +288,7 @@ class WantedBuilder:
         self.volumes_of(unit, mounts, state)
         state.containers.append(WantedContainer(
             host=host.name, service=service.name, spec=spec, hash=spec.labels[LABEL_HASH],
-            after=tuple(dict.fromkeys([*after, *(container_name(a) for a in c.after)])),
+            after=tuple(dict.fromkeys([*after, *(unit_name(a) for a in c.after)])),
             files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
             health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address))
         return unit.name
@@ -320,20 +316,20 @@ class WantedBuilder:
     def job_def(self, service: Service, i: int, job: JobDef, after: list[str], state: WantedState) -> str:
         key = f"jobs[{i}]"
         host = self.first_host(job.group, service, f"{key}.group")
-        unit = _Unit(container_name(job.name), service, host)
+        unit = _Unit(unit_name(job.name), service, host)
         variables = self.variables(service, host)
         for fname in job.config:
             self.config_file(unit, fname, variables)
         command = self.render_string(job.command, variables, service, f"{key}.command") if job.command else None
         return self.job(unit, job.image, command, job.bootstrap, job.user, job.volumes, job.environment,
-                        [*after, *(container_name(a) for a in job.after)], key, job.timeout, state)
+                        [*after, *(unit_name(a) for a in job.after)], key, job.timeout, state)
 
     def toolbox_job(self, service: Service, name: str, files: dict[str, str], command: str, after: list[str],
                     key: str, state: WantedState) -> str:
         """A job in the toolbox image whose inputs are private client files in its
         home (0600, owned by the toolbox user): credentials never in env or argv."""
         host = self.first_host("control", service, key)
-        unit = _Unit(container_name(name), service, host)
+        unit = _Unit(unit_name(name), service, host)
         variables = self.variables(service, host)
         for fname, template in files.items():
             unit.files[fname] = self.render(template, variables, service, key).encode()
@@ -406,10 +402,3 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
     return Wanted(state, sorted(builder.missing_images), unused)
-
-
-def build_wanted(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True) -> tuple[WantedState, list[str]]:
-    """The wanted state and the images it needs that the engine does not have."""
-    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images)
-    return wanted.state, wanted.missing_images
