@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from dockyard import SOURCE_ROOT
-from dockyard.datafiles import StrictModel, read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_model
 from dockyard.errors import ConfigError
 
 from .config import check_packages
@@ -177,15 +177,7 @@ def _load_image(folder: Path) -> ImageDef:
                           path=folder)
     if folder.name in RESERVED:
         raise ConfigError(f"{folder.name!r} is reserved for the debootstrap root filesystem", path=folder)
-    data = read_yaml(meta_path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("must be a mapping (parent, profiles, packages, user, contract)", path=meta_path)
-    try:
-        meta = ImageMeta.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, meta_path) from None
+    meta = read_model(meta_path, ImageMeta)
     if not (folder / TEMPLATE_FILE).is_file():
         raise ConfigError(f"{TEMPLATE_FILE} is missing beside it", path=meta_path)
     return ImageDef(folder.name, folder, meta)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from dockyard.datafiles import StrictModel, read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_model
 from dockyard.errors import ConfigError
 from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 
@@ -145,15 +145,7 @@ def load_build_config(path: Path | None = None, known_images: set[str] | None = 
     path = Path(path) if path else default_path()
     if path is None:
         return BuildConfig()
-    data = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("must be a mapping of settings", path=path)
-    try:
-        config = BuildConfig.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path) from None
+    config = read_model(path, BuildConfig)
     if known_images is not None:
         for name in config.images:
             if name not in known_images:

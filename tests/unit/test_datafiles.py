@@ -29,3 +29,29 @@ def test_a_value_read_is_not_changed_in_place():
 @pytest.mark.parametrize("model", [Globals, ServiceDef, ImageMeta, BuildConfig])
 def test_every_declarative_model_is_strict(model):
     assert issubclass(model, StrictModel)
+
+
+class Settings(StrictModel):
+    colour: str = "red"
+    size: int = 1
+
+
+def test_read_model(tmp_path):
+    from dockyard.datafiles import read_model
+    from dockyard.errors import ConfigError
+
+    path = tmp_path / "settings.yml"
+    assert read_model(path, Settings, missing_ok=True) == Settings()
+    with pytest.raises(ConfigError, match="file not found"):
+        read_model(path, Settings)
+    path.write_text("")
+    assert read_model(path, Settings) == Settings()
+    path.write_text("size: 3\n")
+    assert read_model(path, Settings).size == 3
+    path.write_text("- colour\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        read_model(path, Settings)
+    path.write_text("color: blue\n")
+    with pytest.raises(ConfigError, match="did you mean 'colour'") as exc:
+        read_model(path, Settings)
+    assert exc.value.path == str(path) and exc.value.key == "color"

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from dockyard.datafiles import StrictModel, read_mapping, validation_error
+from dockyard.datafiles import StrictModel, read_mapping, read_model, validation_error
 from dockyard.errors import ConfigError
 from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 
@@ -180,10 +180,7 @@ def load_globals(config_dir: Path, known_services: set[str]) -> Globals:
     against ``config_dir``."""
     config_dir = Path(config_dir)
     path = config_dir / GLOBALS_FILE
-    try:
-        g = Globals.model_validate(read_mapping(path))
-    except ValidationError as exc:
-        raise validation_error(exc, path, Globals) from None
+    g = read_model(path, Globals, missing_ok=True)
     seen: set[str] = set()
     for i, name in enumerate(g.enabled_services):
         if name not in known_services:

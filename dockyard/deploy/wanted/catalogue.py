@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
-from dockyard.datafiles import StrictModel, read_yaml, validation_error
+from dockyard.datafiles import StrictModel, read_model
 from dockyard.errors import ConfigError
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
@@ -337,15 +337,7 @@ def load_services(root: Path | None = None) -> ServiceCatalogue:
     for path in sorted(root.glob("*.yml")):
         if not re.match(NAME, path.stem):
             raise ConfigError(f"service file names must match {NAME}", path=path)
-        data = read_yaml(path)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("must be a mapping", path=path)
-        try:
-            spec = ServiceDef.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(exc, path) from None
+        spec = read_model(path, ServiceDef)
         services[path.stem] = Service(path.stem, path, spec)
     if not services:
         raise ConfigError("no service definitions found", path=root)
