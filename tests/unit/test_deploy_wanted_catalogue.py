@@ -104,6 +104,8 @@ BROKEN = [
     ("glance", lambda d: d["containers"]["glance-api"].update(network="bridge"),
      "glance.yml: containers.glance-api.network"),
     ("glance", lambda d: d.update(volumes=["glance_images", "glance_cache"]), "glance.yml: volumes[1]"),
+    ("glance", lambda d: d["containers"].update({"glance-x\n": d["containers"].pop("glance-api")}),
+     "glance.yml: containers"),                                                  # '$' passes a trailing newline
     ("glance", lambda d: d.update(depends_on=["memcached"]), "glance.yml: databases"),
     ("horizon", lambda d: d.update(depends_on=["memcached"], register={"user": "horizon", "password": "x"}),
      "horizon.yml: register"),

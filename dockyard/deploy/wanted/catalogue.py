@@ -94,7 +94,7 @@ class VolumeMount(StrictModel):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        if not value.startswith("/") and not re.match(r"^[a-z][a-z0-9_]*$", value):
+        if not value.startswith("/") and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
             raise ValueError(f"{value!r} is neither an absolute host path nor a volume name ([a-z0-9_])")
         return value
 
@@ -223,7 +223,7 @@ class ServiceDef(StrictModel):
     @classmethod
     def _container_names(cls, value: dict) -> dict:
         for name in value:
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 raise ValueError(f"container name {name!r} must match {NAME}")
         return value
 
@@ -335,7 +335,7 @@ def load_services(root: Path | None = None) -> ServiceCatalogue:
     root = Path(root or DEFAULT_ROOT)
     services = {}
     for path in sorted(root.glob("*.yml")):
-        if not re.match(NAME, path.stem):
+        if not re.fullmatch(NAME, path.stem):
             raise ConfigError(f"service file names must match {NAME}", path=path)
         spec = read_model(path, ServiceDef)
         services[path.stem] = Service(path.stem, path, spec)
