@@ -50,7 +50,8 @@ def test_secret_looking_variables_are_referenced_not_exported(tmp_path):
     text, doc = exported(make_wanted(site))
     assert SECRET not in text
     env = doc["services"]["keystone"]["environment"]
-    assert env["KEYSTONE_ADMIN_PASSWORD"] == "${KEYSTONE_KEYSTONE_ADMIN_PASSWORD:?set KEYSTONE_KEYSTONE_ADMIN_PASSWORD in .env}"
+    assert env["KEYSTONE_ADMIN_PASSWORD"] == \
+        "${KEYSTONE_KEYSTONE_ADMIN_PASSWORD:?set KEYSTONE_KEYSTONE_ADMIN_PASSWORD in .env}"
     assert env["LOG_FORMAT"] == "$$time $$msg"          # compose must not interpolate it
     assert "#   KEYSTONE_KEYSTONE_ADMIN_PASSWORD" in text.splitlines()
     assert env["DOCKYARD_CONFIG_STRATEGY"] == "COPY_ALWAYS"

@@ -140,7 +140,8 @@ def test_files_are_private_and_each_unit_has_its_config_json(aio):
         files = by_unit[name]
         doc = json.loads(files["config.json"])
         # Every source in config.json is a file in the unit's own folder, mounted read-only.
-        assert {e["source"] for e in doc["config_files"]} == {f"{CONFIG_MOUNT}/{n}" for n in files if n != "config.json"}
+        assert {e["source"] for e in doc["config_files"]} == \
+            {f"{CONFIG_MOUNT}/{n}" for n in files if n != "config.json"}
         folder = next(m for m in unit.spec.mounts if m.target == CONFIG_MOUNT)
         assert folder.read_only and folder.source == str(site.generated_dir / name)
         assert set(unit.files) == {str(site.generated_dir / name / n) for n in files}
@@ -167,7 +168,8 @@ def test_toolbox_jobs_keep_credentials_in_private_files_of_its_user(aio):
         if not job.name.endswith(("_databases", "_register")):
             continue
         assert job.spec.image == "dockyard/toolbox:2025.1"
-        doc = json.loads(next(f.content for f in wanted.files if f.path == f"{site.generated_dir}/{job.name}/config.json"))
+        path = f"{site.generated_dir}/{job.name}/config.json"
+        doc = json.loads(next(f.content for f in wanted.files if f.path == path))
         for entry in doc["config_files"]:
             assert (entry["owner"], entry["perm"]) == ("dockyard", "0600")
     sql = next(f.content.decode() for f in wanted.files if f.path.endswith("nova_databases/create-databases.sql"))
@@ -239,7 +241,8 @@ def test_a_password_in_a_command_is_refused(tmp_path, site_dir):
 
 def test_a_template_using_a_password_its_service_does_not_declare_fails(tmp_path, site_dir):
     root = copy_catalogue(tmp_path, copy_templates=True)
-    (root / "templates" / "keystone" / "keystone.conf.j2").write_text("[x]\ny = {{ passwords.nova_keystone_password }}\n")
+    template = root / "templates" / "keystone" / "keystone.conf.j2"
+    template.write_text("[x]\ny = {{ passwords.nova_keystone_password }}\n")
     with pytest.raises(ConfigError) as exc:
         wanted_of(site_dir, catalogue=load_services(root))
     assert "keystone.yml: config.keystone.conf" in str(exc.value)
