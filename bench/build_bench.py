@@ -6,8 +6,9 @@ once per worker count of `--workers` (default 1 and the core count), and the
 speed-up over one worker is printed. They go to `--cold-namespace` (default
 `dockyardbench`, apart from the site's images); with `--cold-namespace
 dockyard` the last cold build leaves the catalogue built where a site uses it,
-which is how a fresh machine gets its images and its cold figures in one pass. The warm rebuild of the whole catalogue under
-the default namespace runs last and reports the image sizes.
+which is how a fresh machine gets its images and its cold figures in one pass.
+The warm rebuild of the whole catalogue under the default namespace runs last
+and reports the image sizes.
 
     python3 bench/build_bench.py [--profile all] [--workers 1,2] [--cold-namespace NS] [--skip-cold]
 """

@@ -41,10 +41,10 @@ from pathlib import Path
 import yaml
 
 from dockyard.deploy import api
-from dockyard.deploy.observe import observe
-from dockyard.deploy.plan import make_plan
-from dockyard.deploy.timeline import critical_path, durations, load_timeline
-from dockyard.deploy.wanted import site_id
+from dockyard.deploy.plan.observe import observe
+from dockyard.deploy.plan.planner import make_plan
+from dockyard.deploy.execute.timeline import critical_path, durations, load_timeline
+from dockyard.deploy.wanted.builder import site_id
 from dockyard.engine import connect
 
 from compose_tool import find_compose

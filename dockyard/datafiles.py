@@ -14,12 +14,20 @@ from __future__ import annotations
 import datetime
 import difflib
 from pathlib import Path
-from typing import Any, Iterable, get_args, get_origin
+from typing import Any, Iterable, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """The base of every model read from a declarative file (images, build.yml,
+    services, the site): an unknown key is an error (and names the nearest known
+    one), and a value once read is not changed in place."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # libyaml's parser when the system has it: every command reads the whole
@@ -87,6 +95,20 @@ def read_mapping(path: Path, missing_ok: bool = True) -> dict:
         if not isinstance(key, str):
             raise ConfigError(f"keys must be text; {key!r} is a {_kind(key)} (quote it)", path=path)
     return data
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_model(path: Path, model: type[Model], missing_ok: bool = False) -> Model:
+    """``path`` read as :func:`read_mapping` does and validated as ``model``; an empty
+    (or, when ``missing_ok``, absent) file gives the model's defaults. Every error is
+    a ConfigError naming the file and key, with "did you mean" for a misspelt key."""
+    data = read_mapping(path, missing_ok)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, model) from None
 
 
 def _kind(value) -> str:

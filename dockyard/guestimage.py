@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
-    from dockyard.build.config import BuildConfig
+    from dockyard.image.config import BuildConfig
     from dockyard.engine.driver import Engine
 
 GUEST_IMAGE = "guest-image"
@@ -60,7 +60,7 @@ def guest_image_ref(config: BuildConfig | None = None) -> str:
     """The guest image's reference under a build configuration (default:
     ``dockyard/guest-image:2025.1``)."""
     if config is None:
-        from dockyard.build.config import BuildConfig
+        from dockyard.image.config import BuildConfig
 
         config = BuildConfig()
     return config.ref(GUEST_IMAGE)

@@ -1,6 +1,6 @@
 """``dockyard build``, ``dockyard images`` and ``dockyard images diff``.
 
-Options are parsed here; the work is :mod:`dockyard.build`. Errors are raised
+Options are parsed here; the work is :mod:`dockyard.image`. Errors are raised
 (ConfigError: exit 2, EngineError: exit 4) and turned into messages by
 ``dockyard.cli.main``.
 """
@@ -15,14 +15,14 @@ from rich.markup import escape
 from rich.tree import Tree
 
 import dockyard.engine
-from dockyard.build.builder import BUILD, Builder, BuildOptions, Plan
-from dockyard.build.catalogue import Catalogue, load_catalogue
-from dockyard.build.config import BuildConfig, load_build_config
-from dockyard.build.hashing import HASH_LABEL
-from dockyard.build.packages import diff_tags, format_diff
-from dockyard.build.report import print_table, to_json
-from dockyard.build.rootfs import is_current
-from dockyard.build.scheduler import Event
+from dockyard.image.builder import BUILD, Builder, BuildOptions, Plan
+from dockyard.image.catalogue import Catalogue, load_catalogue
+from dockyard.image.config import BuildConfig, load_build_config
+from dockyard.labels import LABEL_IMAGE_HASH
+from dockyard.image.packages import diff_tags, format_diff
+from dockyard.image.report import print_table, to_json
+from dockyard.image.rootfs import is_current
+from dockyard.image.scheduler import Event
 from dockyard.errors import EXIT_FAILED, EXIT_OK
 
 from . import cli
@@ -217,7 +217,7 @@ def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
         info = engine.image(ref)
         if info is None:
             return "  [yellow]not built[/]"
-        return "  [green]current[/]" if info.labels.get(HASH_LABEL) == digest else "  [cyan]outdated[/]"
+        return "  [green]current[/]" if info.labels.get(LABEL_IMAGE_HASH) == digest else "  [cyan]outdated[/]"
 
     root_state = ""
     if engine is not None:

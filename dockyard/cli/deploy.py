@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from dockyard.deploy import api
-from dockyard.deploy import status as status_view
-from dockyard.deploy.prechecks import failed
+from dockyard.deploy.ops import status as status_view
+from dockyard.deploy.ops.prechecks import failed
 from dockyard.errors import EXIT_FAILED, EXIT_OK
 
 from . import cli

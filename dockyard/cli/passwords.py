@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from dockyard.deploy.passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords
-from dockyard.deploy.site import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
+from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords
+from dockyard.deploy.site.loader import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
 from dockyard.errors import EXIT_OK
 
 from . import cli
@@ -16,7 +16,7 @@ from . import cli
 def password_names() -> list[str]:
     """The default names plus every name the service catalogue declares, so a
     deploy never asks for a password genpwd does not make."""
-    from dockyard.deploy.catalogue import load_services   # the catalogue is read only when genpwd runs
+    from dockyard.deploy.wanted.catalogue import load_services   # the catalogue is read only when genpwd runs
 
     return list(dict.fromkeys([*DEFAULT_PASSWORD_NAMES, *load_services().all_passwords()]))
 

@@ -8,7 +8,6 @@ changes nothing: no container, no volume, no file.
 from __future__ import annotations
 
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,24 +18,26 @@ from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError, DockyardError
 
-from . import demo as demo_steps
-from . import postdeploy, volumes_record
-from .catalogue import ServiceCatalogue, load_services
-from .compose import export_compose as compose_text
-from .executor import RunResult, execute
+from dockyard.deploy.ops import demo as demo_steps
+from dockyard.deploy.ops import postdeploy
+from dockyard.deploy.execute import volumes_record
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.ops.compose import export_compose as compose_text
+from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
-from .hostfacts import HostFacts, probe as probe_host
-from .jobs_record import JobsRecord, record_path
-from .lock import SiteLock
-from .model import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, WantedState
-from .observe import ObservedState, observe
-from .plan import Plan, make_plan
-from .prechecks import Check, run_prechecks
-from .passwords import generate_passwords
-from .site import Site, load_site, write_defaults
-from .status import StatusRow, status as status_of
-from .timeline import Timeline
-from .wanted import image_reference, site_id, wanted_state
+from dockyard.deploy.site.hostfacts import HostFacts, probe as probe_host
+from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
+from dockyard.deploy.execute.lock import SiteLock
+from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState
+from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
+from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
+from dockyard.deploy.site.passwords import generate_passwords
+from dockyard.deploy.site.loader import Site, load_site, write_defaults
+from dockyard.deploy.ops.status import StatusRow, status as status_of
+from dockyard.deploy.execute.timeline import Timeline
+from dockyard.deploy.wanted.builder import site_id, wanted_state
 
 Say = Callable[[str], None]
 
@@ -127,27 +128,15 @@ def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
                           f"engine runs one site", path=prepared.site.config_dir)
 
 
-def port_free(address: str, port: int) -> bool:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
     """A container about to be created must find its ports free (exit 2). One
     being recreated frees its own ports first, so it is not checked."""
-    creating = {a.target for a in plan.actions if a.kind == "create"}
+    creating = {a.target for a in plan.actions if a.kind == ActionKind.CREATE}
     for c in prepared.wanted.containers:
         if c.name not in creating:
             continue
         for port in c.ports:
-            if not port_free(c.address, port):
+            if bind_error(c.address, port):
                 service = prepared.catalogue.services[c.service]
                 raise ConfigError(f"port {port} on {c.address} is already in use, and {c.name} needs it: stop "
                                   f"what holds it, or change internal_address", path=service.path,
@@ -180,7 +169,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
             say(f"dockyard: run {timeline.run_id} on {config_dir}")
             # Recorded before they are made: a run killed half-way still leaves
             # them known as this site's, for destroy --include-volumes.
-            volumes_record.add_volumes(site.state_dir, [a.target for a in plan.actions if a.kind == "create_volume"])
+            volumes_record.add_volumes(site.state_dir,
+                                       [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
             result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         say(result.summary())
@@ -286,7 +276,7 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
 
 def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, services_root: Path | None = None,
          threads: int | None = None) -> demo_steps.DemoResult:
-    """First steps on the cloud (dockyard.deploy.demo): guest image, flavors,
+    """First steps on the cloud (dockyard.deploy.ops.demo): guest image, flavors,
     networks, router, security group, keypair, the provider network's far side.
     Idempotent; builds the guest image first when it is missing."""
     import openstack
@@ -300,11 +290,11 @@ def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, servi
         raise ConfigError(f"the demo boots servers: enable {' and '.join(missing)} in globals.yml",
                           path=Path(config_dir) / "globals.yml", key="enabled_services")
     engine = engine_for(site, engine)
-    if engine.image(image_reference(site, guestimage.GUEST_IMAGE)) is None:
+    if engine.image(site.globals.image_ref(guestimage.GUEST_IMAGE)) is None:
         say(f"building the guest image ({guestimage.GUEST_IMAGE})")
         if not build_images(site, engine, [guestimage.GUEST_IMAGE], say, threads):
             raise DockyardError("the guest image did not build; see the build log above")
-    disk = guestimage.export_guest_disk(engine, image_reference(site, guestimage.GUEST_IMAGE),
+    disk = guestimage.export_guest_disk(engine, site.globals.image_ref(guestimage.GUEST_IMAGE),
                                         site.state_dir / "guest" / "dockyard-guest.qcow2")
     guest = (disk.path, disk.sha256)
     auth = yaml.safe_load(postdeploy.clouds_yaml(site))["clouds"]["dockyard"]
@@ -369,16 +359,16 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
 
 def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
     needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
-    return [name for name in needed if engine.image(image_reference(site, name)) is None]
+    return [name for name in needed if engine.image(site.globals.image_ref(name)) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
                  work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
     """Build these images (and whatever of their parents is missing) with the
     builder library; images already present are kept as they are."""
-    from dockyard.build.builder import Builder, BuildOptions
-    from dockyard.build.catalogue import load_catalogue
-    from dockyard.build.config import load_build_config
+    from dockyard.image.builder import Builder, BuildOptions
+    from dockyard.image.catalogue import load_catalogue
+    from dockyard.image.config import load_build_config
 
     images = load_catalogue()
     g = site.globals

@@ -143,8 +143,8 @@ def test_guest_boots_under_tcg_serves_ssh_and_powers_off(guest_images, engine):
         def alive():
             container.reload()
             if container.status != "running":
-                raise AssertionError(f"QEMU exited: {container.logs().decode()[-2000:]}\n"
-                                     f"console:\n{console.read_text(errors='replace')[-3000:] if console.exists() else ''}")
+                text = console.read_text(errors="replace")[-3000:] if console.exists() else ""
+                raise AssertionError(f"QEMU exited: {container.logs().decode()[-2000:]}\nconsole:\n{text}")
 
         def lines():
             return console.read_text(errors="replace").splitlines() if console.exists() else []

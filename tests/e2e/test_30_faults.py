@@ -46,7 +46,8 @@ def host_snapshot(engine) -> dict:
         if path.is_file() and "timeline" not in path.parts:
             files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return {
-        "containers": sorted((c.name, c.id, c.status, c.started_at) for c in engine.containers(label="dockyard.managed=true")),
+        "containers": sorted((c.name, c.id, c.status, c.started_at)
+                             for c in engine.containers(label="dockyard.managed=true")),
         "volumes": sorted(v.name for v in engine.volumes()),
         "files": files,
     }
@@ -159,8 +160,8 @@ BAD_INPUTS = {
                                                      "enabled_services": ["keystone", "nosuchservice"]}),
                         "nosuchservice"),
     "missing-password": ("passwords.yml",
-                         lambda text: "\n".join(l for l in text.splitlines()
-                                                if not l.startswith("keystone_admin_password")) + "\n",
+                         lambda text: "\n".join(line for line in text.splitlines()
+                                                if not line.startswith("keystone_admin_password")) + "\n",
                          "keystone_admin_password"),
     "override-ini-unparsable": ("config/keystone.conf", lambda text: "this is not ini\n[[[\n", "keystone.conf"),
     "inventory-unknown-host": ("inventory.yml",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockyard.deploy.catalogue import load_services
-from dockyard.deploy.site import generate_passwords, load_site, write_defaults
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.deploy.site.loader import load_site, write_defaults
+from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.engine.fake import FakeEngine
 
 IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "glance-api", "placement-api",

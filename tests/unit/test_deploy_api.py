@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from dockyard.deploy import api
-from dockyard.deploy.catalogue import load_services
-from dockyard.deploy.model import LABEL_MANAGED, LABEL_SITE
-from dockyard.deploy.plan import Plan
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.labels import LABEL_MANAGED, LABEL_SITE
+from dockyard.deploy.plan.planner import Plan
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
-from dockyard.deploy.lock import SiteLock
+from dockyard.deploy.execute.lock import SiteLock
 
 from .deploy_fixtures import make_site
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from dockyard import guestimage
-from dockyard.build.catalogue import load_catalogue
-from dockyard.build.config import BuildConfig
-from dockyard.build.render import Renderer
+from dockyard.image.catalogue import load_catalogue
+from dockyard.image.config import BuildConfig
+from dockyard.image.render import Renderer
 from dockyard.engine.docker_engine import DockerEngine, _ChunkReader
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import DockyardError, EngineError

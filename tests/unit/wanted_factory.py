@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dockyard.deploy.hashing import digest, files_digest, spec_hashes
-from dockyard.deploy.model import (LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, WantedContainer,
-                                   WantedFile, WantedJob, WantedState, WantedVolume)
+from dockyard.deploy.wanted.hashing import digest, files_digest, spec_hashes
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume
 from dockyard.engine.driver import ContainerSpec, Healthcheck, Mount
 from dockyard.engine.fake import FakeEngine
 
@@ -143,16 +143,16 @@ def fake_engine(cls: type[FakeEngine] = FakeEngine) -> FakeEngine:
 
 
 def plan_for(engine: FakeEngine, wanted: WantedState, state_dir: Path, **kwargs):
-    from dockyard.deploy.observe import observe
-    from dockyard.deploy.plan import make_plan
+    from dockyard.deploy.plan.observe import observe
+    from dockyard.deploy.plan.planner import make_plan
 
     return make_plan(wanted, observe(engine, wanted, state_dir), **kwargs)
 
 
 def apply(engine: FakeEngine, plan, state_dir: Path, parallelism: int = 4, progress=None):
-    from dockyard.deploy.executor import execute
-    from dockyard.deploy.jobs_record import JobsRecord
-    from dockyard.deploy.timeline import Timeline
+    from dockyard.deploy.execute.executor import execute
+    from dockyard.deploy.execute.jobs_record import JobsRecord
+    from dockyard.deploy.execute.timeline import Timeline
 
     with Timeline(state_dir) as timeline:
         return execute(plan, engine, parallelism=parallelism, timeline=timeline, jobs_record=JobsRecord(state_dir),

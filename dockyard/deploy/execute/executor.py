@@ -1,0 +1,288 @@
+"""The executor: applies a plan with bounded parallelism.
+
+An action starts as soon as every action it depends on has succeeded, not wave
+by wave: a slow health check on one branch never holds up another. A failed
+action marks everything that (transitively) depends on it ``skipped``, naming
+what was missing ("needs keystone healthy"); every other branch still runs.
+
+``parallelism`` bounds the work that loads the machine (jobs, container starts,
+file writes). Waiting for health changes nothing and only blocks on the
+engine's event stream, so it takes no slot: a slow health check never keeps a
+bootstrap job of another branch waiting for a free worker. When more actions
+are ready than there are slots, the one with the longest chain of dependants
+below it goes first (critical-path list scheduling), so the run's wall time
+stays close to its critical path.
+
+Nothing here sleeps: health waits block in the engine (on its events), and the
+scheduler blocks on a queue of finished actions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
+from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
+
+from dockyard.deploy.files import write_atomic
+from .jobs_record import JobsRecord
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.plan.planner import Action, ActionKind, Plan
+from .timeline import Timeline
+
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+LOG_LINES = 20          # log lines shown when a container or job fails
+SLOTLESS_KINDS = frozenset({ActionKind.WAIT_HEALTHY})  # waits: they take no parallelism slot
+MAX_WAITS = 64                                  # health waits watched at once
+# How long an action of each kind usually takes, relatively: jobs and health waits
+# run for seconds, the rest for milliseconds. Only the order of priorities matters.
+KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
+               ActionKind.START: 2}
+
+
+def chain_weights(plan: Plan) -> dict[str, int]:
+    """Each action's priority: the weight of the heaviest chain of actions that
+    starts at it and follows its dependants down (itself included)."""
+    dependents = plan.dependents()
+    weights: dict[str, int] = {}
+    by_id = plan.by_id()
+    # Dependants first: walk the plan's topological order backwards.
+    for action_id in reversed(plan.topological_order()):
+        below = max((weights[d] for d in dependents[action_id]), default=0)
+        weights[action_id] = KIND_WEIGHT.get(by_id[action_id].kind, 1) + below
+    return weights
+
+
+class ActionFailed(DockyardError):
+    """An action did not succeed; the message says why, for the operator."""
+
+
+@dataclass
+class Outcome:
+    action: Action
+    result: str              # ok | failed | skipped
+    seconds: float = 0.0
+    error: str = ""          # why it failed or was skipped (may span lines: log excerpts)
+
+    def line(self) -> str:
+        """The progress line of docs/cli.md: result, action id, time, and why."""
+        result = "FAILED" if self.result == FAILED else self.result
+        took = "" if self.result == SKIPPED else f"{self.seconds:.1f}s"
+        text = f"  {result:<7} {self.action.id:<44} {took:>7}"
+        if self.error:
+            text += "  " + self.error
+        return text
+
+
+@dataclass
+class RunResult:
+    outcomes: list[Outcome] = field(default_factory=list)     # in plan order
+    seconds: float = 0.0
+
+    def count(self, result: str) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+    @property
+    def changed(self) -> int:
+        """Actions that succeeded and changed something (health waits do not)."""
+        return sum(1 for o in self.outcomes if o.result == OK and o.action.changes_something)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED)
+
+    @property
+    def skipped(self) -> int:
+        return self.count(SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.skipped == 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_FAILED
+
+    def outcome(self, action_id: str) -> Outcome:
+        return next(o for o in self.outcomes if o.action.id == action_id)
+
+    def summary(self) -> str:
+        return f"{self.changed} changes, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f}s"
+
+
+Progress = Callable[[Outcome], None]
+
+
+def _tail(text: str, lines: int = LOG_LINES) -> str:
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join("      " + line for line in kept) if kept else "      (no output)"
+
+
+class _Applier:
+    """Does one action against the engine and the disk. Raises on failure."""
+
+    def __init__(self, engine: Engine, jobs_record: JobsRecord):
+        self.engine = engine
+        self.jobs_record = jobs_record
+
+    def __call__(self, action: Action) -> None:
+        getattr(self, action.kind.value)(action)       # one method per ActionKind
+
+    def share_mount(self, a: Action) -> None:
+        result = self.engine.run_job(a.spec, timeout=60)
+        if result.exit_code != 0:
+            raise ActionFailed(f"making {a.target} a shared mount on {a.host} failed (exit code "
+                               f"{result.exit_code}):\n" + _tail(result.logs))
+
+    def create_volume(self, a: Action) -> None:
+        self.engine.create_volume(a.target, {LABEL_MANAGED: "true", LABEL_SERVICE: a.service, LABEL_HOST: a.host})
+
+    def write_file(self, a: Action) -> None:
+        f = a.file
+        write_atomic(Path(f.path), f.content, f.mode)
+
+    def run_job(self, a: Action) -> None:
+        job = a.job
+        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        if result.exit_code != 0:
+            raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
+                               + _tail(result.logs))
+        self.jobs_record.mark_done(job.name, job.hash)
+
+    def create(self, a: Action) -> None:
+        # `create` means create and start. A container of that name that dockyard
+        # does not manage is not ours to replace: the engine's refusal is reported.
+        self.engine.create(a.container.spec)
+        self.engine.start(a.target)
+
+    def recreate(self, a: Action) -> None:
+        # Stop first: a clean shutdown (a database flushing) before the removal.
+        self.engine.stop(a.target)
+        self.engine.remove(a.target)
+        self.create(a)
+
+    def start(self, a: Action) -> None:
+        self.engine.start(a.target)
+
+    def wait_healthy(self, a: Action) -> None:
+        try:
+            self.engine.wait_healthy(a.target, a.container.health_timeout)
+        except (HealthTimeout, ContainerDied) as exc:
+            logs = self.engine.logs(a.target, tail=LOG_LINES)
+            raise ActionFailed(f"{a.target} ({a.service}) is not healthy: {exc}; last log lines of {a.target}:\n"
+                               + _tail(logs)) from None
+
+    def remove(self, a: Action) -> None:
+        self.engine.stop(a.target)
+        self.engine.remove(a.target)
+
+
+def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline, jobs_record: JobsRecord,
+            progress: Progress | None = None) -> RunResult:
+    """Apply ``plan``: each action once its dependencies succeeded, at most
+    ``parallelism`` at a time. Returns every action's outcome, in plan order.
+
+    ``progress`` is called in the calling thread with each outcome as it is known
+    (skips included). Raises ValueError, before doing anything, on a malformed plan.
+    """
+    plan.validate()
+    apply = _Applier(engine, jobs_record)
+    actions = plan.by_id()
+    dependents = plan.dependents()
+    waiting_on = {a.id: set(a.deps) for a in plan.actions}
+    results: dict[str, Outcome] = {}
+    finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    started = time.monotonic()
+    timeline.run_start(actions=len(plan.actions), changes=plan.changes())
+
+    def run_one(action: Action) -> None:
+        # In a worker thread. Whatever happens, exactly one outcome is queued.
+        timeline.action_start(action)
+        t0 = time.monotonic()
+        try:
+            apply(action)
+            outcome = Outcome(action, OK, time.monotonic() - t0)
+        except Exception as exc:          # one action's failure is reported, not raised
+            outcome = Outcome(action, FAILED, time.monotonic() - t0, str(exc) or type(exc).__name__)
+        try:
+            timeline.action_end(action, outcome.result, outcome.error)
+        finally:
+            finished.put(outcome)
+
+    def report(outcome: Outcome) -> None:
+        results[outcome.action.id] = outcome
+        if progress:
+            progress(outcome)
+
+    def skip_dependents(failed: Action) -> None:
+        because = f"needs {failed.readiness()}"
+        stack = list(dependents[failed.id])
+        while stack:
+            action_id = stack.pop(0)
+            if action_id in results:
+                continue
+            outcome = Outcome(actions[action_id], SKIPPED, error=because)
+            timeline.action_end(outcome.action, SKIPPED, because)
+            report(outcome)
+            stack.extend(dependents[action_id])
+
+    priority = chain_weights(plan)
+    position = {a.id: i for i, a in enumerate(plan.actions)}
+    ready: list[tuple[int, int, str]] = []      # heap: heaviest chain first, then plan order
+    in_flight = 0
+    busy_slots = 0
+    slots = max(1, parallelism)
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="dockyard-action")
+    # A thread per wait, each blocked on one event stream; beyond MAX_WAITS they queue.
+    wait_count = sum(a.kind in SLOTLESS_KINDS for a in plan.actions)
+    waits = ThreadPoolExecutor(max_workers=max(1, min(wait_count, MAX_WAITS)), thread_name_prefix="dockyard-wait")
+    try:
+        def submit_ready(candidates: list[str]) -> None:
+            nonlocal in_flight, busy_slots
+            for action_id in candidates:
+                if action_id not in results and not waiting_on[action_id]:
+                    results[action_id] = None          # claimed: submitted once only
+                    if actions[action_id].kind in SLOTLESS_KINDS:
+                        in_flight += 1
+                        waits.submit(run_one, actions[action_id])
+                    else:
+                        heapq.heappush(ready, (-priority[action_id], position[action_id], action_id))
+            while ready and busy_slots < slots:
+                _, _, action_id = heapq.heappop(ready)
+                in_flight += 1
+                busy_slots += 1
+                pool.submit(run_one, actions[action_id])
+
+        submit_ready([a.id for a in plan.actions])
+        while in_flight:
+            outcome = finished.get()
+            in_flight -= 1
+            if outcome.action.kind not in SLOTLESS_KINDS:
+                busy_slots -= 1
+            report(outcome)
+            if outcome.result == OK:
+                freed = []
+                for d in dependents[outcome.action.id]:
+                    waiting_on[d].discard(outcome.action.id)
+                    if not waiting_on[d]:
+                        freed.append(d)
+                submit_ready(freed)
+            else:
+                skip_dependents(outcome.action)
+                submit_ready([])                       # its slot is free for another branch
+    finally:
+        # On an interrupt, queued actions are dropped; those running finish.
+        pool.shutdown(wait=True, cancel_futures=True)
+        waits.shutdown(wait=True, cancel_futures=True)
+
+    result = RunResult([results[a.id] for a in plan.actions if results.get(a.id) is not None],
+                       time.monotonic() - started)
+    timeline.run_end(OK if result.ok else FAILED, changed=result.changed, failed=result.failed,
+                     skipped=result.skipped, seconds=round(result.seconds, 3))
+    return result

@@ -1,0 +1,1 @@
+"""Operations around a deploy: status, prechecks, post-deploy client files, compose export."""

@@ -1,0 +1,193 @@
+"""Is this host ready for the site? Each check says what is wrong and what to do.
+
+Read-only: nothing is created, started or written. With no configuration folder
+yet, the checks run against the all-in-one defaults that ``dockyard up`` would
+write, so a fresh machine can be checked before anything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.engine import connect
+from dockyard.engine.driver import Engine
+from dockyard.errors import ConfigError, DockyardError
+
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
+from dockyard.labels import LABEL_MANAGED, LABEL_SITE
+from dockyard.deploy.site.loader import Site, load_site
+from dockyard.deploy.site.hostfacts import choose_datapath, choose_virt_type, probe as probe_host
+
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+MEMORY_ADVISED_GIB = 8.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str          # ok | WARN | FAIL
+    message: str
+    advice: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<5} {self.name}: {self.message}"
+        return f"{text} ({self.advice})" if self.advice else text
+
+
+def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, list[Check]]:
+    known = set(catalogue.services)
+    if not config_dir.is_dir():
+        # The defaults `dockyard up` would write: what an empty folder means.
+        with tempfile.TemporaryDirectory() as empty:
+            site = load_site(Path(empty), known, [])
+        return site, [Check("configuration", WARN, f"{config_dir} does not exist; checking the all-in-one defaults",
+                            "`dockyard up` writes them")]
+    try:
+        site = load_site(config_dir, known, [])
+        enabled = catalogue.closure(site.globals.enabled_services)
+    except ConfigError as exc:
+        return None, [Check("configuration", FAIL, str(exc), "fix it, then run the prechecks again")]
+    checks = [Check("configuration", OK, f"{config_dir}: {len(enabled)} services")]
+    try:
+        load_site(config_dir, known, catalogue.required_passwords(enabled))
+    except ConfigError as exc:
+        checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+    return site, checks
+
+
+def _engine(site: Site, engine: Engine | None) -> tuple[Engine | None, Check]:
+    try:
+        engine = engine or connect(site.globals.engine)
+        engine.ping()
+    except DockyardError as exc:
+        return None, Check("container engine", FAIL, str(exc),
+                           "is the daemon running, and DOCKER_HOST (or engine in globals.yml) right?")
+    return engine, Check("container engine", OK, f"{site.globals.engine} reachable")
+
+
+def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine) -> Check:
+    missing = [name for name in catalogue.images(enabled) if engine.image(site.globals.image_ref(name)) is None]
+    if missing:
+        return Check("images", WARN, f"{len(missing)} not built: {', '.join(missing)}",
+                     "`dockyard up` builds what is missing, or `dockyard build`")
+    return Check("images", OK, f"all {len(catalogue.images(enabled))} present")
+
+
+def bind_error(address: str, port: int) -> int:
+    """0 when the port can be bound on the address, else the errno. The one port
+    probe: prechecks and the deploy's own check before creating containers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+        return 0
+    except OSError as exc:
+        return exc.errno or -1
+    finally:
+        sock.close()
+
+
+def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine | None) -> list[Check]:
+    ours: set[str] = set()
+    if engine is not None:
+        site_label = str(site.config_dir.resolve())
+        ours = {c.name for c in engine.containers(label=f"{LABEL_MANAGED}=true")
+                if c.running and c.labels.get(LABEL_SITE) in (None, site_label)}
+    checks, seen = [], set()
+    for service in enabled:
+        for cname, c in catalogue.services[service].spec.containers.items():
+            if unit_name(cname) in ours:
+                continue      # held by our own container: a re-deploy keeps it
+            for group in c.groups:
+                for host in site.inventory.hosts_in(group):
+                    for port in c.ports:
+                        if (host.address, port) in seen:
+                            continue
+                        seen.add((host.address, port))
+                        err = bind_error(host.address, port)
+                        if err == errno.EADDRNOTAVAIL:
+                            checks.append(Check("ports", FAIL, f"address {host.address} (host {host.name}) is not "
+                                                f"on this machine", "set internal_address or the inventory"))
+                        elif err:
+                            checks.append(Check("ports", FAIL, f"port {port} on {host.address} is in use "
+                                                f"({cname} needs it)", "stop what holds it, or set "
+                                                "internal_address to another address"))
+    if not checks:
+        checks.append(Check("ports", OK, f"{len(seen)} ports free"))
+    return checks
+
+
+def _meminfo() -> dict[str, float]:
+    """/proc/meminfo in GiB."""
+    out = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                out[key] = int(rest.split()[0]) / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _memory() -> Check:
+    mem = _meminfo()
+    total = mem.get("MemTotal", 0.0)
+    if total < MEMORY_ADVISED_GIB:
+        return Check("memory", WARN, f"{total:.1f} GiB", f"{MEMORY_ADVISED_GIB:.0f} GiB or more advised for the "
+                     "all-in-one cloud; lower `workers` in globals.yml services options")
+    return Check("memory", OK, f"{total:.1f} GiB, {mem.get('MemAvailable', 0.0):.1f} GiB available")
+
+
+def _data_plane(site: Site, catalogue: ServiceCatalogue, enabled: list[str], root: Path = Path("/")
+                ) -> list[Check]:
+    """The datapath and virt type this host gets, and why (hostfacts)."""
+    groups = {g for name in enabled for c in catalogue.services[name].spec.containers.values() for g in c.groups}
+    if not groups & {"network", "compute"}:
+        return []
+    facts = probe_host(root)
+    options = site.globals.services
+    checks = []
+    try:
+        datapath = choose_datapath(options.get("openvswitch", {}), facts)
+        virt = choose_virt_type(options.get("nova-compute", {}), facts) if "compute" in groups else None
+    except ConfigError as exc:
+        return [Check("data plane", FAIL, str(exc), "fix globals.yml")]
+    kind = "the kernel's" if datapath.value == "system" else "userspace"
+    checks.append(Check("datapath", OK, f"{datapath.value} ({kind}), because {datapath.why}"))
+    if virt is not None:
+        status = OK if virt.value == "kvm" or virt.why == "set in globals.yml" else WARN
+        how = "hardware virtualisation" if virt.value == "kvm" else "QEMU emulation"
+        checks.append(Check("virt type", status, f"{virt.value} ({how}), because {virt.why}",
+                            "" if status == OK else "guests boot, slowly; set services: {nova-compute: "
+                            "{virt_type: qemu}} to silence this"))
+    if not (root / "dev/net/tun").exists():
+        checks.append(Check("tun", FAIL, "/dev/net/tun is missing (guests' ports and the userspace datapath's "
+                            "need it)", "modprobe tun"))
+    return checks
+
+
+def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None
+                  ) -> list[Check]:
+    catalogue = load_services(services_root)
+    site, checks = _site(Path(config_dir), catalogue)
+    if site is None:
+        return checks
+    enabled = catalogue.closure(site.globals.enabled_services)
+    engine, engine_check = _engine(site, engine)
+    checks.append(engine_check)
+    if engine is not None:
+        checks.append(_images(site, catalogue, enabled, engine))
+    checks += _ports(site, catalogue, enabled, engine)
+    checks.append(_memory())
+    checks += _data_plane(site, catalogue, enabled)
+    return checks
+
+
+def failed(checks: list[Check]) -> bool:
+    return any(c.status == FAIL for c in checks)
+

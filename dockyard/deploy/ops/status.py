@@ -1,0 +1,84 @@
+"""``dockyard status``: every container, its state and health, and whether a deploy
+would leave it alone (and if not, why).
+
+"Up to date" is decided by the planner's own rule (``plan.container_change``), so
+status and ``deploy --dry-run`` never disagree. One list call to the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dockyard.engine.driver import Engine
+
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState
+from dockyard.deploy.plan.planner import container_change
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    container: str
+    service: str
+    host: str
+    state: str               # running | exited | created | ... | missing
+    health: str              # healthy | unhealthy | starting | "" (no health check, or not running)
+    image: str               # the wanted image reference (the running one for unwanted containers)
+    up_to_date: bool
+    reason: str = ""         # why not up to date: what a deploy would do about it
+
+
+def status(engine: Engine, wanted: WantedState, site: str | None = None) -> list[StatusRow]:
+    """One row per wanted container, then one per managed container nobody wants.
+    With ``site``, other sites' containers are left out (as ``observe`` does)."""
+    observed = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")
+                if site is None or c.labels.get(LABEL_SITE) in (None, site)}
+    job_names = {j.name for j in wanted.jobs}
+    rows = []
+    for c in wanted.containers:
+        current = observed.get(c.name)
+        kind, reason = container_change(c, current)
+        rows.append(StatusRow(
+            container=c.name, service=c.service, host=c.host,
+            state=current.status if current else "missing",
+            health=(current.health or "") if current else "",
+            image=c.spec.image, up_to_date=kind is None,
+            reason=f"{kind}: {reason}" if kind else ""))
+    wanted_names = {c.name for c in wanted.containers}
+    for name, current in sorted(observed.items()):
+        if name in wanted_names or name in job_names:
+            continue   # a job's container only lives while the job runs
+        rows.append(StatusRow(
+            container=name, service=current.labels.get(LABEL_SERVICE, ""), host=current.labels.get(LABEL_HOST, ""),
+            state=current.status, health=current.health or "", image=current.image, up_to_date=False,
+            reason="remove: not wanted any more"))
+    return rows
+
+
+def to_json(rows: list[StatusRow]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)
+
+
+_STATE_STYLE = {"running": "green", "missing": "red", "exited": "red", "dead": "red", "restarting": "yellow"}
+_HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
+
+
+def table(rows: list[StatusRow]) -> Table:
+    t = Table(title="dockyard status")
+    for column in ("container", "service", "host", "state", "health", "image", "up to date"):
+        t.add_column(column)
+    for r in rows:
+        state = f"[{_STATE_STYLE[r.state]}]{r.state}[/]" if r.state in _STATE_STYLE else escape(r.state)
+        health = f"[{_HEALTH_STYLE[r.health]}]{r.health}[/]" if r.health in _HEALTH_STYLE else escape(r.health)
+        verdict = "yes" if r.up_to_date else f"[yellow]no[/] ({escape(r.reason)})"
+        t.add_row(escape(r.container), escape(r.service), escape(r.host), state, health, escape(r.image), verdict)
+    return t
+
+
+def render(rows: list[StatusRow], console: Console | None = None) -> None:
+    (console or Console()).print(table(rows))

@@ -1,0 +1,486 @@
+"""The planner: a pure function of the wanted state and the observed facts.
+
+``make_plan`` returns the actions that take what runs to what is wanted, each with
+a stable readable id, the reason for it, and the ids of the actions it must wait
+for. There is no I/O here: ``--dry-run`` prints the plan, and the tests check
+plans without an engine.
+
+The rules, in short (docs/planning.md has the long version):
+
+- a missing volume is created; volumes are never removed by a deploy;
+- a file whose content or mode differs (or that is missing) is written;
+- a job runs when its recorded hash differs from its wanted hash;
+- a container is created when missing, recreated when its config-hash label
+  differs, started when stopped, and waited on when it has a health check;
+- a managed container nobody wants any more is removed;
+- X waits for Y (named in X's ``after``) only when Y has an action in this plan;
+  a Y with nothing to do passes on what it would have waited for. Things that
+  are already fine are never waited on, which keeps a no-op run fast.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dockyard.engine.driver import ContainerSpec, ContainerState
+from dockyard.errors import ConfigError
+
+from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
+from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedJob, WantedSharedMount,
+                                          WantedState, WantedVolume)
+from .observe import ObservedState
+
+
+
+class ActionKind(StrEnum):
+    """What an action does: the one list of kinds. The planner makes them (in this
+    order in counts), the executor has one method per kind, named by its value."""
+
+    SHARE_MOUNT = "share_mount"
+    CREATE_VOLUME = "create_volume"
+    WRITE_FILE = "write_file"
+    RUN_JOB = "run_job"
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    WAIT_HEALTHY = "wait_healthy"
+    REMOVE = "remove"
+
+
+# Kinds that change something on the host; waiting on health changes nothing.
+CHANGING_KINDS = frozenset(ActionKind) - {ActionKind.WAIT_HEALTHY}
+
+# How a reason names each part of a container's definition.
+PART_NAMES = {"image": "image", "files": "config files", "env": "environment", "command": "command",
+              "volumes": "mounts", "runtime": "runtime settings"}
+
+Unit = WantedJob | WantedContainer      # what `after` names: a job or a container
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan. The payload fields carry what the executor needs; they
+    are left out of repr and comparison (file contents and environments may hold
+    secrets, and must never end up in an error message)."""
+
+    id: str
+    kind: ActionKind
+    target: str
+    service: str
+    host: str
+    reason: str
+    deps: tuple[str, ...] = ()
+    container: WantedContainer | None = field(default=None, repr=False, compare=False)
+    job: WantedJob | None = field(default=None, repr=False, compare=False)
+    file: WantedFile | None = field(default=None, repr=False, compare=False)
+    volume: WantedVolume | None = field(default=None, repr=False, compare=False)
+    shared_mount: WantedSharedMount | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ActionKind:          # a plain string is accepted, and checked
+            try:
+                object.__setattr__(self, "kind", ActionKind(self.kind))
+            except ValueError:
+                raise ValueError(f"{self.id}: unknown action kind {self.kind!r}") from None
+
+    @property
+    def spec(self) -> ContainerSpec | None:
+        if self.container is not None:
+            return self.container.spec
+        if self.job is not None:
+            return self.job.spec
+        if self.shared_mount is not None:
+            return self.shared_mount.spec
+        return None
+
+    @property
+    def changes_something(self) -> bool:
+        return self.kind in CHANGING_KINDS
+
+    def readiness(self) -> str:
+        """What its success makes true, for "skipped: needs <this>" messages."""
+        return {
+            ActionKind.SHARE_MOUNT: f"{self.target} a shared mount",
+            ActionKind.CREATE_VOLUME: f"volume {self.target}",
+            ActionKind.WRITE_FILE: f"{self.target} written",
+            ActionKind.RUN_JOB: f"job {self.target} done",
+            ActionKind.CREATE: f"{self.target} created",
+            ActionKind.RECREATE: f"{self.target} recreated",
+            ActionKind.START: f"{self.target} started",
+            ActionKind.WAIT_HEALTHY: f"{self.target} healthy",
+            ActionKind.REMOVE: f"{self.target} removed",
+        }[self.kind]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "target": self.target, "service": self.service,
+                "host": self.host, "reason": self.reason, "deps": list(self.deps)}
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def by_id(self) -> dict[str, Action]:
+        return {a.id: a for a in self.actions}
+
+    def changes(self) -> int:
+        """How many actions change something (wait_healthy does not)."""
+        return sum(1 for a in self.actions if a.changes_something)
+
+    def dependents(self) -> dict[str, list[str]]:
+        """Action id -> ids of the actions that wait for it."""
+        out: dict[str, list[str]] = {a.id: [] for a in self.actions}
+        for a in self.actions:
+            for d in a.deps:
+                out[d].append(a.id)
+        return out
+
+    def validate(self) -> None:
+        """Ids unique, every dependency in the plan, no cycle. Raises ValueError."""
+        ids = [a.id for a in self.actions]
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dupes:
+            raise ValueError(f"plan has duplicate action ids: {', '.join(dupes)}")
+        known = set(ids)
+        for a in self.actions:
+            missing = [d for d in a.deps if d not in known]
+            if missing:
+                raise ValueError(f"{a.id} depends on {', '.join(missing)}, which is not in the plan")
+        self.topological_order()
+
+    def topological_order(self) -> list[str]:
+        """Action ids, each after all it depends on. Raises ValueError on a cycle."""
+        # Kahn's algorithm: if some action never becomes free, there is a cycle.
+        waiting = {a.id: len(set(a.deps)) for a in self.actions}
+        dependents = self.dependents()
+        free = [i for i, n in waiting.items() if n == 0]
+        order: list[str] = []
+        while free:
+            current = free.pop()
+            order.append(current)
+            for d in set(dependents[current]):
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    free.append(d)
+        if len(order) != len(self.actions):
+            stuck = sorted(i for i, n in waiting.items() if n > 0)
+            raise ValueError(f"plan has a dependency cycle among: {', '.join(stuck)}")
+        return order
+
+    def render(self) -> str:
+        """The plan for ``--dry-run``: by service, one line per action with its reason."""
+        if not self.actions:
+            return "nothing to do: everything is as wanted"
+        width = min(max(len(a.target) for a in self.actions), 60)
+        services: dict[str, list[Action]] = {}
+        for a in self.actions:                      # services in plan (dependency) order
+            services.setdefault(a.service or "(no service)", []).append(a)
+        lines = []
+        for service, actions in services.items():
+            lines.append(f"{service}:")
+            for a in actions:
+                line = f"  {a.kind:<13} {a.target:<{width}}  {a.reason}"
+                after = _render_deps(a.deps)
+                if after:
+                    line += f"  [after {after}]"
+                lines.append(line)
+        counts = Counter(a.kind for a in self.actions)
+        detail = ", ".join(f"{counts[k]} {k}" for k in ActionKind if counts[k])
+        lines.append(f"{len(self.actions)} actions ({detail})")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        counts = Counter(a.kind for a in self.actions)
+        return json.dumps({"actions": [a.to_dict() for a in self.actions],
+                           "counts": {k: counts[k] for k in ActionKind if counts[k]}}, indent=2)
+
+
+def _render_deps(deps: tuple[str, ...]) -> str:
+    # File and volume dependencies are implied ("its files"); name only the units.
+    units = [d for d in deps if not d.startswith(("write_file:", "create_volume:"))]
+    files = sum(1 for d in deps if d.startswith("write_file:"))
+    volumes = sum(1 for d in deps if d.startswith("create_volume:"))
+    parts = units[:]
+    if files:
+        parts.append(f"{files} file{'s' if files > 1 else ''}")
+    if volumes:
+        parts.append(f"{volumes} volume{'s' if volumes > 1 else ''}")
+    return ", ".join(parts)
+
+
+# -- decisions shared with `dockyard status` -------------------------------------------
+
+def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
+                rewritten_files: list[str] = ()) -> str:
+    """Why a container's config-hash differs, naming the parts (and files) at fault.
+
+    ``rewritten_files`` names the container's files this plan rewrites; it is the
+    fallback when the running container predates per-file labels.
+    """
+    if LABEL_HASH not in observed_labels:
+        return "config-hash differs (the container has no config-hash label)"
+    details = []
+    for part in differing_parts(observed_labels, wanted_labels):
+        if part == "files":
+            files = differing_files(observed_labels, wanted_labels)
+            if files:
+                details += [f"{name} {how}" for name, how in files.items()]
+            elif rewritten_files:
+                details += [f"{name} changed" for name in rewritten_files]
+            else:
+                details.append(PART_NAMES[part])
+        else:
+            details.append(PART_NAMES[part])
+    return f"config-hash differs ({', '.join(details)})" if details else "config-hash differs"
+
+
+def container_change(c: WantedContainer, current: ContainerState | None,
+                     rewritten_files: list[str] = ()) -> tuple[ActionKind | None, str]:
+    """What a container needs: (kind or None, reason). The one place that decides."""
+    if current is None:
+        return ActionKind.CREATE, "not present"
+    if current.labels.get(LABEL_HASH) != c.hash:
+        return ActionKind.RECREATE, hash_reason(current.labels, c.spec.labels, rewritten_files)
+    if not current.running:
+        code = f", exit code {current.exit_code}" if current.status == "exited" and current.exit_code else ""
+        return ActionKind.START, f"is {current.status}{code}"
+    if c.spec.healthcheck is not None and current.health != "healthy":
+        return ActionKind.WAIT_HEALTHY, f"running, health {current.health or 'not reported yet'}"
+    return None, ""
+
+
+def _file_reason(f: WantedFile, observed: ObservedState) -> str | None:
+    current = observed.files.get(f.path)
+    if current is None:
+        return "not present"
+    if current != f.content:
+        return "content differs"
+    mode = observed.file_modes.get(f.path)
+    if mode is not None and mode != f.mode:
+        return f"mode {mode:04o}, wanted {f.mode:04o}"
+    return None
+
+
+def unit_order(wanted: WantedState) -> list[Unit]:
+    """Jobs and containers, each after the units its ``after`` names (depth first,
+    otherwise in the wanted state's order). Raises ConfigError on a name wanted
+    twice or a dependency cycle."""
+    units: dict[str, Unit] = {}
+    for unit in [*wanted.jobs, *wanted.containers]:
+        if unit.name in units:
+            other = units[unit.name]
+            raise ConfigError(f"{unit.name!r} is wanted twice (services {other.service} and {unit.service}, "
+                              f"hosts {other.host} and {unit.host}); one engine runs one container per name",
+                              key=unit.name)
+        units[unit.name] = unit
+    order: list[Unit] = []
+    state: dict[str, str] = {}        # name -> "visiting" | "done"
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise ConfigError(f"dependency cycle: {cycle}", key="after")
+        state[name] = "visiting"
+        for dep in units[name].after:
+            if dep in units:          # names outside the wanted state are not ours to order
+                visit(dep, path + [name])
+        state[name] = "done"
+        order.append(units[name])
+
+    for name in units:
+        visit(name, [])
+    return order
+
+
+# -- the planner ----------------------------------------------------------------------
+
+def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None) -> Plan:
+    """The actions that converge ``observed`` on ``wanted``.
+
+    ``only_services`` limits the plan to those services' objects; the others are
+    assumed deployed and are neither acted on nor waited for.
+    """
+    # Planning allocates many small objects and no reference cycles; the cyclic
+    # collector would rescan the growing heap again and again, which makes a
+    # 1000-host plan superlinear. Pause it for the duration (bench/planner_scale.py).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Planner(wanted, observed, only_services).run()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Planner:
+    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None):
+        self.wanted = wanted
+        self.observed = observed
+        self.only = only_services
+        self.actions: list[Action] = []
+        # Volume and file actions are decided first, and placed in the plan just
+        # before the first unit that needs them, so the plan reads in order.
+        self.volume_action: dict[str, Action] = {}    # volume name -> create_volume action
+        self.file_action: dict[str, Action] = {}      # file path -> write_file action
+        self.placed: set[str] = set()                 # ids already in self.actions
+        # unit name -> ids of the actions after which it is ready: its own last action,
+        # or, when it needs none, whatever it would itself have waited for.
+        self.ready: dict[str, tuple[str, ...]] = {}
+        self.removals: dict[tuple[str, str], list[str]] = {}   # (service, host) -> remove action ids
+        self.shared = {(m.host, m.path): m for m in wanted.shared_mounts}
+
+    def included(self, service: str) -> bool:
+        return self.only is None or service in self.only
+
+    def add(self, action: Action) -> Action:
+        if action.id not in self.placed:
+            self.placed.add(action.id)
+            self.actions.append(action)
+        return action
+
+    def run(self) -> Plan:
+        units = unit_order(self.wanted)
+        self.plan_removals()
+        self.plan_volumes()
+        self.plan_files()
+        for unit in units:
+            if not self.included(unit.service):
+                continue
+            if isinstance(unit, WantedJob):
+                self.plan_job(unit)
+            else:
+                self.plan_container(unit)
+        # What no planned unit needed (a file of an up-to-date container gone missing).
+        for action in [*self.volume_action.values(), *self.file_action.values()]:
+            self.add(action)
+        return Plan(self.actions)
+
+    # -- objects --------------------------------------------------------------------------
+    def plan_removals(self) -> None:
+        wanted_containers = {c.name for c in self.wanted.containers}
+        jobs = {j.name: j for j in self.wanted.jobs}
+        for name, current in sorted(self.observed.containers.items()):
+            if name in wanted_containers:
+                continue
+            service = current.labels.get(LABEL_SERVICE, "")
+            host = current.labels.get(LABEL_HOST, "")
+            job = jobs.get(name)
+            if job is not None:
+                # A job's container left behind by a killed run. If the job still has
+                # to run, running it replaces the leftover; if it is done, tidy up.
+                if not self.included(job.service) or self.observed.jobs_done.get(name) != job.hash:
+                    continue
+                reason = f"leftover container of job {name}, which is done"
+            elif not self.included(service):
+                continue
+            else:
+                reason = "not wanted any more"
+            action = self.add(Action(f"remove:{name}", ActionKind.REMOVE, name, service, host, reason))
+            self.removals.setdefault((service, host), []).append(action.id)
+
+    def plan_volumes(self) -> None:
+        for v in self.wanted.volumes:
+            if v.name in self.observed.volumes or v.name in self.volume_action or not self.included(v.service):
+                continue
+            self.volume_action[v.name] = Action(f"create_volume:{v.name}", ActionKind.CREATE_VOLUME, v.name, v.service,
+                                                v.host, "not present", volume=v)
+
+    def plan_files(self) -> None:
+        seen: dict[str, WantedFile] = {}
+        for f in self.wanted.files:
+            if f.path in seen:
+                if seen[f.path].content != f.content or seen[f.path].mode != f.mode:
+                    raise ConfigError(f"rendered twice with different content or mode (services "
+                                      f"{seen[f.path].service} and {f.service})", path=f.path)
+                continue
+            seen[f.path] = f
+            if not self.included(f.service):
+                continue
+            reason = _file_reason(f, self.observed)
+            if reason:
+                self.file_action[f.path] = Action(f"write_file:{f.path}", ActionKind.WRITE_FILE, f.path, f.service,
+                                                  f.host, reason, file=f)
+
+    # -- units ----------------------------------------------------------------------------
+    def deps_of(self, after: tuple[str, ...], files: tuple[str, ...], volumes: tuple[str, ...],
+                extra: list[str] = ()) -> tuple[str, ...]:
+        deps = [self.add(self.volume_action[v]).id for v in volumes if v in self.volume_action]
+        deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
+        for name in after:
+            deps += self.ready.get(name, ())
+        deps += list(extra)
+        return tuple(dict.fromkeys(deps))           # unique, in order
+
+    def rewritten(self, files: tuple[str, ...]) -> list[str]:
+        """Names of these files whose content this plan changes."""
+        return [file_key(p) for p in files if p in self.file_action and self.file_action[p].reason == "content differs"]
+
+    def plan_job(self, job: WantedJob) -> None:
+        done = self.observed.jobs_done.get(job.name)
+        if done == job.hash:
+            self.pass_through(job)
+            return
+        if done is None:
+            reason = "never run"
+        else:
+            changed = self.rewritten(job.files)
+            reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")
+        volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
+        action = self.add(Action(f"job:{job.name}", ActionKind.RUN_JOB, job.name, job.service, job.host, reason,
+                                 self.deps_of(job.after, job.files, volumes), job=job))
+        self.ready[job.name] = (action.id,)
+
+    def share_mounts(self, c: WantedContainer) -> list[str]:
+        """A container about to start that binds a folder with shared propagation
+        waits for that folder to be made a shared mount on its host. Only then:
+        the mount lasts until the host reboots, and after a reboot the containers
+        are stopped, so the next deploy starts them, and shares the folder first."""
+        ids = []
+        for m in c.spec.mounts:
+            shared = self.shared.get((c.host, m.source)) if m.propagation in ("shared", "rshared") else None
+            if shared is not None:
+                ids.append(self.add(Action(f"share_mount:{shared.path}", "share_mount", shared.path, shared.service,
+                                           shared.host, "bound with shared propagation by a container starting",
+                                           shared_mount=shared)).id)
+        return ids
+
+    def pass_through(self, unit: Unit) -> None:
+        """A unit with nothing to do: what waits for it waits for what it would
+        have waited for, so order holds across done jobs and healthy containers
+        (mariadb restarting -> keystone_db_sync done -> keystone waits for mariadb).
+        When all of that is fine too, this is empty: nothing waits at all."""
+        self.ready[unit.name] = self.deps_of(unit.after, (), ())
+
+    def plan_container(self, c: WantedContainer) -> None:
+        kind, reason = container_change(c, self.observed.containers.get(c.name), self.rewritten(c.files))
+        if kind is None:
+            self.pass_through(c)
+            return
+        if kind == ActionKind.WAIT_HEALTHY:
+            # Running with its wanted definition, but not healthy (yet): dependants wait.
+            action = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
+                                     reason, self.deps_of(c.after, (), ()), container=c))
+            self.ready[c.name] = (action.id,)
+            return
+        # A replacement of the same service on the same host may need what the
+        # removed container held (a port, a name in some config): remove first.
+        removals = self.removals.get((c.service, c.host), [])
+        volumes = tuple(dict.fromkeys([*c.volumes, *(m.source for m in c.spec.mounts if m.is_volume)]))
+        action = self.add(Action(f"{kind}:{c.name}", kind, c.name, c.service, c.host, reason,
+                                 self.deps_of(c.after, c.files, volumes, [*removals, *self.share_mounts(c)]),
+                                 container=c))
+        self.ready[c.name] = (action.id,)
+        if c.spec.healthcheck is not None:
+            wait = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
+                                   f"health check after {kind}", (action.id,), container=c))
+            self.ready[c.name] = (wait.id,)

@@ -1,0 +1,1 @@
+"""The site's configuration: globals, inventory, passwords and INI overrides, read strictly."""

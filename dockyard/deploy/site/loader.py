@@ -1,0 +1,332 @@
+"""The operator's configuration folder: globals.yml, inventory.yml, passwords.yml.
+
+Loaded and validated completely before anything runs, and only read: an error
+changes nothing. Every error is a ConfigError naming the file and the dotted key
+at fault (``hosts.ctl1.address``, ``enabled_services[2]``).
+
+The INI overrides under ``config/`` are found by :mod:`dockyard.deploy.site.overrides`
+and merged by :mod:`dockyard.deploy.site.ini`; passwords live in
+:mod:`dockyard.deploy.site.passwords`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Literal
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+
+from dockyard.datafiles import StrictModel, read_mapping, read_model, validation_error
+from dockyard.errors import ConfigError
+from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
+
+from .overrides import OVERRIDES_DIR
+from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
+
+DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
+CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
+GLOBALS_FILE = "globals.yml"
+INVENTORY_FILE = "inventory.yml"
+# The all-in-one cloud: the control plane, and the network and compute hosts'
+# services that let it run servers.
+DEFAULT_SERVICES = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron",
+                    "horizon", "openvswitch", "neutron-agents", "nova-compute"]
+REQUIRED_GROUPS = ("control", "network", "compute")
+GROUPS = REQUIRED_GROUPS
+ALL_IN_ONE_HOST = "localhost"
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+# Host names become path parts (config/<host>/) and label values.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
+# Written unquoted into INI files, clouds.yaml and admin-openrc.sh.
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+
+def config_dir_from(value: str | os.PathLike | None) -> Path:
+    """``--config-dir`` if given, else ``$DOCKYARD_CONFIG_DIR``, else /etc/dockyard."""
+    return Path(value or os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+
+def _ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        hint = " (IPv6 is not supported yet)" if ":" in value else ""
+        raise ValueError(f"must be an IPv4 address, e.g. 192.0.2.10{hint}") from None
+    return value
+
+
+def _matching(pattern: re.Pattern, what: str):
+    def check(value: str | None) -> str | None:
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(f"not a valid {what}")
+        return value
+    return check
+
+
+def _external(value: str | None) -> str | None:
+    # Only ever written into URLs, so a DNS name does as well as an address.
+    if value is None:
+        return None
+    try:
+        return _ipv4(value)
+    except ValueError:
+        if _HOSTNAME.fullmatch(value) and not value.replace(".", "").isdigit():
+            return value
+        raise ValueError("must be an IPv4 address or a DNS name") from None
+
+
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+Address = Annotated[str | None, AfterValidator(_external)]
+# The engines' reference grammar (dockyard.reference): what the engine would
+# refuse later, refused here with the key named.
+Namespace = Annotated[str, AfterValidator(check_namespace)]
+Tag = Annotated[str, AfterValidator(check_tag)]
+Registry = Annotated[str | None, AfterValidator(check_registry)]
+Region = Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))]
+
+
+class Globals(StrictModel):
+    """``globals.yml``. Every key is optional; the defaults make an all-in-one cloud."""
+
+    enabled_services: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
+    internal_address: IPv4 = "127.0.0.1"
+    external_address: Address = None              # None in the file: the internal address (set below)
+    image_namespace: Namespace = "dockyard"
+    image_tag: Tag = "2025.1"
+    image_registry: Registry = None
+    engine: Literal["docker", "podman"] = "docker"
+    region: Region = "RegionOne"
+    generated_dir: Path | None = None             # None: <config_dir>/generated
+    state_dir: Path | None = None                 # None: <config_dir>/state
+    parallelism: int = Field(default=4, ge=1, le=64, strict=True)
+    health_timeout: float = Field(default=300.0, gt=0, strict=True)
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _external_defaults_to_internal(self) -> Globals:
+        if self.external_address is None:
+            object.__setattr__(self, "external_address", self.internal_address)
+        return self
+
+    def image_ref(self, image: str) -> str:
+        return image_ref(self.image_namespace, image, self.image_tag, self.image_registry)
+
+
+class _HostModel(StrictModel):
+    address: IPv4
+
+
+class _InventoryModel(StrictModel):
+    hosts: dict[str, _HostModel]
+    groups: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: dict[str, Host]
+    groups: dict[str, list[str]]
+
+    def hosts_in(self, group: str) -> list[Host]:
+        """The group's hosts in the order the inventory lists them ([] for a group it lacks)."""
+        return [self.hosts[name] for name in self.groups.get(group, [])]
+
+    @classmethod
+    def all_in_one(cls, address: str) -> Inventory:
+        host = Host(ALL_IN_ONE_HOST, address)
+        return cls({host.name: host}, {group: [host.name] for group in REQUIRED_GROUPS})
+
+
+@dataclass(frozen=True)
+class Site:
+    config_dir: Path
+    globals: Globals
+    inventory: Inventory
+    passwords: dict[str, str] = field(repr=False)   # repr=False: a logged Site shows no secret
+
+    @property
+    def generated_dir(self) -> Path:
+        return Path(self.globals.generated_dir or Path(self.config_dir) / "generated")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.globals.state_dir or Path(self.config_dir) / "state")
+
+    @property
+    def external_address(self) -> str:
+        return self.globals.external_address or self.globals.internal_address
+
+
+def _unknown_service(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown service {name!r} ({hint}known: {', '.join(sorted(known))})"
+
+
+# -- loading --------------------------------------------------------------------------------
+
+def load_globals(config_dir: Path, known_services: set[str]) -> Globals:
+    """``globals.yml`` (absent or empty: every default), with the folders resolved
+    against ``config_dir``."""
+    config_dir = Path(config_dir)
+    path = config_dir / GLOBALS_FILE
+    g = read_model(path, Globals, missing_ok=True)
+    seen: set[str] = set()
+    for i, name in enumerate(g.enabled_services):
+        if name not in known_services:
+            raise ConfigError(_unknown_service(name, known_services), path=path, key=f"enabled_services[{i}]")
+        if name in seen:
+            raise ConfigError(f"{name!r} is listed twice", path=path, key=f"enabled_services[{i}]")
+        seen.add(name)
+    for name in g.services:
+        if name not in known_services:
+            raise ConfigError(_unknown_service(name, known_services), path=path, key=f"services.{name}")
+    # Relative folders are relative to the configuration folder, not to wherever
+    # dockyard happens to be run from.
+    # Absolute, too: they become bind-mount sources, and a relative one would be
+    # taken for a volume name.
+    base = config_dir.absolute()
+    return g.model_copy(update={
+        "generated_dir": base / (g.generated_dir or "generated"),
+        "state_dir": base / (g.state_dir or "state"),
+    })
+
+
+def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] = ()) -> Inventory:
+    """``inventory.yml``; absent or empty, one host ``localhost`` at the internal
+    address in every group (all-in-one)."""
+    path = Path(config_dir) / INVENTORY_FILE
+    data = read_mapping(path)
+    if not data:
+        return Inventory.all_in_one(g.internal_address)
+    try:
+        model = _InventoryModel.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, _InventoryModel) from None
+    if not model.hosts:
+        raise ConfigError("no hosts: list at least one, e.g. `hosts: {ctl1: {address: 192.0.2.11}}`",
+                          path=path, key="hosts")
+    services = set(known_services)
+    addresses: dict[str, str] = {}
+    for name, host in model.hosts.items():
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError("host names are letters, digits, '.', '_' and '-' (they name override folders "
+                              "and container labels)", path=path, key=f"hosts.{name}")
+        if name in services:
+            raise ConfigError(f"a host may not be named like a service: config/{name}/ would mean both the "
+                              f"host's and the service's overrides", path=path, key=f"hosts.{name}")
+        if host.address in addresses:
+            raise ConfigError(f"host {addresses[host.address]!r} has the same address: two hosts on one "
+                              f"engine would run containers of the same names", path=path, key=f"hosts.{name}.address")
+        addresses[host.address] = name
+    for group in REQUIRED_GROUPS:
+        if not model.groups.get(group):
+            state = "is empty" if group in model.groups else "is missing"
+            raise ConfigError(f"group {group!r} {state}: groups control, network and compute each need at "
+                              f"least one host", path=path, key=f"groups.{group}")
+    for group, members in model.groups.items():
+        seen: set[str] = set()
+        for i, member in enumerate(members):
+            if member not in model.hosts:
+                raise ConfigError(f"host {member!r} is not defined under hosts "
+                                  f"(defined: {', '.join(model.hosts)})", path=path, key=f"groups.{group}[{i}]")
+            if member in seen:
+                raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
+            seen.add(member)
+    hosts = {name: Host(name, h.address) for name, h in model.hosts.items()}
+    return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
+
+
+def load_site(config_dir: Path, known_services: set[str], required_passwords: Iterable[str] | None = None) -> Site:
+    """The whole site, validated. ``known_services``: the service catalogue's names;
+    ``required_passwords``: the names that must have a value (None: the default
+    list in :mod:`dockyard.deploy.site.passwords`; ``[]``: none)."""
+    config_dir = Path(config_dir)
+    if not config_dir.is_dir():
+        raise ConfigError("configuration folder not found (run `dockyard up` or `dockyard genpwd` to create it)",
+                          path=config_dir)
+    g = load_globals(config_dir, known_services)
+    inventory = load_inventory(config_dir, g, known_services)
+    required = DEFAULT_PASSWORD_NAMES if required_passwords is None else required_passwords
+    passwords = load_passwords(config_dir / PASSWORDS_FILE, required)
+    return Site(config_dir, g, inventory, passwords)
+
+
+# -- a fresh machine -------------------------------------------------------------------------
+
+_DEFAULT_GLOBALS = """\
+# dockyard site configuration: an all-in-one cloud on this machine.
+# Every key is optional; the values below are the defaults.
+# Reference: docs/configuration.md
+
+# Services to deploy (the services they depend on come along).
+enabled_services: [{enabled_services}]
+
+# Services listen and talk on this address (IPv4).
+internal_address: {internal_address}
+# Address (or DNS name) in public endpoints, clouds.yaml and Horizon's URL.
+# Default: the internal address.
+# external_address: 192.0.2.10
+
+# Images: <registry>/<namespace>/<image>:<tag>, as `dockyard build` tags them.
+image_namespace: {image_namespace}
+image_tag: "{image_tag}"
+# image_registry: 192.0.2.1:5000
+
+# docker or podman (through its Docker-compatible API).
+engine: {engine}
+region: {region}
+
+# Rendered container configuration, and dockyard's own state (lock, timeline,
+# job records). Relative paths are relative to this folder.
+# generated_dir: generated
+# state_dir: state
+
+# Actions run at once, and seconds a container may take to become healthy.
+parallelism: {parallelism}
+health_timeout: {health_timeout}
+
+# Per-service options, read by the service's templates, e.g.:
+# services:
+#   nova: {{workers: 2}}
+#   openvswitch: {{datapath: auto}}       # auto, system (kernel module) or netdev (userspace)
+#   nova-compute: {{virt_type: auto}}     # auto, kvm or qemu (emulation)
+# `dockyard prechecks` says what auto chooses on this host, and why.
+services: {{}}
+"""
+
+
+def default_globals_text() -> str:
+    d = Globals()
+    return _DEFAULT_GLOBALS.format(
+        enabled_services=", ".join(d.enabled_services), internal_address=d.internal_address,
+        image_namespace=d.image_namespace, image_tag=d.image_tag, engine=d.engine, region=d.region,
+        parallelism=d.parallelism, health_timeout=f"{d.health_timeout:g}")
+
+
+def write_defaults(config_dir: Path) -> list[Path]:
+    """Make ``config_dir`` an all-in-one site: a commented ``globals.yml`` and the
+    ``config/`` folder for overrides. Never overwrites a file; returns the files
+    it wrote."""
+    config_dir = Path(config_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / OVERRIDES_DIR).mkdir(exist_ok=True)
+    path = config_dir / GLOBALS_FILE
+    try:
+        with open(path, "x", encoding="utf-8") as fh:   # "x": a file that appeared meanwhile is kept
+            fh.write(default_globals_text())
+    except FileExistsError:
+        return []
+    return [path]

@@ -1,0 +1,453 @@
+"""Site + service catalogue + image ids -> the wanted state.
+
+Renders every config file (Jinja2 with StrictUndefined, then the operator's INI
+overrides), each container's and job's ``config.json``, and the container specs
+with their hash labels. It reads templates and overrides and asks the engine for
+image ids, and changes nothing: every error is a ConfigError naming the file and
+key at fault, raised before a deploy acts.
+
+The units of a service, and what each waits for (its ``after``):
+
+- ``<service>-databases`` (toolbox: create databases and users) waits for the
+  database service's containers;
+- the service's jobs run in order: the first waits for the databases job (or,
+  without one, for the containers of every service it depends on), each next one
+  for the one before; plus whatever a job's own ``after`` names;
+- ``<service>-register`` (toolbox: keystone user, services, endpoints) waits for
+  the identity service's containers only, so it runs while the db sync does;
+- the containers wait for the containers of every dependency, the jobs, the
+  registration, and their own ``after``;
+- jobs whose ``after`` names one of the service's containers run after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+
+from dockyard import __version__
+from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
+from dockyard.errors import ConfigError
+
+from dockyard.deploy.site import ini, overrides
+from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
+                        Service, ServiceCatalogue, VolumeMount, unit_name)
+from .hashing import spec_hashes
+from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
+from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
+from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
+from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
+
+CONFIG_MOUNT = "/var/lib/dockyard/config_files"
+TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
+MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
+
+
+def site_id(site: Site) -> str:
+    """Which site owns a container: its configuration folder."""
+    return str(Path(site.config_dir).resolve())
+
+
+def _sql_string(value: str) -> str:
+    """A quoted SQL string literal (MariaDB escapes)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _cnf_string(value: str) -> str:
+    """A quoted value of a MariaDB option file."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _rabbitmq_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256 form: base64(salt + sha256(salt +
+    password)). The salt comes from the password, so the file (and the container's
+    hash) only changes when the password does."""
+    data = str(password).encode()
+    salt = hashlib.sha256(b"dockyard rabbitmq salt:" + data).digest()[:4]
+    return base64.b64encode(salt + hashlib.sha256(salt + data).digest()).decode()
+
+
+def _url_part(value: str) -> str:
+    """A value inside a URL (a password in a database or transport URL)."""
+    return quote(str(value), safe="")
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates: str) -> jinja2.Environment:
+    """One environment per template folder, kept: compiling the templates is most
+    of the cost of building a wanted state, and a no-op re-deploy must be quick.
+    The loader still notices a template changed on disk."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, rabbitmq_hash=_rabbitmq_hash)
+    return env
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(env: jinja2.Environment, text: str) -> jinja2.Template:
+    """A catalogue string (command, environment value, health check) compiled once."""
+    return env.from_string(text)
+
+
+@dataclass
+class _Unit:
+    """A job or container being assembled: what goes in its config folder."""
+
+    name: str                        # engine name (underscores)
+    service: Service
+    host: Host
+    files: dict[str, bytes] = field(default_factory=dict)
+    entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
+
+
+class WantedBuilder:
+    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True,
+                 facts: dict[str, HostFacts] | None = None):
+        self.site = site
+        self.facts = facts or {}            # host name -> what it can do; unprobed hosts get UNKNOWN
+        self.catalogue = catalogue
+        self.engine = engine
+        self.resolve_images = resolve_images
+        self.env = _environment(str(catalogue.templates))
+        self._image_ids: dict[str, str | None] = {}
+        self.missing_images: set[str] = set()
+        self.overrides_used: set[Path] = set()
+        self.enabled = catalogue.closure(site.globals.enabled_services)
+        self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
+                              reverse=True)
+        self._containers_of: dict[str, list[str]] = {}
+        self._choices: dict[str, dict[str, str]] = {}
+
+    # -- lookups ---------------------------------------------------------------------
+    def image_id(self, image: str) -> str | None:
+        """The id the reference resolves to now: a rebuilt image is a new hash."""
+        ref = self.site.globals.image_ref(image)
+        if ref not in self._image_ids:
+            info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
+            if info is None and self.resolve_images:
+                self.missing_images.add(image)
+            self._image_ids[ref] = info.id if info else None
+        return self._image_ids[ref]
+
+    def hosts_in(self, groups: list[str]) -> list[Host]:
+        hosts: dict[str, Host] = {}
+        for group in groups:
+            for host in self.site.inventory.hosts_in(group):
+                hosts.setdefault(host.name, host)
+        return list(hosts.values())
+
+    def first_host(self, group: str, service: Service, key: str) -> Host:
+        hosts = self.site.inventory.hosts_in(group)
+        if not hosts:
+            raise ConfigError(f"no host in group {group!r} of the inventory", path=service.path, key=key)
+        return hosts[0]
+
+    def host_choices(self, host: Host) -> dict[str, str]:
+        """The data-plane choices for a host (hostfacts): its datapath and virt type."""
+        if host.name not in self._choices:
+            facts = self.facts.get(host.name, UNKNOWN)
+            options = self.site.globals.services
+            path = Path(self.site.config_dir) / GLOBALS_FILE
+            self._choices[host.name] = {
+                "datapath": choose_datapath(options.get("openvswitch", {}), facts, path).value,
+                "virt_type": choose_virt_type(options.get("nova-compute", {}), facts, path).value,
+            }
+        return self._choices[host.name]
+
+    def variables(self, service: Service, host: Host) -> dict:
+        g = self.site.globals
+        database_hosts = self.hosts_in(self._groups_of(DATABASE_SERVICE)) or [host]
+        # Only the passwords the service declares: a template that uses another
+        # one fails here, instead of working until someone runs genpwd afresh.
+        passwords = {name: self.site.passwords[name] for name in service.passwords() if name in self.site.passwords}
+        return {
+            "service": service.name,
+            "host": host,
+            "address": host.address,
+            "internal_address": g.internal_address,
+            "external_address": g.external_address or g.internal_address,
+            "database_address": database_hosts[0].address,
+            "region": g.region,
+            "passwords": passwords,
+            "options": g.services.get(service.name, {}),
+            "inventory": self.site.inventory,
+            "globals": g,
+            "enabled": self.enabled,
+            "databases": service.spec.databases,
+            "register": service.spec.registration,
+            **self.host_choices(host),
+        }
+
+    def _groups_of(self, service_name: str) -> list[str]:
+        svc = self.catalogue.services.get(service_name)
+        if svc is None:
+            return []
+        return sorted({g for c in svc.spec.containers.values() for g in c.groups})
+
+    # -- rendering -------------------------------------------------------------------
+    def render(self, template: str, variables: dict, service: Service, key: str) -> str:
+        try:
+            return self.env.get_template(template).render(**variables)
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"template {exc.name} not found", path=service.path, key=key) from None
+        except jinja2.TemplateError as exc:
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise ConfigError(f"rendering {template}{line}: {exc}", path=service.path, key=key) from None
+
+    def render_string(self, text: str, variables: dict, service: Service, key: str) -> str:
+        try:
+            return _compiled(self.env, text).render(**variables)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"rendering {text!r}: {exc}", path=service.path, key=key) from None
+
+    def no_secret(self, value: str, service: Service, key: str) -> str:
+        """Commands, environment and health checks are visible to anyone who can
+        inspect a container: a password there is a catalogue bug."""
+        for secret in self.secrets:
+            if secret in value:
+                raise ConfigError("a password would end up in a command, the environment or a health check; "
+                                  "pass it in a config file instead", path=service.path, key=key)
+        return value
+
+    def config_file(self, unit: _Unit, fname: str, variables: dict) -> None:
+        cfile = unit.service.spec.config[fname]
+        text = self.render(cfile.template, variables, unit.service, f"config.{fname}")
+        name = cfile.override_name
+        if name:
+            component = unit.name.replace("_", "-")
+            found = overrides.find(self.site.config_dir, name, component, unit.host.name)
+            self.overrides_used.update(found)
+            if found:
+                text = ini.merge(text, *((str(p), p.read_text()) for p in found))
+        unit.files[fname] = text.encode()
+        unit.entries.append((fname, cfile))
+
+    def config_json(self, unit: _Unit, command: str | None, user: str | None, permissions: list | None = None) -> None:
+        doc: dict = {}
+        if command:
+            doc["command"] = command
+        if user:
+            doc["user"] = user
+        doc["config_files"] = [
+            {"source": f"{CONFIG_MOUNT}/{fname}", "dest": c.dest, "owner": c.owner, "perm": c.perm}
+            for fname, c in unit.entries
+        ]
+        if permissions:
+            doc["permissions"] = [p.model_dump(exclude_none=True) for p in permissions]
+        unit.files["config.json"] = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+    def mounts(self, unit: _Unit, volumes: list[VolumeMount]) -> tuple[Mount, ...]:
+        folder = Mount(str(self.site.generated_dir / unit.name), CONFIG_MOUNT, read_only=True)
+        return (folder, *(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes))
+
+    def environment(self, unit: _Unit, env: dict[str, str], variables: dict, key: str,
+                    bootstrap: bool = False) -> dict[str, str]:
+        out = {"DOCKYARD_CONFIG_STRATEGY": "COPY_ALWAYS"}
+        if bootstrap:
+            out["DOCKYARD_BOOTSTRAP"] = "1"
+        for name, value in env.items():
+            rendered = self.render_string(value, variables, unit.service, f"{key}.environment.{name}")
+            out[name] = self.no_secret(rendered, unit.service, f"{key}.environment.{name}")
+        return out
+
+    def labels(self, unit: _Unit) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
+                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
+
+    def wanted_files(self, unit: _Unit) -> list[WantedFile]:
+        base = self.site.generated_dir / unit.name
+        return [WantedFile(str(base / name), data, unit.host.name, unit.service.name, 0o600, unit.name)
+                for name, data in unit.files.items()]
+
+    def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image))
+        spec = replace(spec, labels={**spec.labels, **labels})
+        return spec, self.wanted_files(unit)
+
+    def shared_mounts(self, unit: _Unit, mounts: tuple[Mount, ...], image: str, state: WantedState) -> None:
+        """Each host folder bound with shared propagation is made a shared mount on
+        its host first, by a one-shot container of the unit's own image (it is
+        there already). It enters the mount namespace of its parent, the engine's
+        container shim, which is the engine's own: where the engine resolves bind
+        sources (the host's init may be out of reach, and on a host whose engine
+        runs in a mount namespace of its own, it would be the wrong one). For that
+        it needs the host's pid namespace, SYS_ADMIN and SYS_PTRACE (to open
+        another process's namespace), for a moment, and nothing else."""
+        for m in mounts:
+            if m.propagation not in ("shared", "rshared"):
+                continue
+            if any(s.path == m.source and s.host == unit.host.name for s in state.shared_mounts):
+                continue
+            path = shlex.quote(m.source)
+            inner = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
+                     f"&& mount --make-shared {path}")
+            script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
+            name = "dockyard_share" + m.source.replace("/", "_").replace("-", "_")
+            spec = ContainerSpec(
+                name=name, image=image, entrypoint=("sh", "-c"), command=(script,),
+                labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host", user="root",
+                cap_add=("SYS_ADMIN", "SYS_PTRACE"), restart_policy="no")
+            state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
+
+    def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
+        for m in mounts:
+            if m.is_volume and not any(v.name == m.source and v.host == unit.host.name for v in state.volumes):
+                state.volumes.append(WantedVolume(m.source, unit.host.name, unit.service.name))
+
+    # -- units -----------------------------------------------------------------------
+    def container(self, service: Service, cname: str, c: ContainerDef, host: Host, after: list[str],
+                  state: WantedState) -> str:
+        key = f"containers.{cname}"
+        unit = _Unit(unit_name(cname), service, host)
+        variables = self.variables(service, host)
+        for fname in c.config:
+            self.config_file(unit, fname, variables)
+        command = self.no_secret(self.render_string(c.command, variables, service, f"{key}.command"), service,
+                                 f"{key}.command")
+        self.config_json(unit, command, c.user, c.permissions)
+        health = None
+        if c.healthcheck:
+            hc = c.healthcheck
+            test = [self.no_secret(self.render_string(a, variables, service, f"{key}.healthcheck.test"), service,
+                                   f"{key}.healthcheck.test") for a in hc.test]
+            health = Healthcheck(("CMD", "dockyard-healthcheck", *test), hc.interval, hc.timeout, hc.retries,
+                                 hc.start_period)
+        mounts = self.mounts(unit, c.volumes)
+        devices = [self.render_string(d, variables, service, f"{key}.devices").strip() for d in c.devices]
+        spec = ContainerSpec(
+            name=unit.name, image=self.site.globals.image_ref(c.image),
+            environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
+            labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
+            cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
+            devices=tuple(d for d in devices if d), security_opt=tuple(c.security_opt),
+            writable_proc_sys=c.writable_proc_sys)
+        self.shared_mounts(unit, mounts, spec.image, state)
+        spec, files = self.finish(unit, spec, c.image)
+        state.files.extend(files)
+        self.volumes_of(unit, mounts, state)
+        state.containers.append(WantedContainer(
+            host=host.name, service=service.name, spec=spec, hash=spec.labels[LABEL_HASH],
+            after=tuple(dict.fromkeys([*after, *(unit_name(a) for a in c.after)])),
+            files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
+            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address))
+        return unit.name
+
+    def job(self, unit: _Unit, image: str, command: str | None, bootstrap: bool, user: str | None,
+            volumes: list[VolumeMount], env: dict[str, str], after: list[str], key: str, timeout: float,
+            state: WantedState) -> str:
+        variables = self.variables(unit.service, unit.host)
+        if command:
+            command = self.no_secret(command, unit.service, f"{key}.command")
+        self.config_json(unit, command, user)
+        mounts = self.mounts(unit, volumes)
+        spec = ContainerSpec(
+            name=unit.name, image=self.site.globals.image_ref(image),
+            environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
+            labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
+        spec, files = self.finish(unit, spec, image)
+        state.files.extend(files)
+        self.volumes_of(unit, mounts, state)
+        state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
+                                    hash=spec.labels[LABEL_HASH], after=tuple(dict.fromkeys(after)),
+                                    files=tuple(f.path for f in files), timeout=timeout))
+        return unit.name
+
+    def job_def(self, service: Service, i: int, job: JobDef, after: list[str], state: WantedState) -> str:
+        key = f"jobs[{i}]"
+        host = self.first_host(job.group, service, f"{key}.group")
+        unit = _Unit(unit_name(job.name), service, host)
+        variables = self.variables(service, host)
+        for fname in job.config:
+            self.config_file(unit, fname, variables)
+        command = self.render_string(job.command, variables, service, f"{key}.command") if job.command else None
+        return self.job(unit, job.image, command, job.bootstrap, job.user, job.volumes, job.environment,
+                        [*after, *(unit_name(a) for a in job.after)], key, job.timeout, state)
+
+    def toolbox_job(self, service: Service, name: str, files: dict[str, str], command: str, after: list[str],
+                    key: str, state: WantedState) -> str:
+        """A job in the toolbox image whose inputs are private client files in its
+        home (0600, owned by the toolbox user): credentials never in env or argv."""
+        host = self.first_host("control", service, key)
+        unit = _Unit(unit_name(name), service, host)
+        variables = self.variables(service, host)
+        for fname, template in files.items():
+            unit.files[fname] = self.render(template, variables, service, key).encode()
+            unit.entries.append((fname, ConfigFile(template=template, dest=f"{TOOLBOX_HOME}/{fname}",
+                                                   owner="dockyard", perm="0600", override=False)))
+        return self.job(unit, TOOLBOX_IMAGE, command, False, None, [], {}, after, key, 900.0, state)
+
+    # -- services --------------------------------------------------------------------
+    def service(self, service: Service, state: WantedState) -> None:
+        spec = service.spec
+        deps = [c for dep in spec.depends_on for c in self._containers_of.get(dep, [])]
+        # Transitive dependencies are reached through the direct ones' own waits.
+        previous: list[str] = list(deps)
+        if spec.databases:
+            db = self.toolbox_job(
+                service, service.databases_job, {"my.cnf": "common/my.cnf.j2",
+                                                  "create-databases.sql": "common/create-databases.sql.j2"},
+                f"sh -c 'exec mariadb --defaults-extra-file={TOOLBOX_HOME}/my.cnf "
+                f"< {TOOLBOX_HOME}/create-databases.sql'",
+                self._containers_of.get(DATABASE_SERVICE, []), "databases", state)
+            previous = [db]
+        ready: list[str] = []                 # what the containers wait for, besides the dependencies
+        index = {id(j): i for i, j in enumerate(spec.jobs)}
+        for job in service.pre_jobs():
+            previous = [self.job_def(service, index[id(job)], job, previous, state)]
+        if spec.databases or service.pre_jobs():
+            ready += previous
+        if spec.registration:
+            ready.append(self.toolbox_job(
+                service, service.register_job, {"clouds.yaml": "common/clouds.yaml.j2",
+                                                 "register.py": "common/register.py.j2"},
+                f"python3 {TOOLBOX_HOME}/register.py", self._containers_of.get(IDENTITY_SERVICE, []),
+                "register", state))
+        names: list[str] = []
+        for cname, c in spec.containers.items():
+            hosts = self.hosts_in(c.groups)
+            if not hosts:
+                raise ConfigError(f"no host in group(s) {', '.join(c.groups)} of the inventory", path=service.path,
+                                  key=f"containers.{cname}.group")
+            for host in hosts:
+                names.append(self.container(service, cname, c, host, [*deps, *ready], state))
+        self._containers_of[service.name] = list(dict.fromkeys(names))
+        # Jobs that wait for a container: each also after the one before it.
+        previous = []
+        for job in service.post_jobs():
+            previous = [self.job_def(service, index[id(job)], job, previous, state)]
+
+    def build(self) -> WantedState:
+        state = WantedState()
+        for name in self.enabled:
+            self.service(self.catalogue.services[name], state)
+        return state
+
+
+@dataclass
+class Wanted:
+    state: WantedState
+    missing_images: list[str]           # images the engine does not have
+    unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
+
+
+def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None) -> Wanted:
+    """The wanted state, what it lacks, and what the operator wrote that it ignored.
+
+    With ``resolve_images=False`` (export, a machine without images) hashes cover
+    the image reference instead of its id, and no image is reported missing.
+    ``facts`` (host name -> HostFacts) drive the data-plane choices; a host
+    without facts gets the choices that work anywhere (netdev, qemu).
+    """
+    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
+    state = builder.build()
+    unused = overrides.unmatched(site.config_dir, builder.overrides_used)
+    return Wanted(state, sorted(builder.missing_images), unused)

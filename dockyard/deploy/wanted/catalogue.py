@@ -1,0 +1,470 @@
+"""The service catalogue: ``services/<name>.yml``, validated into typed models.
+
+A service is data, not code: the containers it runs, the config files they read
+(Jinja2 templates under ``services/templates/``), its named volumes, its bootstrap
+jobs, its databases and keystone registration, and the services it depends on.
+Everything is checked when the catalogue is loaded, including the references
+between entries, so a typo fails with the file and key at fault before anything
+is rendered, let alone run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dockyard import SOURCE_ROOT
+from dockyard.datafiles import StrictModel, read_model
+from dockyard.engine.driver import PROPAGATIONS
+from dockyard.errors import ConfigError
+
+DEFAULT_ROOT = SOURCE_ROOT / "services"
+GROUPS = ("control", "network", "compute")
+HEALTH_KINDS = ("port", "http", "socket", "process")
+# Linux capabilities a container may be given, by name (capabilities(7)). Never
+# ALL, and never privileged: each container names what it needs.
+CAPABILITIES = frozenset({
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
+    "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+})
+
+# The services the generated units lean on: the databases job talks to the
+# database service, the registration job to the identity service.
+DATABASE_SERVICE = "mariadb"
+IDENTITY_SERVICE = "keystone"
+TOOLBOX_IMAGE = "toolbox"
+
+NAME = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+_PASSWORD_REFERENCE = re.compile(r"\bpasswords\b")
+
+
+def unit_name(name: str) -> str:
+    """A container's (or job's) name on the engine: the catalogue name with
+    underscores, so it is also a valid hostname fragment and shell word."""
+    return name.replace("-", "_")
+
+
+class ConfigFile(StrictModel):
+    template: str                     # path under services/templates/
+    dest: str                         # where dockyard-start puts it in the container
+    owner: str = "root"
+    perm: str = Field(default="0600", pattern=r"^0?[0-7]{3}$")
+    # The INI override name (config/<override>.conf, ...). Defaults to the file's
+    # stem for .conf and .ini files; `false` for files that are not INI.
+    override: str | Literal[False] | None = None
+
+    @field_validator("dest")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path in the container")
+        return value
+
+    @property
+    def override_name(self) -> str | None:
+        if self.override is False:
+            return None
+        if self.override:
+            return self.override
+        dest = PurePosixPath(self.dest)
+        return dest.stem if dest.suffix in (".conf", ".ini") else None
+
+
+class VolumeMount(StrictModel):
+    """``name:/path[:options]`` (a named volume) or ``/host/path:/path[:options]`` (a
+    bind mount). Options, comma-separated: ``ro`` or ``rw``, and for a bind mount a
+    propagation mode (``shared``: mounts made under it, such as the network
+    namespaces under /run/netns, are seen by the host and the other containers)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    propagation: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        if not isinstance(value, str):
+            return value
+        parts = value.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"expected 'volume:/path[:ro]' or '/host/path:/path[:ro,shared]', got {value!r}")
+        out = {"source": parts[0], "target": parts[1]}
+        for option in (parts[2].split(",") if len(parts) == 3 else []):
+            if option in ("ro", "rw"):
+                out["read_only"] = option == "ro"
+            elif option in PROPAGATIONS:
+                out["propagation"] = option
+            else:
+                raise ValueError(f"unknown mount option {option!r} in {value!r} (expected ro, rw or one of "
+                                 f"{', '.join(PROPAGATIONS)})")
+        return out
+
+    @field_validator("target")
+    @classmethod
+    def _target_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("the mount point must be an absolute path")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not value.startswith("/") and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            raise ValueError(f"{value!r} is neither an absolute host path nor a volume name ([a-z0-9_])")
+        return value
+
+    @model_validator(mode="after")
+    def _propagation_on_binds(self):
+        if self.propagation and self.is_volume:
+            raise ValueError("a propagation mode applies to bind mounts (/host/path:/path:shared) only")
+        return self
+
+    @property
+    def is_volume(self) -> bool:
+        return not self.source.startswith("/")
+
+
+class Permission(StrictModel):
+    """A ``permissions`` entry of config.json: ownership fixed at start (e.g. on a
+    fresh named volume)."""
+
+    path: str
+    owner: str
+    perm: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$")
+    recurse: bool = False
+    exclude: list[str] = Field(default_factory=list)
+
+
+class HealthSpec(StrictModel):
+    test: list[str]                   # arguments of dockyard-healthcheck (templated)
+    interval: float = Field(default=2.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=5, ge=1)
+    start_period: float = Field(default=300.0, ge=0)
+
+    @field_validator("test")
+    @classmethod
+    def _kind(cls, value: list[str]) -> list[str]:
+        if len(value) < 2 or value[0] not in HEALTH_KINDS:
+            raise ValueError(f"expected [{' | '.join(HEALTH_KINDS)}, argument, ...], got {value!r}")
+        return value
+
+
+def _groups(value):
+    groups = [value] if isinstance(value, str) else value
+    for group in groups:
+        if group not in GROUPS:
+            raise ValueError(f"unknown group {group!r} (expected one of {', '.join(GROUPS)})")
+    return groups
+
+
+class ContainerDef(StrictModel):
+    image: str
+    group: str | list[str] = "control"   # one container per host in the group(s)
+    command: str                          # templated; goes into config.json, not the engine
+    config: list[str] = Field(default_factory=list)       # names under the service's `config`
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)   # templated; never a secret
+    permissions: list[Permission] = Field(default_factory=list)
+    network: Literal["host", "none"] = "host"
+    pid: Literal["host"] | None = None
+    cap_add: list[str] = Field(default_factory=list)     # capability names, e.g. NET_ADMIN
+    # Host devices, templated: an entry that renders empty is left out
+    # ("{{ '/dev/kvm' if virt_type == 'kvm' }}").
+    devices: list[str] = Field(default_factory=list)
+    security_opt: list[str] = Field(default_factory=list)   # e.g. apparmor=unconfined
+    # /proc/sys writable (the engine mounts it read-only): for containers that set
+    # sysctls in network namespaces of their own making (the L3 agent).
+    writable_proc_sys: bool = False
+    tmpfs: list[str] = Field(default_factory=list)
+    user: str | None = None               # config.json user, when not the image's own
+    healthcheck: HealthSpec | None = None
+    ports: list[int] = Field(default_factory=list)         # TCP ports it binds: checked free first
+    after: list[str] = Field(default_factory=list)         # units of this or a dependency service
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_privileged(cls, value):
+        if isinstance(value, dict) and "privileged" in value:
+            raise ValueError("privileged containers are refused: name the capabilities (cap_add), devices "
+                             "and security options (security_opt) the container needs instead")
+        return value
+
+    @field_validator("cap_add")
+    @classmethod
+    def _capabilities(cls, value: list[str]) -> list[str]:
+        for cap in value:
+            if cap not in CAPABILITIES:
+                hint = " (drop the CAP_ prefix)" if cap.startswith("CAP_") else ""
+                raise ValueError(f"unknown capability {cap!r}{hint}; expected names such as NET_ADMIN")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value):
+        return _groups(value)
+
+    @property
+    def groups(self) -> list[str]:
+        return [self.group] if isinstance(self.group, str) else list(self.group)
+
+
+class JobDef(StrictModel):
+    name: str = Field(pattern=NAME)
+    image: str
+    group: str = "control"                # runs once, on the first host of the group
+    bootstrap: bool = False               # run the image's bootstrap step (DOCKYARD_BOOTSTRAP=1)
+    command: str | None = None
+    config: list[str] = Field(default_factory=list)
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+    after: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=900.0, gt=0)
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        return _groups(value)[0]
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self):
+        if self.bootstrap == bool(self.command):
+            raise ValueError("a job needs either `bootstrap: true` or a `command` (not both)")
+        return self
+
+
+class DatabaseDef(StrictModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    user: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    password: str                         # a name in passwords.yml
+
+
+class EndpointSet(StrictModel):
+    type: str
+    port: int
+    path: str = ""
+
+
+class RegisterDef(StrictModel):
+    user: str                             # the service's keystone user
+    password: str                         # a name in passwords.yml
+    services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
+
+
+class ServiceDef(StrictModel):
+    description: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    passwords: list[str] = Field(default_factory=list)
+    volumes: list[str] = Field(default_factory=list)
+    config: dict[str, ConfigFile] = Field(default_factory=dict)
+    databases: list[DatabaseDef] = Field(default_factory=list)
+    registration: RegisterDef | None = Field(default=None, alias="register")
+    jobs: list[JobDef] = Field(default_factory=list)
+    containers: dict[str, ContainerDef] = Field(default_factory=dict)
+
+    @field_validator("containers")
+    @classmethod
+    def _container_names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(NAME, name):
+                raise ValueError(f"container name {name!r} must match {NAME}")
+        return value
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    path: Path
+    spec: ServiceDef
+
+    @property
+    def databases_job(self) -> str | None:
+        return f"{self.name}-databases" if self.spec.databases else None
+
+    @property
+    def register_job(self) -> str | None:
+        return f"{self.name}-register" if self.spec.registration else None
+
+    def post_jobs(self) -> list[JobDef]:
+        """Jobs that wait for one of the service's own containers (e.g. host
+        discovery once nova-compute runs); the others run before the containers."""
+        return [j for j in self.spec.jobs if any(a in self.spec.containers for a in j.after)]
+
+    def pre_jobs(self) -> list[JobDef]:
+        post = {j.name for j in self.post_jobs()}
+        return [j for j in self.spec.jobs if j.name not in post]
+
+    def unit_names(self) -> list[str]:
+        """Every job and container this service makes, by catalogue name."""
+        names = [n for n in (self.databases_job, self.register_job) if n]
+        return names + [j.name for j in self.spec.jobs] + list(self.spec.containers)
+
+    def passwords(self) -> list[str]:
+        """Every password the service needs: declared, and implied by its databases
+        (the root password to create them) and its registration (the admin's)."""
+        spec = self.spec
+        names = list(spec.passwords)
+        if spec.databases:
+            names += ["database_password", *(d.password for d in spec.databases)]
+        if spec.registration:
+            names += ["keystone_admin_password", spec.registration.password]
+        return list(dict.fromkeys(names))
+
+    def images(self) -> set[str]:
+        images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
+        if self.spec.databases or self.spec.registration:
+            images.add(TOOLBOX_IMAGE)
+        return images
+
+
+@dataclass(frozen=True)
+class ServiceCatalogue:
+    root: Path
+    services: dict[str, Service]
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+    def closure(self, enabled: list[str]) -> list[str]:
+        """Enabled services and their dependencies, dependencies first."""
+        order: list[str] = []
+
+        def visit(name: str, trail: tuple[str, ...]) -> None:
+            if name in order:
+                return
+            if name in trail:
+                raise ConfigError(f"dependency cycle: {' -> '.join(trail + (name,))}",
+                                  path=self.services[name].path, key="depends_on")
+            for dep in self.services[name].spec.depends_on:
+                visit(dep, trail + (name,))
+            order.append(name)
+
+        for name in enabled:
+            if name not in self.services:
+                raise ConfigError(f"unknown service {name!r} (known: {', '.join(sorted(self.services))})",
+                                  key="enabled_services")
+            visit(name, ())
+        return order
+
+    def required_passwords(self, services: list[str]) -> list[str]:
+        names: list[str] = []
+        for name in services:
+            names += self.services[name].passwords()
+        return list(dict.fromkeys(names))
+
+    def all_passwords(self) -> list[str]:
+        return self.required_passwords(sorted(self.services))
+
+    def images(self, services: list[str]) -> list[str]:
+        """The images the given services need (jobs included)."""
+        images: set[str] = set()
+        for name in services:
+            images |= self.services[name].images()
+        return sorted(images)
+
+    def owner_of(self, unit: str) -> str | None:
+        """The service that defines a unit (catalogue name, dashes or underscores)."""
+        wanted = unit_name(unit)
+        for service in self.services.values():
+            if any(unit_name(n) == wanted for n in service.unit_names()):
+                return service.name
+        return None
+
+
+# -- loading ----------------------------------------------------------------------
+
+def load_services(root: Path | None = None) -> ServiceCatalogue:
+    root = Path(root or DEFAULT_ROOT)
+    services = {}
+    for path in sorted(root.glob("*.yml")):
+        if not re.fullmatch(NAME, path.stem):
+            raise ConfigError(f"service file names must match {NAME}", path=path)
+        spec = read_model(path, ServiceDef)
+        services[path.stem] = Service(path.stem, path, spec)
+    if not services:
+        raise ConfigError("no service definitions found", path=root)
+    catalogue = ServiceCatalogue(root, services)
+    _check_references(catalogue)
+    return catalogue
+
+
+def _check_references(catalogue: ServiceCatalogue) -> None:
+    """What one file's schema cannot see: names that point elsewhere."""
+    services = catalogue.services
+    seen_units: dict[str, Service] = {}
+    for svc in services.values():
+        for i, dep in enumerate(svc.spec.depends_on):
+            if dep not in services:
+                raise ConfigError(f"unknown service {dep!r}", path=svc.path, key=f"depends_on[{i}]")
+        for name in svc.unit_names():
+            other = seen_units.get(unit_name(name))
+            if other is not None:
+                raise ConfigError(f"unit name {name!r} is also used by {other.path.name}; container and job "
+                                  f"names are global on an engine", path=svc.path, key=name)
+            seen_units[unit_name(name)] = svc
+    for svc in services.values():
+        catalogue.closure([svc.name])          # raises on a dependency cycle
+        _check_service(catalogue, svc)
+
+
+def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
+    spec, path = svc.spec, svc.path
+    reachable = set(catalogue.closure([svc.name]))
+    units_in_reach = {unit_name(u) for name in reachable for u in catalogue.services[name].unit_names()}
+    # A dependency's volume may be shared (e.g. the folder of Open vSwitch's socket).
+    volumes_in_reach = {v for name in reachable for v in catalogue.services[name].spec.volumes}
+    if spec.databases and DATABASE_SERVICE not in reachable - {svc.name}:
+        raise ConfigError(f"a service with databases must depend on {DATABASE_SERVICE}", path=path, key="databases")
+    if spec.registration and IDENTITY_SERVICE not in reachable - {svc.name}:
+        raise ConfigError(f"a service registered in keystone must depend on {IDENTITY_SERVICE}", path=path,
+                          key="register")
+    for fname, f in spec.config.items():
+        if not (catalogue.templates / f.template).is_file():
+            raise ConfigError(f"template {f.template} not found under {catalogue.templates}", path=path,
+                              key=f"config.{fname}.template")
+    mounted: set[str] = set()
+    units = [(f"containers.{n}", c) for n, c in spec.containers.items()] + \
+            [(f"jobs[{i}]", j) for i, j in enumerate(spec.jobs)]
+    for key, unit in units:
+        for ref in unit.config:
+            if ref not in spec.config:
+                raise ConfigError(f"unknown config file {ref!r} (declared: {', '.join(spec.config) or 'none'})",
+                                  path=path, key=f"{key}.config")
+        for i, vol in enumerate(unit.volumes):
+            if vol.is_volume:
+                if vol.source not in volumes_in_reach:
+                    raise ConfigError(f"volume {vol.source!r} is declared under `volumes` neither here nor in a "
+                                      f"service this one depends on", path=path, key=f"{key}.volumes[{i}]")
+                mounted.add(vol.source)
+        for ref in unit.after:
+            if unit_name(ref) not in units_in_reach:
+                raise ConfigError(f"unknown unit {ref!r}: `after` names a job or container of this service "
+                                  f"or of one it depends on", path=path, key=f"{key}.after")
+        for var, value in unit.environment.items():
+            if _PASSWORD_REFERENCE.search(value):
+                raise ConfigError("secrets never go in the environment: put them in a config file",
+                                  path=path, key=f"{key}.environment.{var}")
+    for i, vol in enumerate(spec.volumes):
+        if vol not in mounted:
+            raise ConfigError(f"volume {vol!r} is declared but no container or job mounts it", path=path,
+                              key=f"volumes[{i}]")
+    # Jobs that wait for one of the service's containers run after the containers,
+    # so every job the containers wait for must come before them in the list.
+    post_seen = False
+    for i, job in enumerate(spec.jobs):
+        is_post = any(a in spec.containers for a in job.after)
+        if post_seen and not is_post:
+            raise ConfigError("jobs that wait for one of this service's containers must come after the "
+                              "other jobs", path=path, key=f"jobs[{i}]")
+        post_seen = post_seen or is_post

@@ -1,0 +1,98 @@
+"""The wanted state of a site, as plain data.
+
+The service catalogue and the operator's configuration are turned into a
+:class:`WantedState` (``dockyard.deploy.wanted.builder``); the planner compares it with the
+observed state and returns a plan; the executor applies the plan. Nothing in this
+module talks to an engine or touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dockyard.engine.driver import ContainerSpec
+
+
+@dataclass(frozen=True)
+class WantedVolume:
+    name: str
+    host: str
+    service: str
+
+
+@dataclass(frozen=True)
+class WantedFile:
+    """A file dockyard renders on a host (config files, config.json)."""
+
+    path: str                 # absolute path on the host
+    content: bytes
+    host: str
+    service: str
+    mode: int = 0o600
+    unit: str = ""            # the container or job whose config folder holds it
+
+
+@dataclass(frozen=True)
+class WantedJob:
+    """A one-shot bootstrap container (create database, db sync, register endpoints).
+
+    It runs once per ``hash``; the hash covers its image id, command, environment and
+    config, so a new image (upgrade) or a changed config runs it again. Every job is
+    written to be idempotent, so a run killed after the job but before its record was
+    kept only repeats harmless work.
+    """
+
+    name: str
+    host: str
+    service: str
+    spec: ContainerSpec
+    hash: str
+    after: tuple[str, ...] = ()     # names of jobs/containers that must be done/healthy first
+    files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
+    timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class WantedContainer:
+    """A long-running service container. ``spec.labels[dockyard.labels.LABEL_HASH]`` is ``hash``."""
+
+    host: str
+    service: str
+    spec: ContainerSpec
+    hash: str
+    after: tuple[str, ...] = ()     # names of jobs/containers that must be done/healthy first
+    files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
+    volumes: tuple[str, ...] = ()   # named volumes it mounts
+    health_timeout: float = 300.0
+    ports: tuple[int, ...] = ()     # TCP ports it listens on at its host's address
+    address: str = ""               # the host address it binds
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class WantedSharedMount:
+    """A host folder that containers bind with shared propagation (/run/netns:
+    network namespaces made in one container are seen by the host and the
+    others). The engine refuses such a bind unless the folder is a shared mount
+    on the host, which it is not after a boot on hosts without systemd; ``spec``
+    is the one-shot container that makes it one (idempotent, quick)."""
+
+    path: str
+    host: str
+    service: str
+    spec: ContainerSpec
+
+
+@dataclass
+class WantedState:
+    shared_mounts: list[WantedSharedMount] = field(default_factory=list)
+    volumes: list[WantedVolume] = field(default_factory=list)
+    files: list[WantedFile] = field(default_factory=list)
+    jobs: list[WantedJob] = field(default_factory=list)
+    containers: list[WantedContainer] = field(default_factory=list)
+
+    def services(self) -> set[str]:
+        return {c.service for c in self.containers} | {j.service for j in self.jobs}
