@@ -120,7 +120,7 @@ def test_guest_boots_under_tcg_serves_ssh_and_powers_off(guest_images, engine):
                        check=True)
         meta = work / "md" / "latest" / "meta-data"
         (meta / "public-keys" / "0").mkdir(parents=True)
-        (meta / "hostname").write_text(HOSTNAME + "\n")
+        (meta / "hostname").write_text(HOSTNAME + ".novalocal\n")     # as nova serves it: the guest keeps the name
         (meta / "public-keys" / "0" / "openssh-key").write_text((work / "key.pub").read_text())
         (work / "responder.py").write_text(RESPONDER)
         port = free_loopback_port()
