@@ -18,6 +18,10 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.files import PRIVATE, write_atomic
 
 PASSWORDS_FILE = "passwords.yml"
+# The key of the hash labels on containers (dockyard.deploy.wanted.hashing): a
+# secret like the passwords, generated and kept with them. Losing it changes
+# nothing but the labels: every container is recreated once, the plan says why.
+HASH_KEY_NAME = "dockyard_hash_key"
 
 # The names the service catalogue declares today; callers that have the
 # catalogue pass its list instead (``ServiceCatalogue.all_passwords()``).
@@ -39,6 +43,7 @@ DEFAULT_PASSWORD_NAMES: tuple[str, ...] = (
     "metadata_secret",
     "horizon_secret_key",
     "memcache_secret_key",
+    HASH_KEY_NAME,
 )
 
 HEADER = (
@@ -128,6 +133,11 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
             raise ConfigError("must be text: quote the value (YAML reads digits, true/false or dates as "
                               "other types)", path=path, key=name)
     missing = [name for name in _unique(required) if not _is_set(data.get(name))]
+    if missing == [HASH_KEY_NAME]:
+        raise ConfigError(f"missing: the site's key of the hash labels. Run `dockyard genpwd --config-dir "
+                          f"{path.parent}` to generate it; if the site is deployed, its next deploy then "
+                          f"recreates every container once (the plan says: hashes re-keyed)", path=path,
+                          key=HASH_KEY_NAME)
     if missing:
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:])})" if len(missing) > 1 else ""
         raise ConfigError(f"password missing{more}; run `dockyard genpwd --config-dir {path.parent}` to generate "

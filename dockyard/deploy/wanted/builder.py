@@ -40,11 +40,12 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
-from .hashing import spec_hashes
+from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
+from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
@@ -123,6 +124,10 @@ class WantedBuilder:
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
                               reverse=True)
+        if not site.passwords.get(HASH_KEY_NAME):
+            raise ConfigError("missing: the site's key of the hash labels; run `dockyard genpwd`",
+                              path=Path(site.config_dir) / PASSWORDS_FILE, key=HASH_KEY_NAME)
+        self.hash_key = site.passwords[HASH_KEY_NAME].encode()
         self._containers_of: dict[str, list[str]] = {}
         self._choices: dict[str, dict[str, str]] = {}
 
@@ -268,7 +273,7 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image))
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image), key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -356,7 +361,7 @@ class WantedBuilder:
         state.files.extend(files)
         self.volumes_of(unit, mounts, state)
         state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
-                                    hash=spec.labels[LABEL_HASH], after=tuple(dict.fromkeys(after)),
+                                    hash=job_hash(spec.labels), after=tuple(dict.fromkeys(after)),
                                     files=tuple(f.path for f in files), timeout=timeout))
         return unit.name
 

@@ -21,6 +21,7 @@ from dockyard import SOURCE_ROOT
 from dockyard.datafiles import StrictModel, read_model
 from dockyard.engine.driver import PROPAGATIONS
 from dockyard.errors import ConfigError
+from dockyard.deploy.site.passwords import HASH_KEY_NAME
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
 GROUPS = ("control", "network", "compute")
@@ -358,10 +359,12 @@ class ServiceCatalogue:
         return order
 
     def required_passwords(self, services: list[str]) -> list[str]:
+        """What passwords.yml must hold for these services: their passwords, and
+        the site's hash key (the labels of every container are keyed with it)."""
         names: list[str] = []
         for name in services:
             names += self.services[name].passwords()
-        return list(dict.fromkeys(names))
+        return list(dict.fromkeys([*names, HASH_KEY_NAME]))
 
     def all_passwords(self) -> list[str]:
         return self.required_passwords(sorted(self.services))
