@@ -33,7 +33,7 @@ from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
-from dockyard.deploy.site.passwords import generate_passwords
+from dockyard.deploy.site.passwords import generate_passwords, make_private
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
@@ -397,6 +397,9 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     for path in write_defaults(config_dir):
         say(f"wrote {path}")
     catalogue = load_services(services_root)
+    old_mode = make_private(config_dir / "passwords.yml")
+    if old_mode is not None:
+        say(f"{config_dir / 'passwords.yml'} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(config_dir / "passwords.yml", catalogue.all_passwords())
     if added:
         say(f"{len(added)} passwords generated in {config_dir / 'passwords.yml'}")

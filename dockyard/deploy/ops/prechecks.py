@@ -20,6 +20,7 @@ from dockyard.errors import ConfigError, DockyardError
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
+from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
 from dockyard.deploy.site.hostfacts import choose_datapath, choose_virt_type, probe as probe_host
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -52,6 +53,13 @@ def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, l
     except ConfigError as exc:
         return None, [Check("configuration", FAIL, str(exc), "fix it, then run the prechecks again")]
     checks = [Check("configuration", OK, f"{config_dir}: {len(enabled)} services")]
+    path = config_dir / PASSWORDS_FILE
+    problem = mode_problem(path)
+    if problem:
+        # A deploy refuses such a file (exit 2): a failure here, not a warning.
+        mode, _, fix = problem.partition(". Fix: ")
+        checks.append(Check("passwords", FAIL, f"{path}: {mode}", fix))
+        return site, checks
     try:
         load_site(config_dir, known, catalogue.required_passwords(enabled))
     except ConfigError as exc:

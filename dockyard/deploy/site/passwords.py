@@ -6,7 +6,9 @@ password's *name*, never a value.
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -72,6 +74,30 @@ def write_private(path: Path, text: str) -> None:
     write_atomic(path, text, PRIVATE)
 
 
+def mode_problem(path: Path) -> str | None:
+    """What is wrong with the file's mode, if group or others may read or write it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        return (f"mode {mode:04o}: readable or writable by group or others, and it holds every secret of the site. "
+                f"Fix: chmod 600 {path} (or run `dockyard genpwd --config-dir {Path(path).parent}`, which does it)")
+    return None
+
+
+def make_private(path: Path) -> int | None:
+    """Make ``path`` 0600 if group or others had any access; the old mode if so."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if not mode & 0o077:
+        return None
+    os.chmod(path, PRIVATE)
+    return mode
+
+
 def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
@@ -90,6 +116,7 @@ def generate_passwords(path: Path, names: Iterable[str]) -> list[str]:
     order stay.
     """
     path = Path(path)
+    make_private(path)                      # before reading: secrets stay secret from here on
     existing = read_mapping(path)           # a broken file raises here: nothing is written
     wanted = _unique(names)
     added = [name for name in wanted if not _is_set(existing.get(name))]
@@ -124,9 +151,14 @@ def _with_added(path: Path, existing: dict, values: dict[str, str]) -> str:
 def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
     """Every password in ``path``; each of ``required`` must have a value.
 
-    An absent file holds no passwords (fine when none is required).
+    An absent file holds no passwords (fine when none is required). When some
+    are required, a file that group or others may read is refused: a command
+    that uses the secrets does not use them from a file that leaks them.
     """
     path = Path(path)
+    problem = mode_problem(path) if required else None
+    if problem:
+        raise ConfigError(problem, path=path)
     data = read_mapping(path)
     for name, value in data.items():
         if value is not None and not isinstance(value, str):
