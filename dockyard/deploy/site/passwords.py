@@ -74,6 +74,22 @@ def write_private(path: Path, text: str) -> None:
     write_atomic(path, text, PRIVATE)
 
 
+def value_problem(value: str) -> str | None:
+    """Why a password cannot be used as it is, if it cannot. Any printable ASCII
+    character works (each file format gets its own quoting), with two exceptions
+    named here rather than failing later: characters outside printable ASCII
+    (PyMySQL sends a password in Latin-1 while MariaDB hashed its UTF-8; a line
+    break ends the value in every config file), and a backslash before a dollar
+    (oslo.config reads ``\\$`` as an escaped ``$``, and no INI text reads back as
+    both)."""
+    if any(not " " <= c <= "~" for c in value):
+        return ("holds a character outside printable ASCII (space to ~, no line breaks or tabs): the database "
+                "driver and the config files could not all read it back the same")
+    if "\\$" in value:
+        return "holds a backslash followed by '$', which oslo.config reads as an escaped '$': change one of them"
+    return None
+
+
 def mode_problem(path: Path) -> str | None:
     """What is wrong with the file's mode, if group or others may read or write it."""
     try:
@@ -164,6 +180,9 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
         if value is not None and not isinstance(value, str):
             raise ConfigError("must be text: quote the value (YAML reads digits, true/false or dates as "
                               "other types)", path=path, key=name)
+        problem = value_problem(value) if value else None
+        if problem:
+            raise ConfigError(problem, path=path, key=name)
     missing = [name for name in _unique(required) if not _is_set(data.get(name))]
     if missing == [HASH_KEY_NAME]:
         raise ConfigError(f"missing: the site's key of the hash labels. Run `dockyard genpwd --config-dir "

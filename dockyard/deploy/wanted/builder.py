@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
+import yaml
 
 from dockyard import __version__
 from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
@@ -57,14 +58,47 @@ def site_id(site: Site) -> str:
     return str(Path(site.config_dir).resolve())
 
 
+def _one_line(value: str, what: str) -> str:
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        # passwords.yml refuses these; other values reach here from the catalogue.
+        raise jinja2.TemplateRuntimeError(f"a {what} value cannot hold a line break or a NUL character")
+    return text
+
+
 def _sql_string(value: str) -> str:
-    """A quoted SQL string literal (MariaDB escapes)."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A quoted SQL string literal, as MariaDB reads it (sql_mode without
+    NO_BACKSLASH_ESCAPES, the default): backslash and quote escaped."""
+    return "'" + _one_line(value, "SQL").replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _cnf_string(value: str) -> str:
-    """A quoted value of a MariaDB option file."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted value of a MariaDB option file: inside double quotes, ``#`` starts
+    no comment, spaces at either end are kept, and ``\\`` and ``\"`` are escapes."""
+    return '"' + _one_line(value, "option file").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ini_value(value: str) -> str:
+    """A value of an oslo.config INI file that reads back as ``value``.
+
+    oslo.config strips spaces around a value, then one pair of matching quotes
+    around it, then interpolates ``$name`` and ``${name}`` (``$$`` is a ``$``):
+    so ``$`` is doubled, and a value with spaces at either end, or one that
+    starts and ends with the same quote, is put in double quotes. ``#`` and ``;``
+    start a comment only at the beginning of a line, and ``=`` and ``:`` only
+    split the key from the value once. (``\\$`` is oslo's other way to write
+    ``$$``: passwords.yml refuses a value that holds it, as no INI text reads
+    back as a backslash before a dollar.)"""
+    text = _one_line(value, "INI").replace("$", "$$")
+    if not text or text != text.strip() or (text[0] in "\"'" and text[-1] == text[0]):
+        text = f'"{text}"'
+    return text
+
+
+def _yaml_document(value: object) -> str:
+    """A YAML document of ``value`` (mappings keep their order), by the YAML
+    library: quoting is its business, not a template's."""
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=False, width=1000)
 
 
 def _rabbitmq_hash(password: str) -> str:
@@ -88,7 +122,8 @@ def _environment(templates: str) -> jinja2.Environment:
     The loader still notices a template changed on disk."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
-    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, rabbitmq_hash=_rabbitmq_hash)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, ini=_ini_value, yaml=_yaml_document,
+                       rabbitmq_hash=_rabbitmq_hash)
     return env
 
 
