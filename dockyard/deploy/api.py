@@ -8,6 +8,7 @@ changes nothing: no container, no volume, no file.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,10 +67,13 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
                           path=config_dir)
     known = set(catalogue.services)
     if not need_passwords:
-        return load_site(config_dir, known, []), catalogue
+        site = load_site(config_dir, known, [])
+        catalogue.check_options(site.globals.services, config_dir / "globals.yml")
+        return site, catalogue
     # Which passwords are required depends on which services are enabled: read
     # the site once without, then with the full list.
     site = load_site(config_dir, known, [])
+    catalogue.check_options(site.globals.services, config_dir / "globals.yml")
     try:
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
@@ -105,6 +109,8 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
+    warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean {path.stem}.conf?)"
+                 for path in wanted.ignored_overrides]
     return Prepared(site, catalogue, engine, wanted.state, warnings)
 
 
@@ -156,7 +162,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     for warning in prepared.warnings:
         say(warning)
     site = prepared.site
-    with SiteLock(site.state_dir):
+    # A dry run writes nothing, not even the lock (nor the state folder it is in).
+    with nullcontext() if dry_run else SiteLock(site.state_dir):
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
         _check_foreign(prepared, observed)
         plan = make_plan(prepared.wanted, observed, only_services=services)

@@ -49,6 +49,7 @@ def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, l
                             "`dockyard up` writes them")]
     try:
         site = load_site(config_dir, known, [])
+        catalogue.check_options(site.globals.services, config_dir / "globals.yml")
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
         return None, [Check("configuration", FAIL, str(exc), "fix it, then run the prechecks again")]

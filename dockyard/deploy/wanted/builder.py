@@ -165,6 +165,7 @@ class WantedBuilder:
         self.hash_key = site.passwords[HASH_KEY_NAME].encode()
         self._containers_of: dict[str, list[str]] = {}
         self._choices: dict[str, dict[str, str]] = {}
+        self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str) -> str | None:
@@ -217,7 +218,7 @@ class WantedBuilder:
             "database_address": database_hosts[0].address,
             "region": g.region,
             "passwords": passwords,
-            "options": g.services.get(service.name, {}),
+            "options": self.options_of(service),
             "inventory": self.site.inventory,
             "globals": g,
             "enabled": self.enabled,
@@ -225,6 +226,14 @@ class WantedBuilder:
             "register": service.spec.registration,
             **self.host_choices(host),
         }
+
+    def options_of(self, service: Service) -> dict:
+        """The service's options from globals.yml, checked against its schema,
+        defaults filled in: what its templates read as ``options``."""
+        if service.name not in self._options:
+            self._options[service.name] = service.options(self.site.globals.services.get(service.name, {}),
+                                                          Path(self.site.config_dir) / GLOBALS_FILE)
+        return self._options[service.name]
 
     def _groups_of(self, service_name: str) -> list[str]:
         svc = self.catalogue.services.get(service_name)
@@ -266,7 +275,7 @@ class WantedBuilder:
             found = overrides.find(self.site.config_dir, name, component, unit.host.name)
             self.overrides_used.update(found)
             if found:
-                text = ini.merge(text, *((str(p), p.read_text()) for p in found))
+                text = ini.merge(text, *((str(p), overrides.read(p)) for p in found))
         unit.files[fname] = text.encode()
         unit.entries.append((fname, cfile))
 
@@ -476,6 +485,7 @@ class Wanted:
     state: WantedState
     missing_images: list[str]           # images the engine does not have
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
+    ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
@@ -490,4 +500,4 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
-    return Wanted(state, sorted(builder.missing_images), unused)
+    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir))

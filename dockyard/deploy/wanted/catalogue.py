@@ -10,10 +10,12 @@ is rendered, let alone run.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -262,6 +264,72 @@ class RegisterDef(StrictModel):
     services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
 
 
+OPTION_TYPES = ("integer", "string", "ipv4", "ipv4_network", "ipv4_list")
+
+
+class OptionDef(StrictModel):
+    """A per-service option operators set under ``services: {<service>: {...}}``
+    in globals.yml, read by the service's templates as ``options.<name>``."""
+
+    type: Literal["integer", "string", "ipv4", "ipv4_network", "ipv4_list"]
+    description: str
+    default: Any = None                   # None: no value (the code that reads it computes one)
+    choices: list[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    pattern: str | None = None            # a regular expression the whole text must match
+
+    @model_validator(mode="after")
+    def _default_is_valid(self):
+        if self.default is not None and self.problem(self.default):
+            raise ValueError(f"default: {self.problem(self.default)}")
+        return self
+
+    def expected(self) -> str:
+        if self.type == "integer":
+            low = "" if self.minimum is None else f" from {self.minimum}"
+            high = "" if self.maximum is None else f" to {self.maximum}"
+            return f"an integer{low}{high}"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return {"string": "text" + (f" matching {self.pattern}" if self.pattern else ""),
+                "ipv4": "an IPv4 address", "ipv4_network": "an IPv4 network such as 203.0.113.0/24",
+                "ipv4_list": "a list of IPv4 addresses"}[self.type]
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid, or None. Names the type YAML read, never the value."""
+        ok = False
+        if self.type == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool) and \
+                (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+        elif self.type == "string":
+            ok = isinstance(value, str) and (not self.choices or value in self.choices) and \
+                (not self.pattern or re.fullmatch(self.pattern, value) is not None)
+        elif self.type == "ipv4":
+            ok = isinstance(value, str) and _parses(ipaddress.IPv4Address, value)
+        elif self.type == "ipv4_network":
+            ok = isinstance(value, str) and _parses(ipaddress.IPv4Network, value)
+        elif self.type == "ipv4_list":
+            ok = isinstance(value, list) and all(isinstance(v, str) and _parses(ipaddress.IPv4Address, v)
+                                                 for v in value)
+        if ok:
+            return None
+        kind = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
+                dict: "a mapping"}.get(type(value), type(value).__name__)
+        right_kind = {"integer": "a number", "ipv4_list": "a list"}.get(self.type, "text")
+        if kind == right_kind:
+            return f"must be {self.expected()}"
+        return f"must be {self.expected()}, but YAML read {kind} here"
+
+
+def _parses(kind, value: str) -> bool:
+    try:
+        kind(value)
+        return True
+    except ValueError:
+        return False
+
+
 class ServiceDef(StrictModel):
     description: str = ""
     depends_on: list[str] = Field(default_factory=list)
@@ -272,6 +340,8 @@ class ServiceDef(StrictModel):
     registration: RegisterDef | None = Field(default=None, alias="register")
     jobs: list[JobDef] = Field(default_factory=list)
     containers: dict[str, ContainerDef] = Field(default_factory=dict)
+    # The options operators may set in globals.yml (services: {<name>: {...}}).
+    options: dict[str, OptionDef] = Field(default_factory=dict)
 
     @field_validator("containers")
     @classmethod
@@ -321,6 +391,26 @@ class Service:
             names += ["keystone_admin_password", spec.registration.password]
         return list(dict.fromkeys(names))
 
+    def options(self, given: dict[str, Any], path: Path | str | None = None) -> dict[str, Any]:
+        """The service's options as its templates see them: every declared one,
+        set (``given``: its entry under ``services:`` in globals.yml, ``path``)
+        or defaulted. An unknown or invalid one is a ConfigError naming the key."""
+        declared = self.spec.options
+        for name in given:
+            if name not in declared:
+                if not declared:
+                    message = f"unknown option: {self.name} takes no options"
+                else:
+                    close = difflib.get_close_matches(name, list(declared), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    message = f"unknown option ({hint}options of {self.name}: {', '.join(declared)})"
+                raise ConfigError(message, path=path, key=f"services.{self.name}.{name}")
+        for name, value in given.items():
+            problem = declared[name].problem(value)
+            if problem:
+                raise ConfigError(problem, path=path, key=f"services.{self.name}.{name}")
+        return {name: given.get(name, option.default) for name, option in declared.items()}
+
     def images(self) -> set[str]:
         images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
         if self.spec.databases or self.spec.registration:
@@ -357,6 +447,12 @@ class ServiceCatalogue:
                                   key="enabled_services")
             visit(name, ())
         return order
+
+    def check_options(self, options: dict[str, dict[str, Any]], path: Path | str | None = None
+                      ) -> dict[str, dict[str, Any]]:
+        """Every service's options (globals.yml's ``services:``) checked against
+        its schema; service name -> its options, defaults filled in."""
+        return {name: service.options(options.get(name, {}), path) for name, service in self.services.items()}
 
     def required_passwords(self, services: list[str]) -> list[str]:
         """What passwords.yml must hold for these services: their passwords, and
