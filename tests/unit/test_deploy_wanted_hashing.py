@@ -117,3 +117,14 @@ def test_private_records_and_the_compose_export_are_0600(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     site, _ = site_of(site_dir)
     assert not leaks(out.read_text(), list(site.passwords.values()))
+
+
+def test_the_genpwd_command_makes_the_key_and_keeps_it(tmp_path):
+    from dockyard.cli.passwords import genpwd
+
+    folder = tmp_path / "site"
+    assert CliRunner().invoke(genpwd, ["--config-dir", str(folder)]).exit_code == 0
+    key = yaml.safe_load((folder / "passwords.yml").read_text())[HASH_KEY_NAME]
+    assert len(key) == 32
+    assert CliRunner().invoke(genpwd, ["--config-dir", str(folder)]).exit_code == 0
+    assert yaml.safe_load((folder / "passwords.yml").read_text())[HASH_KEY_NAME] == key
