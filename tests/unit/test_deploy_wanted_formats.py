@@ -320,3 +320,16 @@ def test_client_files_read_back_a_nasty_admin_password(tmp_path):
                 passwords["keystone_admin_password"]
         else:
             assert f"OS_PASSWORD={passwords['keystone_admin_password']}" in shlex.split(text, comments=True)
+
+
+def test_a_refused_value_stops_no_stop_and_fails_the_prechecks(tmp_path):
+    from dockyard.deploy.ops.prechecks import FAIL, run_prechecks
+
+    site_dir = make_site(tmp_path)
+    path = site_dir / "passwords.yml"
+    data = yaml.safe_load(path.read_text())
+    data["rabbitmq_password"] = "naïve"
+    write_atomic(path, yaml.safe_dump(data))
+    assert load_passwords(path, [])["rabbitmq_password"] == "naïve"        # stop and destroy need none
+    checks = [c for c in run_prechecks(site_dir, fake_engine()) if c.name == "passwords"]
+    assert [c.status for c in checks] == [FAIL] and "rabbitmq_password" in checks[0].message

@@ -64,7 +64,10 @@ def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, l
     try:
         load_site(config_dir, known, catalogue.required_passwords(enabled))
     except ConfigError as exc:
-        checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+        if "genpwd" in exc.detail:      # missing ones: genpwd makes them
+            checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+        else:                           # a value a deploy refuses
+            checks.append(Check("passwords", FAIL, str(exc), "change that value in passwords.yml"))
     return site, checks
 
 

@@ -168,8 +168,9 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
     """Every password in ``path``; each of ``required`` must have a value.
 
     An absent file holds no passwords (fine when none is required). When some
-    are required, a file that group or others may read is refused: a command
-    that uses the secrets does not use them from a file that leaks them.
+    are required, a file that group or others may read is refused (a command
+    that uses the secrets does not use them from a file that leaks them), and
+    so is a value no config file could carry (:func:`value_problem`).
     """
     path = Path(path)
     problem = mode_problem(path) if required else None
@@ -180,7 +181,7 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
         if value is not None and not isinstance(value, str):
             raise ConfigError("must be text: quote the value (YAML reads digits, true/false or dates as "
                               "other types)", path=path, key=name)
-        problem = value_problem(value) if value else None
+        problem = value_problem(value) if value and required else None
         if problem:
             raise ConfigError(problem, path=path, key=name)
     missing = [name for name in _unique(required) if not _is_set(data.get(name))]
