@@ -264,9 +264,6 @@ class RegisterDef(StrictModel):
     services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
 
 
-OPTION_TYPES = ("integer", "string", "ipv4", "ipv4_network", "ipv4_list")
-
-
 class OptionDef(StrictModel):
     """A per-service option operators set under ``services: {<service>: {...}}``
     in globals.yml, read by the service's templates as ``options.<name>``."""
@@ -278,6 +275,16 @@ class OptionDef(StrictModel):
     minimum: int | None = None
     maximum: int | None = None
     pattern: str | None = None            # a regular expression the whole text must match
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _default_is_valid(self):
@@ -406,10 +413,10 @@ class Service:
                     message = f"unknown option ({hint}options of {self.name}: {', '.join(declared)})"
                 raise ConfigError(message, path=path, key=f"services.{self.name}.{name}")
         for name, value in given.items():
-            problem = declared[name].problem(value)
+            problem = declared[name].problem(value) if value is not None else None    # null: the default
             if problem:
                 raise ConfigError(problem, path=path, key=f"services.{self.name}.{name}")
-        return {name: given.get(name, option.default) for name, option in declared.items()}
+        return {name: option.default if given.get(name) is None else given[name] for name, option in declared.items()}
 
     def images(self) -> set[str]:
         images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
