@@ -44,10 +44,12 @@ def test_mariadb_root_logs_in_over_the_socket_and_from_the_database_host_only(mu
     site, wanted = multi
     bootstrap = files_named(wanted, "bootstrap.sql")["mariadb_bootstrap"]
     users = re.findall(r"(?:ALTER|CREATE) USER (?:IF NOT EXISTS )?'root'@('[^']*')", bootstrap)
-    assert users == ["'localhost'", "'127.0.0.98'"]
-    assert sql_literals(bootstrap).count(site.passwords["database_password"]) == 2
+    # 127.0.0.98 is a loopback address on no interface: the kernel connects from 127.0.0.1.
+    assert users == ["'localhost'", "'127.0.0.98'", "'127.0.0.1'"]
+    assert sql_literals(bootstrap).count(site.passwords["database_password"]) == 3
     for unit, sql in files_named(wanted, "create-databases.sql").items():
-        assert re.findall(r"'root'@('[^']*')", sql) == ["'127.0.0.98'", "'127.0.0.98'", "'%'"], unit
+        assert re.findall(r"'root'@('[^']*')", sql) == ["'127.0.0.98'", "'127.0.0.98'", "'127.0.0.1'", "'127.0.0.1'",
+                                                       "'%'"], unit
         assert "DROP USER IF EXISTS 'root'@'%';" in sql          # what an older bootstrap made
         assert "TO 'root'@'%'" not in sql
     # The databases jobs connect from that address: the database host's.
@@ -99,3 +101,12 @@ def test_no_rendered_command_holds_a_password_option(multi):
             command = json.loads(f.content).get("command", "")
             assert not PASSWORD_ARGUMENT.search(" " + command), f.unit
             assert not [v for v in site.passwords.values() if v in command], f.unit
+
+
+def test_root_at_a_routable_database_address_only(tmp_path):
+    site_dir = make_site(tmp_path)
+    (site_dir / "inventory.yml").write_text(INVENTORY.replace("127.0.0.98", "192.0.2.98"))
+    site, catalogue = site_of(site_dir)
+    wanted = wanted_state(site, catalogue, fake_engine()).state
+    bootstrap = files_named(wanted, "bootstrap.sql")["mariadb_bootstrap"]
+    assert re.findall(r"USER (?:IF NOT EXISTS )?'root'@('[^']*')", bootstrap) == ["'localhost'", "'192.0.2.98'"]
