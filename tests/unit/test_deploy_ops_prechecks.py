@@ -13,7 +13,8 @@ from .test_deploy_site_hostfacts import fake_host
 def checks_for(tmp_path, globals_text: str = "", **host):
     site_dir = make_site(tmp_path)
     if globals_text:
-        (site_dir / "globals.yml").write_text((site_dir / "globals.yml").read_text().replace("services: {}", globals_text))
+        path = site_dir / "globals.yml"
+        path.write_text(path.read_text().replace("services: {}", globals_text))
     catalogue = load_services()
     site = load_site(site_dir, set(catalogue.services), [])
     root = fake_host(tmp_path, **host)
