@@ -20,7 +20,7 @@ from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError, DockyardError
 
 from dockyard.deploy.ops import demo as demo_steps
-from dockyard.deploy.ops import postdeploy
+from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
@@ -260,6 +260,11 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
             timeline.write(event="remove", target=c.name)
             say(f"  removed container {c.name}")
             removed += 1
+        # The agents' network namespaces and the bridges' taps outlive the containers.
+        if {"openvswitch", "neutron-agents"} & set(catalogue.closure(site.globals.enabled_services)):
+            for line in hostnet.clean(site, engine):
+                timeline.write(event="host_network", detail=line)
+                say(f"  {line}")
         if include_volumes:
             for v in engine.volumes():
                 if not _volume_is_ours(v, site, catalogue):

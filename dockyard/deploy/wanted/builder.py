@@ -53,6 +53,19 @@ TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its priva
 MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
 
 
+def share_mount_spec(path: str, image: str, labels: dict[str, str]) -> ContainerSpec:
+    """The one-shot container that makes a host folder a shared mount (see
+    WantedBuilder.shared_mounts): idempotent, quick, any image with util-linux."""
+    quoted = shlex.quote(path)
+    inner = (f"mkdir -p {quoted} && {{ mountpoint -q {quoted} || mount --bind {quoted} {quoted}; }} "
+             f"&& mount --make-shared {quoted}")
+    script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
+    return ContainerSpec(
+        name="dockyard_share" + path.replace("/", "_").replace("-", "_"), image=image, entrypoint=("sh", "-c"),
+        command=(script,), labels=labels, pid_mode="host", user="root", cap_add=("SYS_ADMIN", "SYS_PTRACE"),
+        restart_policy="no")
+
+
 def site_id(site: Site) -> str:
     """Which site owns a container: its configuration folder."""
     return str(Path(site.config_dir).resolve())
@@ -335,15 +348,7 @@ class WantedBuilder:
                 continue
             if any(s.path == m.source and s.host == unit.host.name for s in state.shared_mounts):
                 continue
-            path = shlex.quote(m.source)
-            inner = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
-                     f"&& mount --make-shared {path}")
-            script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
-            name = "dockyard_share" + m.source.replace("/", "_").replace("-", "_")
-            spec = ContainerSpec(
-                name=name, image=image, entrypoint=("sh", "-c"), command=(script,),
-                labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host", user="root",
-                cap_add=("SYS_ADMIN", "SYS_PTRACE"), restart_policy="no")
+            spec = share_mount_spec(m.source, image, {**self.labels(unit), LABEL_JOB: "true"})
             state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
 
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
