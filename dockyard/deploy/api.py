@@ -109,8 +109,8 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
-    warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean {path.stem}.conf?)"
-                 for path in wanted.ignored_overrides]
+    warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
+                 f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
     return Prepared(site, catalogue, engine, wanted.state, warnings)
 
 

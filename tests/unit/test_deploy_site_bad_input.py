@@ -113,10 +113,12 @@ def test_every_option_a_template_reads_is_declared_with_a_valid_default():
 
 def test_a_misnamed_override_is_said_to_be_ignored(site_dir):
     (site_dir / "config" / "nova.ini").write_text("[DEFAULT]\ndebug = True\n")
+    (site_dir / "config" / "keystone.conf.orig").write_text("[DEFAULT]\ndebug = True\n")
     lines: list[str] = []
     assert api.deploy(site_dir, engine=fake_engine(), say=lines.append).ok
-    path = site_dir / "config" / "nova.ini"
-    assert f"warning: {path} is ignored: overrides are .conf files (did you mean nova.conf?)" in lines
+    for name, meant in (("nova.ini", "nova.conf"), ("keystone.conf.orig", "keystone.conf")):
+        path = site_dir / "config" / name
+        assert f"warning: {path} is ignored: overrides are .conf files (did you mean {meant}?)" in lines
 
 
 def test_a_dry_run_creates_nothing_on_disk(site_dir):
