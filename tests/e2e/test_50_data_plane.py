@@ -24,7 +24,7 @@ from .conftest import CONFIG_DIR, REPO, dockyard
 NAMESPACE = "dockyard-external"
 KEY = CONFIG_DIR / "demo" / "id_ed25519"
 BOOT_TIMEOUT = 600          # QEMU emulation on a busy 2-core machine
-RESULTS = REPO / "bench" / "results" / "data_plane.json"
+RESULTS = REPO / "bench" / "results" / "data_plane_story.json"
 
 
 def in_namespace(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
