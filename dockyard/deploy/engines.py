@@ -8,6 +8,7 @@ container wanted twice on one engine.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -16,6 +17,21 @@ from dockyard.engine.driver import Engine
 from dockyard.errors import EngineError
 
 from dockyard.deploy.site.loader import Site
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def brief(exc: BaseException) -> str:
+    """Why an engine did not answer, in a few words (``Connection refused``) when
+    the error says so among the layers of requests' and urllib3's wording."""
+    text = str(exc) or type(exc).__name__
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return text
 
 
 class SiteEngines:
@@ -78,7 +94,7 @@ class SiteEngines:
         for i, (_, served) in enumerate(groups):
             if isinstance(results[i], Exception):
                 for host in served:
-                    out[host] = str(results[i]) or type(results[i]).__name__
+                    out[host] = brief(results[i])
         return out
 
 

@@ -295,3 +295,18 @@ def test_a_single_host_site_keeps_its_plain_ids():
     wanted = WantedState(containers=[unit("a", "aio"), unit("b", "aio", after=("a",))])
     assert [a.id for a in make_plan(wanted, ObservedState()).actions] == \
         ["create:a", "wait_healthy:a", "create:b", "wait_healthy:b"]
+
+
+def test_failures_name_their_host_and_an_answer_is_not_unreachable():
+    from dockyard.deploy.execute.executor import failure_text
+    from dockyard.deploy.plan.planner import Action
+
+    class Answered(OSError):               # requests' HTTPError: an OSError with the engine's response
+        response = object()
+
+    on_h2 = Action("create:memcached@h2", "create", "memcached", "memcached", "h2", "not present")
+    assert failure_text(on_h2, ConnectionRefusedError(111, "Connection refused")) == \
+        "host h2: its engine did not answer: Connection refused"
+    assert failure_text(on_h2, Answered("500 Server Error")) == "host h2: 500 Server Error"
+    single = Action("create:memcached", "create", "memcached", "memcached", "aio", "not present")
+    assert failure_text(single, RuntimeError("no such image")) == "no such image"

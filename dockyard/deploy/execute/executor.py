@@ -30,7 +30,7 @@ from typing import Callable
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
 from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
-from dockyard.deploy.engines import SiteEngines
+from dockyard.deploy.engines import SiteEngines, brief
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
@@ -120,10 +120,13 @@ class RunResult:
 Progress = Callable[[Outcome], None]
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Did the engine not answer (refused, reset, timed out), rather than refuse the request?"""
+def _unreachable(exc: BaseException | None) -> bool:
+    """Did the engine not answer (refused, reset, timed out), rather than answer
+    with an error? An error that carries the engine's response is an answer."""
     seen = 0
     while exc is not None and seen < 5:
+        if getattr(exc, "response", None) is not None:
+            return False
         if isinstance(exc, OSError):       # requests' ConnectionError, socket errors, timeouts
             return True
         exc = exc.__cause__ or exc.__context__
@@ -132,10 +135,13 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def failure_text(action: Action, exc: BaseException) -> str:
-    """An action's error for the operator; an engine that did not answer is named by its host."""
-    text = str(exc) or type(exc).__name__
+    """An action's error for the operator. An engine that did not answer is
+    named by its host; on a site of several hosts every failure names its host."""
     if action.host and _unreachable(exc) and not isinstance(exc, ActionFailed):
-        return f"host {action.host}: its engine did not answer: {text}"
+        return f"host {action.host}: its engine did not answer: {brief(exc)}"
+    text = str(exc) or type(exc).__name__
+    if action.host and action.id.endswith(f"@{action.host}") and not text.startswith(f"host {action.host}:"):
+        text = f"host {action.host}: {text}"
     return text
 
 

@@ -121,7 +121,9 @@ def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: 
                                                 f"({cname} needs it)", "stop what holds it, or set "
                                                 "internal_address to another address"))
     if not checks:
-        checks.append(Check("ports", OK, f"{len(seen)} ports free"))
+        remote = [h.name for h in site.inventory.hosts.values() if h.remote]
+        note = f" (not probed from here on remote hosts: {', '.join(remote)})" if remote else ""
+        checks.append(Check("ports", OK, f"{len(seen)} ports free{note}"))
     return checks
 
 

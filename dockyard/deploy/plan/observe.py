@@ -84,7 +84,7 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
     A container is put on the host its label names when that host's engine is
     the one it was found on, else on the first host of that engine (so that an
     unwanted one is removed where it is)."""
-    from dockyard.deploy.engines import SiteEngines
+    from dockyard.deploy.engines import SiteEngines, brief
 
     engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
     names = list(dict.fromkeys([*(hosts or []), *sorted(wanted.hosts())])) or [""]
@@ -97,7 +97,7 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
     for i, (_, served) in enumerate(groups):
         result = facts[i]
         if isinstance(result, Exception):
-            why = str(result) or type(result).__name__
+            why = brief(result)
             for host in served:
                 observed.unreachable[host] = why
             continue

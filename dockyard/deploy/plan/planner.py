@@ -185,7 +185,8 @@ class Plan:
         """The plan for ``--dry-run``: by service, one line per action with its reason."""
         if not self.actions:
             return "nothing to do: everything is as wanted"
-        width = min(max(len(a.target) for a in self.actions), 60)
+        names = {a.id: _shown(a) for a in self.actions}
+        width = min(max(len(n) for n in names.values()), 60)
         services: dict[str, list[Action]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             services.setdefault(a.service or "(no service)", []).append(a)
@@ -193,7 +194,7 @@ class Plan:
         for service, actions in services.items():
             lines.append(f"{service}:")
             for a in actions:
-                line = f"  {a.kind:<13} {a.target:<{width}}  {a.reason}"
+                line = f"  {a.kind:<13} {names[a.id]:<{width}}  {a.reason}"
                 after = _render_deps(a.deps)
                 if after:
                     line += f"  [after {after}]"
@@ -207,6 +208,11 @@ class Plan:
         counts = Counter(a.kind for a in self.actions)
         return json.dumps({"actions": [a.to_dict() for a in self.actions],
                            "counts": {k: counts[k] for k in ActionKind if counts[k]}}, indent=2)
+
+
+def _shown(a: Action) -> str:
+    """The target as --dry-run shows it: with its host where the id names one."""
+    return f"{a.target}@{a.host}" if a.host and a.id.endswith(f"@{a.host}") else a.target
 
 
 def _render_deps(deps: tuple[str, ...]) -> str:
