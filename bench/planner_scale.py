@@ -45,9 +45,9 @@ def synthetic(hosts: int) -> tuple[WantedState, ObservedState]:
                                                      (path,), (f"vol_{name}",)))
             wanted.files.append(WantedFile(path, content, host, f"svc{i % 12}", unit=name))
             wanted.volumes.append(WantedVolume(f"vol_{name}", host, f"svc{i % 12}"))
-            observed.containers[unit_key(name, host, hosts > 1)] = ContainerState(name, name, "sha256:x", "dockyard/x:1",
-                                                       dict(labels),
-                                                       "running", "healthy" if spec.healthcheck else None)
+            key = unit_key(name, host, hosts > 1)
+            observed.containers[key] = ContainerState(name, name, "sha256:x", "dockyard/x:1", dict(labels),
+                                                      "running", "healthy" if spec.healthcheck else None)
             observed.files[path] = content
             observed.volumes.add(unit_key(f"vol_{name}", host, hosts > 1))
             previous = (name,)

@@ -310,3 +310,45 @@ def test_failures_name_their_host_and_an_answer_is_not_unreachable():
     assert failure_text(on_h2, Answered("500 Server Error")) == "host h2: 500 Server Error"
     single = Action("create:memcached", "create", "memcached", "memcached", "aio", "not present")
     assert failure_text(single, RuntimeError("no such image")) == "no such image"
+
+
+def test_the_whole_cloud_on_three_hosts_in_one_plan(tmp_path):
+    """The default services: control and network on ctl, compute on cmp1 and cmp2."""
+    config_dir = make_site(tmp_path)
+    write_inventory(config_dir, {"ctl": remote("192.0.2.10"), "cmp1": remote("192.0.2.21"),
+                                 "cmp2": remote("192.0.2.22")},
+                    {"control": ["ctl"], "network": ["ctl"], "compute": ["cmp1", "cmp2"]})
+    fakes = {name: fake_engine() for name in ("ctl", "cmp1", "cmp2")}
+    engines = SiteEngines(fakes)
+    plan = api.deploy(config_dir, engine=engines, dry_run=True, say=quiet)
+    plan.validate()
+    by_id = plan.by_id()
+    assert {a.host for a in plan.actions} == {"ctl", "cmp1", "cmp2"}
+    assert all(a.id.endswith(f"@{a.host}") for a in plan.actions if a.kind != "reach_engine")
+
+    def needs(action_id: str) -> set[str]:
+        """Every action ``action_id`` waits for, directly or not."""
+        seen, stack = set(), list(by_id[action_id].deps)
+        while stack:
+            d = stack.pop()
+            if d not in seen:
+                seen.add(d)
+                stack.extend(by_id[d].deps)
+        return seen
+
+    for cmp in ("cmp1", "cmp2"):
+        other = "cmp2" if cmp == "cmp1" else "cmp1"
+        assert "wait_healthy:nova_conductor@ctl" in needs(f"create:nova_compute@{cmp}")     # across hosts
+        assert f"wait_healthy:openvswitch_db_server@{cmp}" in by_id[f"create:openvswitch_vswitchd@{cmp}"].deps
+        assert not [d for d in needs(f"create:openvswitch_vswitchd@{cmp}") if d.endswith(f"@{other}")]
+    # Applied: every unit lands on its host's engine, jobs get their files copied in too.
+    result = api.deploy(config_dir, engine=engines, say=quiet)
+    assert result.ok, [o.line() for o in result.outcomes if o.result != "ok"]
+    assert {c.name for c in fakes["cmp1"].containers()} == {c.name for c in fakes["cmp2"].containers()}
+    assert "nova_compute" in {c.name for c in fakes["cmp1"].containers()}
+    assert "nova_compute" not in {c.name for c in fakes["ctl"].containers()}
+    assert "keystone" in {c.name for c in fakes["ctl"].containers()}
+    assert "/var/lib/dockyard/config_files/config.json" in fakes["ctl"].copied["keystone_bootstrap"]
+    assert not [p for p in (config_dir / "generated").rglob("*") if p.is_file()]   # nothing on this disk
+    again = api.deploy(config_dir, engine=engines, say=quiet)
+    assert again.ok and again.changed == 0
