@@ -5,6 +5,7 @@ Podman serves the same API: point ``DOCKER_HOST`` at its socket.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import tarfile
@@ -37,6 +38,7 @@ _NS = 1_000_000_000
 # so making the client asks nothing of the engine (an unreachable host fails on
 # its first real call, not here) and every engine from Docker 20.10 on answers.
 PINNED_API_VERSION = "1.41"
+PING_TIMEOUT = 10       # seconds a named engine has to answer a ping
 
 
 class _ChunkReader(io.RawIOBase):
@@ -78,6 +80,10 @@ class DockerEngine:
                     ca, cert, key = (str(p) for p in tls)
                     kwargs["tls"] = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
                 if base_url.startswith("ssh://"):
+                    if importlib.util.find_spec("paramiko") is None:
+                        # The SDK's ssh transport imports it even to run the ssh command.
+                        raise EngineError(f"an engine at {base_url} needs the paramiko package (the Docker SDK's "
+                                          f"ssh transport): pip install 'dockyard[ssh]'")
                     kwargs["use_ssh_client"] = True
                 self.client = docker.DockerClient(base_url=base_url, timeout=timeout, version=PINNED_API_VERSION,
                                                   **kwargs)
@@ -94,7 +100,14 @@ class DockerEngine:
     # -- images ----------------------------------------------------------------
     def ping(self) -> None:
         try:
-            self.api.ping()
+            if self.base_url:
+                # A named engine may sit behind a host that is off: no refusal ever
+                # comes, and the client's timeout (minutes, for long calls) would
+                # hold every command. The ping alone gets a short one.
+                response = self.api.get(f"{self.api.base_url}/_ping", timeout=PING_TIMEOUT)
+                response.raise_for_status()
+            else:
+                self.api.ping()
         except Exception as exc:  # the SDK raises several unrelated types here
             raise EngineError(f"cannot reach the container engine{self._where()}: {exc}") from exc
 
