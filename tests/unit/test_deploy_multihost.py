@@ -352,3 +352,10 @@ def test_the_whole_cloud_on_three_hosts_in_one_plan(tmp_path):
     assert not [p for p in (config_dir / "generated").rglob("*") if p.is_file()]   # nothing on this disk
     again = api.deploy(config_dir, engine=engines, say=quiet)
     assert again.ok and again.changed == 0
+
+
+def test_export_compose_refuses_remote_hosts(two_hosts):
+    config_dir, *_ = two_hosts
+    with pytest.raises(ConfigError) as err:
+        api.export_compose(config_dir)
+    assert "hosts h1, h2 are on remote engines" in str(err.value)
