@@ -206,6 +206,9 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
                                        [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
             result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
+        if observed.multi_host and result.outcomes:
+            for line in result.host_summaries():
+                say(line)
         say(result.summary())
         return result
 

@@ -184,6 +184,8 @@ def test_one_host_down_fails_its_work_only_and_the_next_run_converges(two_hosts)
     failed = result.outcome("reach_engine:h2")
     assert failed.result == "failed" and "host h2" in failed.error and "tcp://192.0.2.12:2376" in failed.error
     assert any("warning: host h2" in line for line in lines)
+    assert "  h1: 1 changes, 0 failed, 0 skipped" in lines and "  h2: 0 changes, 1 failed, 0 skipped" in lines
+    assert lines[-1].startswith("1 changes, 1 failed, 0 skipped")
     # Back: the next run does what is left, and only that.
     e2.down = False
     e1.calls.clear()

@@ -116,6 +116,19 @@ class RunResult:
     def summary(self) -> str:
         return f"{self.changed} changes, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f}s"
 
+    def host_summaries(self) -> list[str]:
+        """One line per host, for a site of several: ``cmp1: 3 changes, 0 failed, 1 skipped``."""
+        hosts: dict[str, list[Outcome]] = {}
+        for o in self.outcomes:
+            hosts.setdefault(o.action.host, []).append(o)
+        lines = []
+        for host, outcomes in sorted(hosts.items()):
+            changed = sum(1 for o in outcomes if o.result == OK and o.action.changes_something)
+            failed = sum(1 for o in outcomes if o.result == FAILED)
+            skipped = sum(1 for o in outcomes if o.result == SKIPPED)
+            lines.append(f"  {host or '(this machine)'}: {changed} changes, {failed} failed, {skipped} skipped")
+        return lines
+
 
 Progress = Callable[[Outcome], None]
 
