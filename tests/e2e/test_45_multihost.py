@@ -155,12 +155,12 @@ def test_an_engine_stopped_mid_run_is_reported_and_the_next_run_converges(site):
     assert first_line.startswith("dockyard: run "), first_line + proc.stderr.read()
     os.kill(dockerd_pid(h2), signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    print(out)
     assert proc.returncode == 1, out + err
     failed = [line for line in out.splitlines() if line.startswith("  FAILED")]
     assert failed and all("@h2" in line for line in failed), out
     assert "host h2" in out, out
     assert "ok      recreate:memcached@h1" in out and "ok      wait_healthy:memcached@h1" in out, out
+    assert "  h1: 1 changes, 0 failed, 0 skipped" in out, out
     assert containers_of(h1)["memcached"]["Id"] != before[1]
     # While it is down, every command says so and covers the other host.
     rows = json.loads(dockyard("status", "--config-dir", str(config), "--format", "json").stdout)
