@@ -177,14 +177,24 @@ def _check_ports(prepared: Prepared, plan: Plan) -> None:
 
 # -- deploy ---------------------------------------------------------------------------
 
+def _check_limit(prepared: Prepared, limit: set[str] | None) -> None:
+    hosts = prepared.site.inventory.hosts
+    for name in sorted(limit or ()):
+        if name not in hosts:
+            raise ConfigError(f"unknown host {name!r} (hosts: {', '.join(hosts)})", key="--limit")
+
+
 def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
-           engine: Engine | None = None, services_root: Path | None = None) -> RunResult | Plan:
+           engine: Engine | SiteEngines | None = None, services_root: Path | None = None,
+           limit: set[str] | None = None) -> RunResult | Plan:
     """Converge the site: only the difference is done, in dependency order.
+    ``limit``: only these hosts' work (the others are assumed deployed).
 
     Returns the plan on a dry run (nothing done), else the run's result.
     """
     prepared = prepare(Path(config_dir), engine, services_root)
     _check_services(prepared, services)
+    _check_limit(prepared, limit)
     for warning in prepared.warnings:
         say(warning)
     site = prepared.site
@@ -192,7 +202,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
-        plan = make_plan(prepared.wanted, observed, only_services=services)
+        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit)
         if dry_run:
             say(plan.render())
             say(f"{plan.changes()} changes planned (dry run: nothing done)")

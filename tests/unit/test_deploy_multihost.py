@@ -361,3 +361,20 @@ def test_export_compose_refuses_remote_hosts(two_hosts):
     with pytest.raises(ConfigError) as err:
         api.export_compose(config_dir)
     assert "hosts h1, h2 are on remote engines" in str(err.value)
+
+
+def test_limit_acts_on_those_hosts_only(two_hosts):
+    config_dir, engines, e1, e2 = two_hosts
+    e1.down = True                                   # outside the limit: no failure for it
+    result = api.deploy(config_dir, engine=engines, say=quiet, limit={"h2"})
+    assert result.ok and [o.action.id for o in result.outcomes] == ["create:memcached@h2", "wait_healthy:memcached@h2"]
+    with pytest.raises(ConfigError) as err:
+        api.deploy(config_dir, engine=engines, say=quiet, limit={"h9"})
+    assert err.value.key == "--limit" and "unknown host 'h9'" in str(err.value)
+
+
+def test_limit_leaves_the_other_hosts_units_unwaited():
+    wanted = WantedState(containers=[unit("conductor", "ctl1"), unit("compute", "cmp1", after=("conductor",))])
+    plan = make_plan(wanted, ObservedState(), only_hosts={"cmp1"})
+    assert [(a.id, a.deps) for a in plan.actions] == [("create:compute@cmp1", ()),
+                                                      ("wait_healthy:compute@cmp1", ("create:compute@cmp1",))]

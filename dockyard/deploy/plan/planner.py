@@ -346,11 +346,13 @@ def unit_order(wanted: WantedState, multi_host: bool = False, index: UnitIndex |
 
 # -- the planner ----------------------------------------------------------------------
 
-def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None) -> Plan:
+def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None,
+              only_hosts: set[str] | None = None) -> Plan:
     """The actions that converge ``observed`` on ``wanted``.
 
-    ``only_services`` limits the plan to those services' objects; the others are
-    assumed deployed and are neither acted on nor waited for.
+    ``only_services`` limits the plan to those services' objects, ``only_hosts``
+    to those hosts' (``--limit``); the others are assumed deployed and are
+    neither acted on nor waited for.
     """
     # Planning allocates many small objects and no reference cycles; the cyclic
     # collector would rescan the growing heap again and again, which makes a
@@ -358,17 +360,19 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Planner(wanted, observed, only_services).run()
+        return _Planner(wanted, observed, only_services, only_hosts).run()
     finally:
         if was_enabled:
             gc.enable()
 
 
 class _Planner:
-    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None):
+    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None,
+                 only_hosts: set[str] | None = None):
         self.wanted = wanted
         self.observed = observed
         self.only = only_services
+        self.only_hosts = only_hosts
         self.multi = observed.multi_host or len(wanted.hosts()) > 1
         self.index = UnitIndex(wanted, self.multi)
         self.actions: list[Action] = []
@@ -388,8 +392,9 @@ class _Planner:
     def key(self, name: str, host: str) -> str:
         return unit_key(name, host, self.multi)
 
-    def included(self, service: str) -> bool:
-        return self.only is None or service in self.only
+    def included(self, service: str, host: str | None = None) -> bool:
+        return (self.only is None or service in self.only) and \
+            (self.only_hosts is None or host is None or host in self.only_hosts)
 
     def add(self, action: Action) -> Action:
         if action.id not in self.placed:
@@ -404,7 +409,7 @@ class _Planner:
         self.plan_volumes()
         self.plan_files()
         for unit in units:
-            if not self.included(unit.service):
+            if not self.included(unit.service, unit.host):
                 continue
             if unit.host in self.unreachable:
                 # Nothing is known of its host: what waits for it waits for the
@@ -423,7 +428,7 @@ class _Planner:
     def plan_unreachable(self, units: list[Unit]) -> None:
         """One failing action per unreachable host that has work of the plan's services."""
         for unit in units:
-            if unit.host in self.unreachable and unit.host not in self.reach and self.included(unit.service):
+            if unit.host in self.unreachable and unit.host not in self.reach and self.included(unit.service, unit.host):
                 why = self.unreachable[unit.host]
                 self.reach[unit.host] = Action(f"reach_engine:{unit.host}", ActionKind.REACH_ENGINE, unit.host, "",
                                                unit.host, f"engine unreachable when observed: {why}")
@@ -441,10 +446,10 @@ class _Planner:
             if job is not None:
                 # A job's container left behind by a killed run. If the job still has
                 # to run, running it replaces the leftover; if it is done, tidy up.
-                if not self.included(job.service) or self.observed.jobs_done.get(name) != job.hash:
+                if not self.included(job.service, host) or self.observed.jobs_done.get(name) != job.hash:
                     continue
                 reason = f"leftover container of job {name}, which is done"
-            elif not self.included(service):
+            elif not self.included(service, host):
                 continue
             else:
                 reason = "not wanted any more"
@@ -454,7 +459,7 @@ class _Planner:
     def plan_volumes(self) -> None:
         for v in self.wanted.volumes:
             key = self.key(v.name, v.host)
-            if key in self.observed.volumes or key in self.volume_action or not self.included(v.service) \
+            if key in self.observed.volumes or key in self.volume_action or not self.included(v.service, v.host) \
                     or v.host in self.unreachable:
                 continue
             self.volume_action[key] = Action(f"create_volume:{key}", ActionKind.CREATE_VOLUME, v.name, v.service,
@@ -469,7 +474,7 @@ class _Planner:
                                       f"{seen[f.path].service} and {f.service})", path=f.path)
                 continue
             seen[f.path] = f
-            if not self.included(f.service) or f.host in self.unreachable:
+            if not self.included(f.service, f.host) or f.host in self.unreachable:
                 continue
             reason = _file_reason(f, self.observed)
             if reason:
