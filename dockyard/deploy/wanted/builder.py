@@ -452,7 +452,35 @@ class WantedBuilder:
         for job in service.post_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
 
+    def prefetch_images(self) -> None:
+        """Every engine asked for every image the site needs, all engines at once,
+        so that many hosts cost about one host's lookups. Only ids found are kept:
+        a missing one is asked again where a unit needs it, and reported there."""
+        engines = self.engine
+        if not (self.resolve_images and engines is not None and hasattr(engines, "each")):
+            return
+        refs = [self.site.globals.image_ref(name) for name in self.catalogue.images(self.enabled)]
+        hosts = [h for h in self.site.inventory.hosts if h not in self.unreachable]
+        if not hosts or len(engines.groups(hosts)) < 2:
+            return
+
+        def lookup(engine, _hosts) -> dict[str, str]:
+            found = {}
+            for ref in refs:
+                info = engine.image(ref)
+                if info is not None:
+                    found[ref] = info.id
+            return found
+
+        groups = engines.groups(hosts)
+        for i, result in engines.each(hosts, lookup).items():
+            if isinstance(result, dict):
+                engine = groups[i][0]
+                for ref, image_id in result.items():
+                    self._image_ids[(id(engine), ref)] = image_id
+
     def build(self) -> WantedState:
+        self.prefetch_images()
         state = WantedState()
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
