@@ -378,3 +378,12 @@ def test_limit_leaves_the_other_hosts_units_unwaited():
     plan = make_plan(wanted, ObservedState(), only_hosts={"cmp1"})
     assert [(a.id, a.deps) for a in plan.actions] == [("create:compute@cmp1", ()),
                                                       ("wait_healthy:compute@cmp1", ("create:compute@cmp1",))]
+
+
+def test_a_single_host_site_whose_engine_is_down_is_exit_4_in_the_engines_words(tmp_path):
+    config_dir = make_site(tmp_path)
+    engine = fake_engine()
+    engine.down = True
+    with pytest.raises(DockyardError) as err:
+        api.deploy(config_dir, engine=engine, say=quiet)
+    assert err.value.exit_code == 4 and "Connection refused" in str(err.value)
