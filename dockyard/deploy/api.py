@@ -8,6 +8,7 @@ changes nothing: no container, no volume, no file.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError, DockyardError, EngineError
 
 from dockyard.deploy.ops import demo as demo_steps
-from dockyard.deploy.ops import postdeploy
+from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
@@ -34,11 +35,11 @@ from dockyard.deploy.wanted.model import WantedState, unit_key
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
-from dockyard.deploy.site.passwords import generate_passwords
+from dockyard.deploy.site.passwords import generate_passwords, make_private
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
-from dockyard.deploy.wanted.builder import site_id, wanted_state
+from dockyard.deploy.wanted.builder import one_per_engine, site_id, wanted_state
 
 Say = Callable[[str], None]
 
@@ -68,10 +69,13 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
                           path=config_dir)
     known = set(catalogue.services)
     if not need_passwords:
-        return load_site(config_dir, known, []), catalogue
+        site = load_site(config_dir, known, [])
+        catalogue.check_options(site.globals.services, config_dir / "globals.yml")
+        return site, catalogue
     # Which passwords are required depends on which services are enabled: read
     # the site once without, then with the full list.
     site = load_site(config_dir, known, [])
+    catalogue.check_options(site.globals.services, config_dir / "globals.yml")
     try:
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
@@ -139,6 +143,8 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
+    warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
+                 f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
     warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
                  f"this run, the other hosts' goes on" for h, why in unreachable.items()]
     return Prepared(site, catalogue, engines, wanted.state, warnings, unreachable)
@@ -201,10 +207,12 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     prepared = prepare(Path(config_dir), engine, services_root)
     _check_services(prepared, services)
     _check_limit(prepared, limit)
+    one_per_engine(prepared.site, prepared.wanted)
     for warning in prepared.warnings:
         say(warning)
     site = prepared.site
-    with SiteLock(site.state_dir):
+    # A dry run writes nothing, not even the lock (nor the state folder it is in).
+    with nullcontext() if dry_run else SiteLock(site.state_dir):
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
@@ -321,6 +329,7 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
     removed = 0
     with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
         timeline.run_start(command="destroy", include_volumes=include_volumes)
+        network = {"openvswitch", "neutron-agents"} & set(catalogue.closure(site.globals.enabled_services))
         for eng, hosts in groups:
             on = f" on {', '.join(hosts)}" if multi else ""
             for c in _dependents_first(_ours(eng, site), catalogue):
@@ -330,6 +339,11 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
                 timeline.write(event="remove", target=c.name)
                 say(f"  removed container {c.name}{on}")
                 removed += 1
+            # The agents' network namespaces and the bridges' taps outlive the containers.
+            if network:
+                for line in hostnet.clean(site, eng):
+                    timeline.write(event="host_network", detail=line)
+                    say(f"  {line}{on}")
             if include_volumes:
                 for v in eng.volumes():
                     if not _volume_is_ours(v, site, catalogue):
@@ -476,6 +490,9 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     for path in write_defaults(config_dir):
         say(f"wrote {path}")
     catalogue = load_services(services_root)
+    old_mode = make_private(config_dir / "passwords.yml")
+    if old_mode is not None:
+        say(f"{config_dir / 'passwords.yml'} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(config_dir / "passwords.yml", catalogue.all_passwords())
     if added:
         say(f"{len(added)} passwords generated in {config_dir / 'passwords.yml'}")

@@ -18,6 +18,7 @@ from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.plan.planner import Plan
+from dockyard.engine.driver import JobResult
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
@@ -426,3 +427,30 @@ def test_cli_destroy_asks_first(monkeypatch, deployed):
     assert engine.containers()
     assert run_cli(monkeypatch, engine, "destroy", "--yes", "--config-dir", str(site_dir)) == 0
     assert not engine.containers()
+
+
+def test_destroy_removes_the_data_planes_namespaces_and_bridge_taps_through_the_engine(site_dir):
+    engine = full_engine()
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    engine.calls.clear()
+    said: list[str] = []
+    engine.job_results["dockyard_hostnet_cleanup"] = JobResult(0, "namespace qrouter-1 removed\n")
+    api.destroy(site_dir, include_volumes=False, engine=engine, say=said.append)
+    jobs = [c[1] for c in engine.calls if c[0] == "job"]
+    # Shared first (as after a reboot), then the cleanup; after the containers are gone.
+    assert jobs == ["dockyard_share_run_netns", "dockyard_hostnet_cleanup"]
+    assert "  namespace qrouter-1 removed" in said
+    assert [c[0] for c in engine.calls].index("job") > max(i for i, c in enumerate(engine.calls) if c[0] == "remove")
+
+
+def test_the_cleanup_touches_only_names_the_data_plane_makes(site_dir):
+    from dockyard.deploy.ops import hostnet
+    from dockyard.deploy.site.loader import load_site
+
+    site = load_site(site_dir, set(load_services().services), [])
+    script = hostnet.cleanup_script(site)
+    for pattern in ("qrouter-*", "qdhcp-*", "dockyard-external"):
+        assert pattern in script
+    assert "del-br $b" in script and "br-int br-tun br-ex" in script
+    spec = hostnet.cleanup_spec(site)
+    assert spec.cap_add == ("NET_ADMIN", "SYS_ADMIN") and spec.pid_mode is None

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
+import yaml
 
 from dockyard import __version__
 from dockyard.engine.driver import ContainerSpec, Engine, FileCopy, Healthcheck, Mount
@@ -40,15 +41,29 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
-from .hashing import spec_hashes
+from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
+from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
 MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
+
+
+def share_mount_spec(path: str, image: str, labels: dict[str, str]) -> ContainerSpec:
+    """The one-shot container that makes a host folder a shared mount (see
+    WantedBuilder.shared_mounts): idempotent, quick, any image with util-linux."""
+    quoted = shlex.quote(path)
+    inner = (f"mkdir -p {quoted} && {{ mountpoint -q {quoted} || mount --bind {quoted} {quoted}; }} "
+             f"&& mount --make-shared {quoted}")
+    script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
+    return ContainerSpec(
+        name="dockyard_share" + path.replace("/", "_").replace("-", "_"), image=image, entrypoint=("sh", "-c"),
+        command=(script,), labels=labels, pid_mode="host", user="root", cap_add=("SYS_ADMIN", "SYS_PTRACE"),
+        restart_policy="no")
 
 
 def site_id(site: Site) -> str:
@@ -56,14 +71,47 @@ def site_id(site: Site) -> str:
     return str(Path(site.config_dir).resolve())
 
 
+def _one_line(value: str, what: str) -> str:
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        # passwords.yml refuses these; other values reach here from the catalogue.
+        raise jinja2.TemplateRuntimeError(f"a {what} value cannot hold a line break or a NUL character")
+    return text
+
+
 def _sql_string(value: str) -> str:
-    """A quoted SQL string literal (MariaDB escapes)."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A quoted SQL string literal, as MariaDB reads it (sql_mode without
+    NO_BACKSLASH_ESCAPES, the default): backslash and quote escaped."""
+    return "'" + _one_line(value, "SQL").replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _cnf_string(value: str) -> str:
-    """A quoted value of a MariaDB option file."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted value of a MariaDB option file: inside double quotes, ``#`` starts
+    no comment, spaces at either end are kept, and ``\\`` and ``\"`` are escapes."""
+    return '"' + _one_line(value, "option file").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ini_value(value: str) -> str:
+    """A value of an oslo.config INI file that reads back as ``value``.
+
+    oslo.config strips spaces around a value, then one pair of matching quotes
+    around it, then interpolates ``$name`` and ``${name}`` (``$$`` is a ``$``):
+    so ``$`` is doubled, and a value with spaces at either end, or one that
+    starts and ends with the same quote, is put in double quotes. ``#`` and ``;``
+    start a comment only at the beginning of a line, and ``=`` and ``:`` only
+    split the key from the value once. (``\\$`` is oslo's other way to write
+    ``$$``: passwords.yml refuses a value that holds it, as no INI text reads
+    back as a backslash before a dollar.)"""
+    text = _one_line(value, "INI").replace("$", "$$")
+    if not text or text != text.strip() or (text[0] in "\"'" and text[-1] == text[0]):
+        text = f'"{text}"'
+    return text
+
+
+def _yaml_document(value: object) -> str:
+    """A YAML document of ``value`` (mappings keep their order), by the YAML
+    library: quoting is its business, not a template's."""
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=False, width=1000)
 
 
 def _rabbitmq_hash(password: str) -> str:
@@ -87,7 +135,8 @@ def _environment(templates: str) -> jinja2.Environment:
     The loader still notices a template changed on disk."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
-    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, rabbitmq_hash=_rabbitmq_hash)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, ini=_ini_value, yaml=_yaml_document,
+                       rabbitmq_hash=_rabbitmq_hash)
     return env
 
 
@@ -126,8 +175,13 @@ class WantedBuilder:
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
                               reverse=True)
+        if not site.passwords.get(HASH_KEY_NAME):
+            raise ConfigError("missing: the site's key of the hash labels; run `dockyard genpwd`",
+                              path=Path(site.config_dir) / PASSWORDS_FILE, key=HASH_KEY_NAME)
+        self.hash_key = site.passwords[HASH_KEY_NAME].encode()
         self._containers_of: dict[str, list[str]] = {}
         self._choices: dict[str, dict[str, str]] = {}
+        self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str, host: str | None = None) -> str | None:
@@ -186,7 +240,7 @@ class WantedBuilder:
             "database_address": database_hosts[0].address,
             "region": g.region,
             "passwords": passwords,
-            "options": g.services.get(service.name, {}),
+            "options": self.options_of(service),
             "inventory": self.site.inventory,
             "globals": g,
             "enabled": self.enabled,
@@ -194,6 +248,14 @@ class WantedBuilder:
             "register": service.spec.registration,
             **self.host_choices(host),
         }
+
+    def options_of(self, service: Service) -> dict:
+        """The service's options from globals.yml, checked against its schema,
+        defaults filled in: what its templates read as ``options``."""
+        if service.name not in self._options:
+            self._options[service.name] = service.options(self.site.globals.services.get(service.name, {}),
+                                                          Path(self.site.config_dir) / GLOBALS_FILE)
+        return self._options[service.name]
 
     def _groups_of(self, service_name: str) -> list[str]:
         svc = self.catalogue.services.get(service_name)
@@ -235,7 +297,7 @@ class WantedBuilder:
             found = overrides.find(self.site.config_dir, name, component, unit.host.name)
             self.overrides_used.update(found)
             if found:
-                text = ini.merge(text, *((str(p), p.read_text()) for p in found))
+                text = ini.merge(text, *((str(p), overrides.read(p)) for p in found))
         unit.files[fname] = text.encode()
         unit.entries.append((fname, cfile))
 
@@ -294,7 +356,7 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name))
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name), key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -312,15 +374,7 @@ class WantedBuilder:
                 continue
             if any(s.path == m.source and s.host == unit.host.name for s in state.shared_mounts):
                 continue
-            path = shlex.quote(m.source)
-            inner = (f"mkdir -p {path} && {{ mountpoint -q {path} || mount --bind {path} {path}; }} "
-                     f"&& mount --make-shared {path}")
-            script = f'exec nsenter --target "$PPID" --mount -- sh -c {shlex.quote(inner)}'
-            name = "dockyard_share" + m.source.replace("/", "_").replace("-", "_")
-            spec = ContainerSpec(
-                name=name, image=image, entrypoint=("sh", "-c"), command=(script,),
-                labels={**self.labels(unit), LABEL_JOB: "true"}, pid_mode="host", user="root",
-                cap_add=("SYS_ADMIN", "SYS_PTRACE"), restart_policy="no")
+            spec = share_mount_spec(m.source, image, {**self.labels(unit), LABEL_JOB: "true"})
             state.shared_mounts.append(WantedSharedMount(m.source, unit.host.name, unit.service.name, spec))
 
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
@@ -383,7 +437,7 @@ class WantedBuilder:
         state.files.extend(files)
         self.volumes_of(unit, mounts, state)
         state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
-                                    hash=spec.labels[LABEL_HASH], after=tuple(dict.fromkeys(after)),
+                                    hash=job_hash(spec.labels), after=tuple(dict.fromkeys(after)),
                                     files=tuple(f.path for f in files), timeout=timeout,
                                     copy_in=self.copies(unit)))
         return unit.name
@@ -484,25 +538,26 @@ class WantedBuilder:
         state = WantedState()
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
-        self.one_per_engine(state)
         return state
 
-    def one_per_engine(self, state: WantedState) -> None:
-        """Names are the engine's: hosts that share one engine (the local one,
-        when they name none) cannot each run a container of the same name."""
-        hosts = self.site.inventory.hosts
-        seen: dict[tuple[str, str], object] = {}
-        for unit in [*state.jobs, *state.containers]:
-            engine = hosts[unit.host].engine if unit.host in hosts else ""
-            other = seen.setdefault((engine, unit.name), unit)
-            if other is unit:
-                continue
-            where = (f"hosts {other.host} and {unit.host} share {hosts[unit.host].engine_label}"
-                     if other.host != unit.host else f"host {unit.host}")
-            raise ConfigError(f"{unit.name!r} is wanted twice on one engine (services {other.service} and "
-                              f"{unit.service}; {where}); one engine runs one container per name: give each host "
-                              f"its own `engine` in inventory.yml", path=Path(self.site.config_dir) / "inventory.yml",
-                              key=unit.name)
+
+def one_per_engine(site: Site, state: WantedState) -> None:
+    """Names are the engine's: hosts that share one engine (the local one, when
+    they name none) cannot each run a container of the same name. Checked before
+    a deploy plans (the wanted state itself may be built, to be looked at)."""
+    hosts = site.inventory.hosts
+    seen: dict[tuple[str, str], object] = {}
+    for unit in [*state.jobs, *state.containers]:
+        engine = hosts[unit.host].engine if unit.host in hosts else ""
+        other = seen.setdefault((engine, unit.name), unit)
+        if other is unit:
+            continue
+        where = (f"hosts {other.host} and {unit.host} share {hosts[unit.host].engine_label}"
+                 if other.host != unit.host else f"host {unit.host}")
+        raise ConfigError(f"{unit.name!r} is wanted twice on one engine (services {other.service} and "
+                          f"{unit.service}; {where}); one engine runs one container per name: give each host "
+                          f"its own `engine` in inventory.yml", path=Path(site.config_dir) / "inventory.yml",
+                          key=unit.name)
 
 
 @dataclass
@@ -510,6 +565,7 @@ class Wanted:
     state: WantedState
     missing_images: list[str]           # images the engine does not have
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
+    ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
     missing_on: dict[str, list[str]] = field(default_factory=dict)   # host -> images its engine lacks
 
 
@@ -527,5 +583,5 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     builder.unreachable = set(unreachable)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
-    return Wanted(state, sorted(builder.missing_images), unused,
+    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir),
                   {host: sorted(images) for host, images in sorted(builder.missing_on.items())})
