@@ -6,6 +6,10 @@ the engine API (nothing of it is on the hosts' disks). Then: a second deploy is
 a no-op; h2's engine stopped while a change rolls out is reported with its
 host, h1's part completes; h2's engine started again, the next deploy converges.
 
+A second site, with a tiny service of a test catalogue, crosses hosts: a job on
+h1 (checks the secret file copied into it: there, 0600, its own host's) and a
+container on h2 after that job.
+
 Needs root and the machine's ``dockyard/memcached:2025.1`` (only read, loaded
 into the testbed). Only loopback and the testbed's /24 carry traffic. Under a minute.
 """
@@ -46,7 +50,11 @@ def tb_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 def memcached_stats(address: str) -> str:
     """memcached's `stats`, over TCP from this namespace to the host's address."""
-    with socket.create_connection((address, 11211), timeout=5) as conn:
+    return memcached_stats_on(address, 11211)
+
+
+def memcached_stats_on(address: str, port: int) -> str:
+    with socket.create_connection((address, port), timeout=5) as conn:
         conn.sendall(b"stats\r\n")
         data = b""
         while not data.endswith(b"END\r\n"):
@@ -176,3 +184,60 @@ def test_an_engine_stopped_mid_run_is_reported_and_the_next_run_converges(site):
     assert "STAT limit_maxbytes 67108864" in memcached_stats(h1.address)
     final = dockyard("deploy", "--config-dir", str(config))
     assert "0 changes, 0 failed, 0 skipped" in final.stdout
+
+
+RELAY = """\
+description: A job on the control host, a container on the compute host after it (tests only).
+depends_on: [memcached]
+config:
+  relay.conf: {template: relay.conf.j2, dest: /etc/relay.conf, owner: root, perm: "0600", override: false}
+jobs:
+  - name: relay-check
+    image: memcached
+    user: root
+    config: [relay.conf]
+    command: >-
+      sh -c 'test "$(stat -c %a:%U /etc/relay.conf)" = 600:root
+      && grep -qx "host = {{ host.name }}" /etc/relay.conf && echo relay.conf checked on {{ host.name }}'
+containers:
+  relay:
+    image: memcached
+    group: compute
+    command: "memcached -l {{ address }} -p 11311 -U 0 -m 16"
+    ports: [11311]
+    healthcheck: {test: [port, "11311", --host, "{{ address }}"]}
+"""
+
+
+def test_a_job_on_one_host_then_a_container_on_the_other(site, tmp_path):
+    from dockyard.deploy import api
+
+    # One engine runs one site: the first site's containers go (a check of destroy on both hosts too).
+    gone = dockyard("destroy", "--config-dir", str(site["dir"]), "--yes")
+    assert "removed container memcached on h1" in gone.stdout and "removed container memcached on h2" in gone.stdout
+    catalogue = tmp_path / "services"
+    (catalogue / "templates").mkdir(parents=True)
+    (catalogue / "memcached.yml").write_text((REPO / "services" / "memcached.yml").read_text())
+    (catalogue / "relay.yml").write_text(RELAY)
+    (catalogue / "templates" / "relay.conf.j2").write_text("host = {{ host.name }}\nsecret = {{ 'x' * 12 }}\n")
+    config = tmp_path / "site"
+    config.mkdir()
+    inventory = yaml.safe_load((site["dir"] / "inventory.yml").read_text())
+    inventory["groups"]["compute"] = ["h2"]
+    (config / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (config / "globals.yml").write_text(yaml.safe_dump({"enabled_services": ["relay"],
+                                                        "internal_address": site["hosts"][0].address}))
+    (config / "passwords.yml").write_text((site["dir"] / "passwords.yml").read_text())
+    (config / "passwords.yml").chmod(0o600)
+    lines: list[str] = []
+    plan = api.deploy(config, dry_run=True, say=lines.append, services_root=catalogue)
+    deps = {a.id: a.deps for a in plan.actions}
+    assert "job:relay_check@h1" in deps["create:relay@h2"]                 # across hosts
+    assert "wait_healthy:memcached@h1" not in deps["create:relay@h2"]     # its own host's memcached only
+    result = api.deploy(config, say=lines.append, services_root=catalogue)
+    assert result.ok, "\n".join(lines)
+    assert result.outcome("job:relay_check@h1").result == "ok"
+    assert "STAT pid" in (memcached_stats_on(site["hosts"][1].address, 11311))
+    again = api.deploy(config, say=lines.append, services_root=catalogue)
+    assert again.ok and again.changed == 0
+    api.destroy(config, include_volumes=False, say=lines.append, services_root=catalogue)
