@@ -46,15 +46,27 @@ _CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", 
 
 
 class FakeEngine:
-    def __getattribute__(self, name: str):
-        if name in _CALLS and object.__getattribute__(self, "down"):
-            url = object.__getattribute__(self, "url")
-            raise ConnectionRefusedError(111, f"Connection refused (fake engine {url})")
-        return object.__getattribute__(self, name)
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        """Down: every engine call raises, as an engine that is not running
+        does (instance attributes shadow the methods; none while it is up)."""
+        self._down = bool(value)
+        for name in _CALLS:
+            if self._down:
+                setattr(self, name, self._refuse)
+            else:
+                self.__dict__.pop(name, None)
+
+    def _refuse(self, *args, **kwargs):
+        raise ConnectionRefusedError(111, f"Connection refused (fake engine {self.url})")
 
     def __init__(self, url: str = "fake://") -> None:
         self.url = url
-        self.down = False
+        self._down = False
         self.copied: dict[str, dict[str, tuple[bytes, int]]] = {}   # container -> path -> (content, mode)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
