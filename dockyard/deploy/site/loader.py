@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
@@ -127,8 +128,16 @@ class Globals(StrictModel):
         return image_ref(self.image_namespace, image, self.image_tag, self.image_registry)
 
 
+class _TlsModel(StrictModel):
+    ca: str
+    cert: str
+    key: str
+
+
 class _HostModel(StrictModel):
     address: IPv4
+    engine: str | None = None          # None: the local engine (globals.yml's `engine`)
+    tls: _TlsModel | None = None
 
 
 class _InventoryModel(StrictModel):
@@ -137,9 +146,34 @@ class _InventoryModel(StrictModel):
 
 
 @dataclass(frozen=True)
+class EngineTls:
+    """Client certificate files for a ``tcp://`` engine (absolute paths)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def files(self) -> tuple[str, str, str]:
+        return self.ca, self.cert, self.key
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
+    engine: str = ""                   # the engine's URL; "" for the local engine
+    tls: EngineTls | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Its engine runs elsewhere: bind mounts of this machine's files cannot
+        reach it, so its containers get their configuration copied in."""
+        return self.engine.startswith(("tcp://", "ssh://"))
+
+    @property
+    def engine_label(self) -> str:
+        """The engine as an operator reads it in messages."""
+        return self.engine or "the local engine"
 
 
 @dataclass(frozen=True)
@@ -249,6 +283,7 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
             raise ConfigError(f"host {addresses[host.address]!r} has the same address: two hosts on one "
                               f"engine would run containers of the same names", path=path, key=f"hosts.{name}.address")
         addresses[host.address] = name
+    engines = {name: _engine(path, name, host) for name, host in model.hosts.items()}
     for group in REQUIRED_GROUPS:
         if not model.groups.get(group):
             state = "is empty" if group in model.groups else "is missing"
@@ -263,8 +298,57 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
             if member in seen:
                 raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
             seen.add(member)
-    hosts = {name: Host(name, h.address) for name, h in model.hosts.items()}
+    hosts = {name: Host(name, h.address, *engines[name]) for name, h in model.hosts.items()}
     return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
+
+
+_ENGINE_SCHEMES = ("unix", "tcp", "ssh")
+
+
+def _engine(path: Path, name: str, host: _HostModel) -> tuple[str, EngineTls | None]:
+    """A host's ``engine`` URL and ``tls`` files, checked: the scheme, a port for
+    tcp, TLS client certificates for tcp (and only there), the files present.
+    Relative certificate paths are relative to the configuration folder."""
+    key = f"hosts.{name}.engine"
+    url = host.engine
+    if url is None:
+        if host.tls is not None:
+            raise ConfigError("tls needs an engine: tcp://ADDRESS:2376", path=path, key=f"hosts.{name}.tls")
+        return "", None
+    parts = urlsplit(url)
+    if parts.scheme not in _ENGINE_SCHEMES:
+        raise ConfigError("must be unix:///path/to/docker.sock, tcp://ADDRESS:PORT (with tls) or "
+                          "ssh://[USER@]HOST", path=path, key=key)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("not a valid port", path=path, key=key) from None
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError("a unix socket URL has three slashes and an absolute path: "
+                              "unix:///var/run/docker.sock", path=path, key=key)
+    elif not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"expected {parts.scheme}://HOST{':PORT' if parts.scheme == 'tcp' else ''}, nothing after",
+                          path=path, key=key)
+    if parts.scheme == "tcp":
+        if port is None:
+            raise ConfigError("a tcp engine needs its port: tcp://ADDRESS:2376", path=path, key=key)
+        if host.tls is None:
+            raise ConfigError("an engine over tcp needs TLS client certificates (anyone reaching an unprotected "
+                              "engine port is root on that host): add tls: {ca: ..., cert: ..., key: ...}",
+                              path=path, key=f"hosts.{name}.tls")
+    elif host.tls is not None:
+        raise ConfigError(f"tls is for tcp:// engines only, not {parts.scheme}://", path=path, key=f"hosts.{name}.tls")
+    tls = None
+    if host.tls is not None:
+        files = {}
+        for field_name in ("ca", "cert", "key"):
+            file = Path(path).parent / Path(getattr(host.tls, field_name)).expanduser()
+            if not file.is_file():
+                raise ConfigError(f"file not found: {file}", path=path, key=f"hosts.{name}.tls.{field_name}")
+            files[field_name] = str(file.absolute())
+        tls = EngineTls(**files)
+    return url.rstrip("/") if parts.scheme != "unix" else url, tls
 
 
 def load_site(config_dir: Path, known_services: set[str], required_passwords: Iterable[str] | None = None) -> Site:

@@ -35,7 +35,7 @@ import jinja2
 import yaml
 
 from dockyard import __version__
-from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
+from dockyard.engine.driver import ContainerSpec, Engine, FileCopy, Healthcheck, Mount
 from dockyard.errors import ConfigError
 
 from dockyard.deploy.site import ini, overrides
@@ -166,8 +166,11 @@ class WantedBuilder:
         self.engine = engine
         self.resolve_images = resolve_images
         self.env = _environment(str(catalogue.templates))
-        self._image_ids: dict[str, str | None] = {}
+        self._image_ids: dict[tuple[int, str], str | None] = {}
         self.missing_images: set[str] = set()
+        self.missing_on: dict[str, set[str]] = {}         # host -> images its engine lacks
+        self.unreachable: set[str] = set()                 # hosts whose engines are not asked
+        self.multi_host = len(site.inventory.hosts) > 1
         self.overrides_used: set[Path] = set()
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
@@ -181,15 +184,21 @@ class WantedBuilder:
         self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
-    def image_id(self, image: str) -> str | None:
-        """The id the reference resolves to now: a rebuilt image is a new hash."""
+    def image_id(self, image: str, host: str | None = None) -> str | None:
+        """The id the reference resolves to now on the host's engine: a rebuilt
+        image is a new hash. An unreachable host's engine is not asked."""
         ref = self.site.globals.image_ref(image)
-        if ref not in self._image_ids:
-            info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
-            if info is None and self.resolve_images:
+        engine = self.engine
+        if engine is not None and hasattr(engine, "of"):       # a SiteEngines: each host its own
+            engine = None if host in self.unreachable else engine.of(host)
+        key = (id(engine), ref)
+        if key not in self._image_ids:
+            info = engine.image(ref) if (engine is not None and self.resolve_images) else None
+            if info is None and self.resolve_images and engine is not None:
                 self.missing_images.add(image)
-            self._image_ids[ref] = info.id if info else None
-        return self._image_ids[ref]
+                self.missing_on.setdefault(host or "", set()).add(image)
+            self._image_ids[key] = info.id if info else None
+        return self._image_ids[key]
 
     def hosts_in(self, groups: list[str]) -> list[Host]:
         hosts: dict[str, Host] = {}
@@ -306,9 +315,24 @@ class WantedBuilder:
             doc["permissions"] = [p.model_dump(exclude_none=True) for p in permissions]
         unit.files["config.json"] = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
+    def folder(self, unit: _Unit) -> Path:
+        """The unit's config folder on this machine: ``generated/<unit>``, and
+        ``generated/<host>/<unit>`` on a site of several hosts (a unit may run on
+        more than one, with files of its own on each)."""
+        base = self.site.generated_dir
+        return base / unit.host.name / unit.name if self.multi_host else base / unit.name
+
     def mounts(self, unit: _Unit, volumes: list[VolumeMount]) -> tuple[Mount, ...]:
-        folder = Mount(str(self.site.generated_dir / unit.name), CONFIG_MOUNT, read_only=True)
-        return (folder, *(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes))
+        own = tuple(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes)
+        if unit.host.remote:
+            return own               # its config is copied in (copy_in), not bound from here
+        return (Mount(str(self.folder(unit)), CONFIG_MOUNT, read_only=True), *own)
+
+    def copies(self, unit: _Unit) -> tuple[FileCopy, ...]:
+        """A remote unit's config folder, to put into its container before it starts."""
+        if not unit.host.remote:
+            return ()
+        return tuple(FileCopy(f"{CONFIG_MOUNT}/{name}", data, 0o600) for name, data in unit.files.items())
 
     def environment(self, unit: _Unit, env: dict[str, str], variables: dict, key: str,
                     bootstrap: bool = False) -> dict[str, str]:
@@ -325,12 +349,14 @@ class WantedBuilder:
                 LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
 
     def wanted_files(self, unit: _Unit) -> list[WantedFile]:
-        base = self.site.generated_dir / unit.name
+        if unit.host.remote:
+            return []                # nothing on this machine's disk: see copies()
+        base = self.folder(unit)
         return [WantedFile(str(base / name), data, unit.host.name, unit.service.name, 0o600, unit.name)
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image), key=self.hash_key)
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name), key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -391,7 +417,8 @@ class WantedBuilder:
             host=host.name, service=service.name, spec=spec, hash=spec.labels[LABEL_HASH],
             after=tuple(dict.fromkeys([*after, *(unit_name(a) for a in c.after)])),
             files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
-            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address))
+            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address,
+            copy_in=self.copies(unit), remote=host.remote))
         return unit.name
 
     def job(self, unit: _Unit, image: str, command: str | None, bootstrap: bool, user: str | None,
@@ -411,7 +438,8 @@ class WantedBuilder:
         self.volumes_of(unit, mounts, state)
         state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
                                     hash=job_hash(spec.labels), after=tuple(dict.fromkeys(after)),
-                                    files=tuple(f.path for f in files), timeout=timeout))
+                                    files=tuple(f.path for f in files), timeout=timeout,
+                                    copy_in=self.copies(unit)))
         return unit.name
 
     def job_def(self, service: Service, i: int, job: JobDef, after: list[str], state: WantedState) -> str:
@@ -478,11 +506,58 @@ class WantedBuilder:
         for job in service.post_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
 
+    def prefetch_images(self) -> None:
+        """Every engine asked for every image the site needs, all engines at once,
+        so that many hosts cost about one host's lookups. Only ids found are kept:
+        a missing one is asked again where a unit needs it, and reported there."""
+        engines = self.engine
+        if not (self.resolve_images and engines is not None and hasattr(engines, "each")):
+            return
+        refs = [self.site.globals.image_ref(name) for name in self.catalogue.images(self.enabled)]
+        hosts = [h for h in self.site.inventory.hosts if h not in self.unreachable]
+        if not hosts or len(engines.groups(hosts)) < 2:
+            return
+
+        def lookup(engine, _hosts) -> dict[str, str]:
+            found = {}
+            for ref in refs:
+                info = engine.image(ref)
+                if info is not None:
+                    found[ref] = info.id
+            return found
+
+        groups = engines.groups(hosts)
+        for i, result in engines.each(hosts, lookup).items():
+            if isinstance(result, dict):
+                engine = groups[i][0]
+                for ref, image_id in result.items():
+                    self._image_ids[(id(engine), ref)] = image_id
+
     def build(self) -> WantedState:
+        self.prefetch_images()
         state = WantedState()
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
         return state
+
+
+def one_per_engine(site: Site, state: WantedState) -> None:
+    """Names are the engine's: hosts that share one engine (the local one, when
+    they name none) cannot each run a container of the same name. Checked before
+    a deploy plans (the wanted state itself may be built, to be looked at)."""
+    hosts = site.inventory.hosts
+    seen: dict[tuple[str, str], object] = {}
+    for unit in [*state.jobs, *state.containers]:
+        engine = hosts[unit.host].engine if unit.host in hosts else ""
+        other = seen.setdefault((engine, unit.name), unit)
+        if other is unit:
+            continue
+        where = (f"hosts {other.host} and {unit.host} share {hosts[unit.host].engine_label}"
+                 if other.host != unit.host else f"host {unit.host}")
+        raise ConfigError(f"{unit.name!r} is wanted twice on one engine (services {other.service} and "
+                          f"{unit.service}; {where}); one engine runs one container per name: give each host "
+                          f"its own `engine` in inventory.yml", path=Path(site.config_dir) / "inventory.yml",
+                          key=unit.name)
 
 
 @dataclass
@@ -491,10 +566,12 @@ class Wanted:
     missing_images: list[str]           # images the engine does not have
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
     ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
+    missing_on: dict[str, list[str]] = field(default_factory=dict)   # host -> images its engine lacks
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None) -> Wanted:
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
+                 unreachable: set[str] | frozenset[str] = frozenset()) -> Wanted:
     """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
@@ -503,6 +580,8 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     without facts gets the choices that work anywhere (netdev, qemu).
     """
     builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
+    builder.unreachable = set(unreachable)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
-    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir))
+    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir),
+                  {host: sorted(images) for host, images in sorted(builder.missing_on.items())})
