@@ -12,6 +12,7 @@ never up.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,9 @@ class Releases:
         return {image for image, services in users.items() if services and services <= held}
 
 
+@functools.lru_cache(maxsize=4)
 def load_releases(path: Path | None = None) -> Releases:
+    """The releases file (default: the catalogue's), read once per process."""
     path = Path(path or DEFAULT_PATH)
     model = read_model(path, ReleasesFile)
     return Releases(path, model.current, {r.name: r for r in model.releases})

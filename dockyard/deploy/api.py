@@ -21,7 +21,7 @@ from dockyard.errors import ConfigError, DockyardError
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
-from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
 from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
@@ -364,7 +364,12 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
 
 def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
     needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
-    return [name for name in needed if engine.image(site.globals.image_ref(name)) is None]
+    g = site.globals
+    tags = {image: g.image_tag for image in needed}
+    for service in catalogue.closure(g.enabled_services):      # each service's images under its release's tag
+        for image in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
+            tags[image] = g.service_tag(service)
+    return [name for name in needed if engine.image(g.image_ref(name, tags[name])) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,

@@ -42,7 +42,8 @@ from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, Confi
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
-from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
+from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
+                             LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 
@@ -140,9 +141,9 @@ class WantedBuilder:
         self._choices: dict[str, dict[str, str]] = {}
 
     # -- lookups ---------------------------------------------------------------------
-    def image_id(self, image: str) -> str | None:
+    def image_id(self, image: str, tag: str | None = None) -> str | None:
         """The id the reference resolves to now: a rebuilt image is a new hash."""
-        ref = self.site.globals.image_ref(image)
+        ref = self.site.globals.image_ref(image, tag)
         if ref not in self._image_ids:
             info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
             if info is None and self.resolve_images:
@@ -273,7 +274,14 @@ class WantedBuilder:
 
     def labels(self, unit: _Unit) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
-                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
+                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site),
+                LABEL_RELEASE: self.site.globals.service_release(unit.service.name)}
+
+    def tag(self, service: Service, image: str) -> str:
+        """The tag of a unit's image: its service's release's, and the site's for
+        the toolbox (which serves every service)."""
+        g = self.site.globals
+        return g.image_tag if image == TOOLBOX_IMAGE else g.service_tag(service.name)
 
     def wanted_files(self, unit: _Unit) -> list[WantedFile]:
         base = self.site.generated_dir / unit.name
@@ -281,7 +289,7 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image))
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, self.tag(unit.service, image)))
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -328,7 +336,7 @@ class WantedBuilder:
         mounts = self.mounts(unit, c.volumes)
         devices = [self.render_string(d, variables, service, f"{key}.devices").strip() for d in c.devices]
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(c.image),
+            name=unit.name, image=self.site.globals.image_ref(c.image, self.tag(service, c.image)),
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
             labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
             cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
@@ -354,7 +362,7 @@ class WantedBuilder:
         self.config_json(unit, command, user)
         mounts = self.mounts(unit, volumes)
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(image),
+            name=unit.name, image=self.site.globals.image_ref(image, self.tag(unit.service, image)),
             environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
             labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
         spec, files = self.finish(unit, spec, image)
