@@ -96,6 +96,7 @@ class ReleaseDef(StrictModel):
 
 class ReleasesFile(StrictModel):
     current: str
+    upgrade_order: list[str] = Field(default_factory=list)
     releases: list[ReleaseDef] = Field(min_length=1)
 
     @field_validator("current", mode="before")
@@ -129,6 +130,7 @@ class Releases:
     path: Path
     current: str
     by_name: dict[str, ReleaseDef]
+    upgrade_order: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -179,4 +181,4 @@ def load_releases(path: Path | None = None) -> Releases:
     """The releases file (default: the catalogue's), read once per process."""
     path = Path(path or DEFAULT_PATH)
     model = read_model(path, ReleasesFile)
-    return Releases(path, model.current, {r.name: r for r in model.releases})
+    return Releases(path, model.current, {r.name: r for r in model.releases}, tuple(model.upgrade_order))

@@ -124,8 +124,9 @@ class Globals(StrictModel):
     health_timeout: float = Field(default=300.0, gt=0, strict=True)
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The OpenStack release the site runs (images/releases.yml; None: its `current`),
-    # and services kept on another one. `image_tag`, when given, is the tag of
-    # `release`; otherwise each release's images carry that release's tag.
+    # and services kept on another one. `image_tag`, when given (and not another
+    # release's own tag), is the tag of `release`; otherwise each release's images
+    # carry that release's tag.
     release: str | None = None
     service_releases: dict[str, str] = Field(default_factory=dict)
 
@@ -153,8 +154,14 @@ class Globals(StrictModel):
     def _external_defaults_to_internal(self) -> Globals:
         if self.external_address is None:
             object.__setattr__(self, "external_address", self.internal_address)
-        if self.release is not None and "image_tag" not in self.model_fields_set:
-            object.__setattr__(self, "image_tag", load_releases().by_name[self.release].tag)
+        if self.release is not None:
+            # image_tag is this release's tag when given, unless it is another
+            # release's own tag: the value written for the release the site ran
+            # before (`dockyard up` writes it), which must not hold it back.
+            releases = load_releases()
+            others = {r.tag for r in releases.by_name.values() if r.name != self.release}
+            if "image_tag" not in self.model_fields_set or self.image_tag in others:
+                object.__setattr__(self, "image_tag", releases.by_name[self.release].tag)
         return self
 
     def image_ref(self, image: str, tag: str | None = None) -> str:

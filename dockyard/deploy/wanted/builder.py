@@ -120,6 +120,7 @@ class _Unit:
     host: Host
     files: dict[str, bytes] = field(default_factory=dict)
     entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
+    tag: str | None = None           # its image's tag, when not its service's release's (upgrade steps)
 
 
 class WantedBuilder:
@@ -289,7 +290,7 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, self.tag(unit.service, image)))
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.tag or self.tag(unit.service, image)))
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -362,7 +363,7 @@ class WantedBuilder:
         self.config_json(unit, command, user)
         mounts = self.mounts(unit, volumes)
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(image, self.tag(unit.service, image)),
+            name=unit.name, image=self.site.globals.image_ref(image, unit.tag or self.tag(unit.service, image)),
             environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
             labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
         spec, files = self.finish(unit, spec, image)
@@ -436,6 +437,32 @@ class WantedBuilder:
         previous = []
         for job in service.post_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
+
+    def upgrade_steps(self, service: Service, from_release: str) -> list[tuple[str, WantedJob, list[WantedFile]]]:
+        """The one-shot containers of a service's upgrade steps (its ``upgrade``
+        block), in order: (step, job, its files). ``prepare`` runs in the image of
+        ``from_release``, the others in the image of the service's wanted release.
+        They run on the first host of the service's first container's group."""
+        up = service.spec.upgrade
+        if up is None:
+            return []
+        first = next(iter(service.spec.containers.values()), None)
+        group = first.groups[0] if first else "control"
+        host = self.first_host(group, service, "upgrade")
+        g = self.site.globals
+        steps = []
+        for step, command in up.steps():
+            scratch = WantedState()
+            tag = g.release_tag(from_release) if step == "prepare" else g.service_tag(service.name)
+            unit = _Unit(service.upgrade_unit(step), service, host, tag=tag)
+            variables = self.variables(service, host)
+            for fname in up.config:
+                self.config_file(unit, fname, variables)
+            rendered = self.render_string(command, variables, service, f"upgrade.{step}")
+            self.job(unit, up.image, rendered, False, up.user, up.volumes, up.environment, [], "upgrade",
+                     up.timeout, scratch)
+            steps.append((step, scratch.jobs[0], scratch.files))
+        return steps
 
     def build(self) -> WantedState:
         state = WantedState()
