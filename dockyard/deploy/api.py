@@ -362,28 +362,44 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
     return checks
 
 
-def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
-    needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
+def image_releases(site: Site, catalogue: ServiceCatalogue) -> dict[str, str]:
+    """Each image the enabled services need -> the release it is wanted at (its
+    service's; the toolbox follows the site's)."""
     g = site.globals
-    tags = {image: g.image_tag for image in needed}
-    for service in catalogue.closure(g.enabled_services):      # each service's images under its release's tag
+    enabled = catalogue.closure(g.enabled_services)
+    releases = {image: g.site_release for image in catalogue.images(enabled)}
+    for service in enabled:
         for image in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
-            tags[image] = g.service_tag(service)
-    return [name for name in needed if engine.image(g.image_ref(name, tags[name])) is None]
+            releases[image] = g.service_release(service)
+    return releases
+
+
+def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
+    g = site.globals
+    releases = image_releases(site, catalogue)
+    return [name for name, release in releases.items()
+            if engine.image(g.image_ref(name, g.release_tag(release))) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
-                 work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
+                 work_dir: Path = Path("/var/lib/dockyard/build"), release: str | None = None) -> bool:
     """Build these images (and whatever of their parents is missing) with the
-    builder library; images already present are kept as they are."""
+    builder library, for ``release`` (default: the site's); images already
+    present are kept as they are."""
+    from dockyard.cli.build import release_config
     from dockyard.image.builder import Builder, BuildOptions
     from dockyard.image.catalogue import load_catalogue
     from dockyard.image.config import load_build_config
+    from dockyard.releases import load_releases
 
     images = load_catalogue()
     g = site.globals
-    config = load_build_config(None, set(images.images)).model_copy(
-        update={"namespace": g.image_namespace, "tag": g.image_tag, "registry": g.image_registry,
+    release = release or g.site_release
+    config = load_build_config(None, set(images.images))
+    if release != load_releases().current:
+        config = release_config(config, load_releases().get(release))
+    config = config.model_copy(
+        update={"namespace": g.image_namespace, "tag": g.release_tag(release), "registry": g.image_registry,
                 **({"threads": threads} if threads else {})})
     options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
     builder = Builder(engine, config, images, options)
@@ -415,8 +431,11 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     missing = images_missing(site, catalogue, engine)
     if missing:
         say(f"building {len(missing)} missing images: {', '.join(missing)}")
-        if not build_images(site, engine, missing, say, threads):
-            return None
+        releases = image_releases(site, catalogue)
+        for release in dict.fromkeys(releases[name] for name in missing):
+            if not build_images(site, engine, [n for n in missing if releases[n] == release], say, threads,
+                                release=release):
+                return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
     if not result.ok:
         return result
