@@ -272,6 +272,7 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
                 removed += 1
             record_path(site.state_dir).unlink(missing_ok=True)
             volumes_record.forget(site.state_dir)
+            (site.state_dir / "upgrade.json").unlink(missing_ok=True)      # an upgrade of data that is gone
         timeline.run_end("ok", removed=removed)
     say(f"{removed} removed")
     return removed

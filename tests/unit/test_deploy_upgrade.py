@@ -302,3 +302,26 @@ def test_action_kind_names_the_step(deployed):
     step = plan.by_id()["upgrade:keystone:expand"]
     assert step.kind == ActionKind.UPGRADE_STEP and step.readiness() == "upgrade step keystone_upgrade_expand done"
     assert plan.by_id()["upgrade:keystone:expand"].job.spec.image == "dockyard/keystone:2026.1"
+
+
+def test_the_dry_run_shows_the_main_package_versions(deployed):
+    site_dir, engine = deployed
+    from dockyard.image.packages import MANIFEST
+    engine.files[("dockyard/keystone:2025.1", MANIFEST)] = b"keystone=2:27.0.0-3\npython3=3.13.5-1\n"
+    engine.files[("dockyard/keystone:2026.1", MANIFEST)] = b"keystone=2:29.0.0-1\npython3=3.13.9-1\n"
+    set_release(site_dir, "2026.1")
+    lines: list[str] = []
+    upgrade(site_dir, engine=engine, dry_run=True, say=lines.append)
+    assert "keystone: 2025.1 -> 2026.1 (2:27.0.0-3 -> 2:29.0.0-1); steps: check, expand, migrate, contract" \
+        in "\n".join(lines)
+
+
+def test_destroy_with_volumes_forgets_an_unfinished_upgrade(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["keystone_upgrade_check"] = JobResult(2, "a check failed\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    assert load_record(state_dir)["complete"] is False
+    api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
+    assert load_record(state_dir) == {}
