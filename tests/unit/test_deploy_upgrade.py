@@ -325,3 +325,15 @@ def test_destroy_with_volumes_forgets_an_unfinished_upgrade(deployed):
     assert load_record(state_dir)["complete"] is False
     api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
     assert load_record(state_dir) == {}
+
+
+def test_a_resumed_upgrade_waits_for_a_new_container_still_starting(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["keystone_upgrade_contract"] = JobResult(1, "lock wait timeout\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    del engine.job_results["keystone_upgrade_contract"]
+    engine._set("keystone", health="starting")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    assert before(plan, "wait_healthy:keystone", "upgrade:keystone:contract")
+    assert before(plan, "upgrade:keystone:contract", "job:keystone_bootstrap")

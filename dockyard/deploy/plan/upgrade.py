@@ -142,10 +142,14 @@ class _Weaver:
                 action = self.step_action(move, step, last)
                 if action is not None:
                     last = (action.id,)
-            for a in containers:
+            # A container already on its new image but not healthy yet (a resumed
+            # upgrade) is waited on where the others are recreated.
+            recreated = {a.target for a in containers}
+            lone_waits = [a for a in self.by_service(service, ActionKind.WAIT_HEALTHY) if a.target not in recreated]
+            for a in [*containers, *lone_waits]:
                 self.extra[a.id] += last
                 self.dropped[a.id] |= jobs
-            ready = tuple(waits.get(a.target, a.id) for a in containers) or last
+            ready = tuple(waits.get(a.target, a.id) for a in containers) + tuple(a.id for a in lone_waits) or last
             for step in (s for s in move.steps if s.step == "post"):
                 action = self.step_action(move, step, ready)
                 if action is not None:
