@@ -217,10 +217,12 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
 @catalogue_option
 @config_option
 @click.option("--tag", help="Image tag to look for [default: 2025.1, or build.yml].")
+@click.option("--release", metavar="NAME", help="Show this release's images (images/releases.yml): its root "
+                                                "filesystem and tag.")
 @namespace_option
 @registry_option
 @click.pass_context
-def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
+def images(ctx, catalogue_dir, config_file, tag, release, namespace, registry):
     """Show the image catalogue as a tree: each image's profiles and whether
     the engine holds it with the current hash (current), with another hash
     (outdated: the next build rebuilds it) or not at all (not built).
@@ -229,13 +231,14 @@ def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
     Examples:
       dockyard images
       dockyard images --tag 2025.1-site
+      dockyard images --release 2026.1
       dockyard images diff 2025.1 2025.1-site    packages added, removed, changed
     """
     ctx.obj = dict(catalogue_dir=catalogue_dir, config_file=config_file, tag=tag, namespace=namespace,
                    registry=registry)
     if ctx.invoked_subcommand:
         return None
-    catalogue, config = _load(catalogue_dir, config_file, tag=tag, namespace=namespace, registry=registry)
+    catalogue, config = _load(catalogue_dir, config_file, release, tag=tag, namespace=namespace, registry=registry)
     builder = Builder(None, config, catalogue, BuildOptions())
     out = Console(highlight=False, soft_wrap=True)
     try:
