@@ -337,3 +337,30 @@ def test_a_resumed_upgrade_waits_for_a_new_container_still_starting(deployed):
     plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
     assert before(plan, "wait_healthy:keystone", "upgrade:keystone:contract")
     assert before(plan, "upgrade:keystone:contract", "job:keystone_bootstrap")
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def run_cli(monkeypatch, engine: FakeEngine, *args: str):
+    import sys
+
+    import dockyard.cli.deploy  # noqa: F401  (adds the commands to ``cli``)
+    from dockyard.cli import main
+
+    monkeypatch.setattr(api, "connect", lambda kind: engine)
+    monkeypatch.setattr(sys, "argv", ["dockyard", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return exc.value.code
+
+
+def test_the_command_dry_run_then_a_refusal_exits_2(deployed, monkeypatch, capsys):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "upgrade, in this order:" in out and "changes planned (dry run: nothing done)" in out
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir)) == 0
+    set_release(site_dir, "2025.1")
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir)) == 2
+    assert "a downgrade is not supported" in capsys.readouterr().err
