@@ -128,6 +128,22 @@ def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
                           f"engine runs one site", path=prepared.site.config_dir)
 
 
+def _check_releases(prepared: Prepared, observed: ObservedState, services: set[str] | None) -> None:
+    """A deploy never moves a running service to another release (exit 2): that
+    is `dockyard upgrade`'s work, with the services' checks and database steps."""
+    from dockyard.deploy.plan.upgrade import release_changes
+    from dockyard.releases import load_releases
+
+    g = prepared.site.globals
+    wanted = {s: g.service_release(s) for s in prepared.wanted.services()}
+    changes = release_changes(observed, wanted, load_releases(), services)
+    if changes:
+        listed = ", ".join(f"{s} runs {now}, {then} is wanted" for s, (now, then) in changes.items())
+        raise ConfigError(f"{listed}: moving running services to another release is `dockyard upgrade` (checks and "
+                          f"database steps in order, docs/upgrades.md); run it, or set the release back",
+                          path=prepared.site.config_dir / "globals.yml", key="release")
+
+
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
     """A container about to be created must find its ports free (exit 2). One
     being recreated frees its own ports first, so it is not checked."""
@@ -159,6 +175,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     with SiteLock(site.state_dir):
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
         _check_foreign(prepared, observed)
+        _check_releases(prepared, observed, services)
         plan = make_plan(prepared.wanted, observed, only_services=services)
         if dry_run:
             say(plan.render())

@@ -34,13 +34,12 @@ from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
-from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan
+from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan, running_releases
 from dockyard.deploy.site.loader import GLOBALS_FILE, Site
 from dockyard.deploy.wanted.builder import WantedBuilder, site_id, wanted_state
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue
 from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError
-from dockyard.labels import LABEL_RELEASE, LABEL_SERVICE
 from dockyard.releases import Releases, load_releases
 
 Say = Callable[[str], None]
@@ -67,28 +66,6 @@ def write_record(state_dir: Path, record: dict) -> None:
 
 
 # -- what runs now ----------------------------------------------------------------------
-
-def running_releases(observed: ObservedState, releases: Releases) -> dict[str, set[str]]:
-    """Service -> the releases its containers run: their release label, else the
-    release whose tag their image carries. A container of neither says nothing."""
-    out: dict[str, set[str]] = {}
-    for c in observed.containers.values():
-        service = c.labels.get(LABEL_SERVICE)
-        if not service:
-            continue
-        release = c.labels.get(LABEL_RELEASE)
-        if release not in releases.by_name:
-            release = releases.release_of_tag(_tag(c.image))
-        if release is not None:
-            out.setdefault(service, set()).add(release)
-    return out
-
-
-def _tag(ref: str) -> str:
-    """The tag of ``[registry/]namespace/name:tag`` ("" without one)."""
-    name, _, tag = ref.rpartition(":")
-    return tag if name and "/" not in tag else ""
-
 
 def upgrade_order(catalogue: ServiceCatalogue, services: list[str], releases: Releases) -> list[str]:
     """``services`` with each one after the services it depends on; where that

@@ -364,3 +364,17 @@ def test_the_command_dry_run_then_a_refusal_exits_2(deployed, monkeypatch, capsy
     set_release(site_dir, "2025.1")
     assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir)) == 2
     assert "a downgrade is not supported" in capsys.readouterr().err
+
+
+def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.calls.clear()
+    with pytest.raises(ConfigError) as exc:
+        api.deploy(site_dir, engine=engine, say=quiet)
+    assert "keystone runs 2025.1, 2026.1 is wanted" in str(exc.value) and "dockyard upgrade" in str(exc.value)
+    assert "glance" not in str(exc.value)
+    assert acting(engine) == []
+    # Once upgraded, deploy converges as before.
+    assert upgrade(site_dir, engine=engine, say=quiet).ok
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok

@@ -31,12 +31,48 @@ from dataclasses import dataclass, field, replace
 
 from dockyard.deploy.wanted.catalogue import STEPS_BEFORE
 from dockyard.deploy.wanted.model import WantedFile, WantedJob, WantedState
+from dockyard.labels import LABEL_JOB, LABEL_RELEASE, LABEL_SERVICE
+from dockyard.releases import Releases
 
 from .observe import ObservedState
 from .planner import Action, ActionKind, Plan, _file_reason, make_plan
 
 CONTAINER_KINDS = (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START)
 FINISH_STEPS = ("contract", "online_migrations")
+
+
+def running_releases(observed: ObservedState, releases: Releases) -> dict[str, set[str]]:
+    """Service -> the releases its containers run: their release label, else the
+    release whose tag their image carries. A container of neither says nothing."""
+    out: dict[str, set[str]] = {}
+    for c in observed.containers.values():
+        service = c.labels.get(LABEL_SERVICE)
+        if not service or c.labels.get(LABEL_JOB) == "true":     # a one-shot's leftover says nothing
+            continue
+        release = c.labels.get(LABEL_RELEASE)
+        if release not in releases.by_name:
+            release = releases.release_of_tag(_tag(c.image))
+        if release is not None:
+            out.setdefault(service, set()).add(release)
+    return out
+
+
+def _tag(ref: str) -> str:
+    """The tag of ``[registry/]namespace/name:tag`` ("" without one)."""
+    name, _, tag = ref.rpartition(":")
+    return tag if name and "/" not in tag else ""
+
+
+def release_changes(observed: ObservedState, wanted_release: dict[str, str], releases: Releases,
+                    services: set[str] | None = None) -> dict[str, tuple[str, str]]:
+    """Running services whose containers run another release than the one wanted:
+    service -> (running, wanted)."""
+    out = {}
+    for service, running in sorted(running_releases(observed, releases).items()):
+        wanted = wanted_release.get(service)
+        if wanted and (services is None or service in services) and running != {wanted}:
+            out[service] = (max(running, key=releases.index), wanted)
+    return out
 
 
 @dataclass(frozen=True)
