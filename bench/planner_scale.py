@@ -38,7 +38,7 @@ def synthetic(hosts: int) -> tuple[WantedState, ObservedState]:
             spec = ContainerSpec(name=name, image="dockyard/x:1", environment={"A": "1"},
                                  mounts=(Mount(f"vol_{name}", "/var/lib/x"),),
                                  healthcheck=Healthcheck(("CMD", "true")) if i % 4 == 0 else None)
-            labels = spec_hashes(spec, {path: content}, "sha256:x")
+            labels = spec_hashes(spec, {path: content}, "sha256:x", key=b"bench-site-key")
             spec = ContainerSpec(**{**spec.__dict__, "labels": labels})
             after = previous if i % 5 else ()
             wanted.containers.append(WantedContainer(host, f"svc{i % 12}", spec, labels[LABEL_HASH], after,

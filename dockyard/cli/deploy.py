@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from dockyard.deploy import api
+from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops import status as status_view
 from dockyard.deploy.ops.prechecks import failed
 from dockyard.errors import EXIT_FAILED, EXIT_OK
@@ -165,8 +166,9 @@ def export_compose(config_dir: Path, output: Path | None):
     """A docker compose file with the same containers, volumes and ordering."""
     text = api.export_compose(config_dir)
     if output:
-        output.write_text(text)
-        click.echo(f"wrote {output}")
+        # 0600, like every file dockyard writes that holds the site's hashes.
+        write_atomic(output, text)
+        click.echo(f"wrote {output} (mode 0600)")
     else:
         click.echo(text, nl=False)
     return EXIT_OK

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords
+from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, make_private
 from dockyard.deploy.site.loader import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
 from dockyard.errors import EXIT_OK
 
@@ -33,6 +33,9 @@ def genpwd(config_dir: Path) -> int:
     names = password_names()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / PASSWORDS_FILE
+    old_mode = make_private(path)
+    if old_mode is not None:
+        click.echo(f"{path} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(path, names)
     click.echo(f"{len(added)} passwords added, {len(names) - len(added)} already set ({path})")
     return EXIT_OK

@@ -8,6 +8,7 @@ changes nothing: no container, no volume, no file.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,7 @@ from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
-from dockyard.deploy.site.passwords import generate_passwords
+from dockyard.deploy.site.passwords import generate_passwords, make_private
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
@@ -66,10 +67,13 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
                           path=config_dir)
     known = set(catalogue.services)
     if not need_passwords:
-        return load_site(config_dir, known, []), catalogue
+        site = load_site(config_dir, known, [])
+        catalogue.check_options(site.globals.services, config_dir / "globals.yml")
+        return site, catalogue
     # Which passwords are required depends on which services are enabled: read
     # the site once without, then with the full list.
     site = load_site(config_dir, known, [])
+    catalogue.check_options(site.globals.services, config_dir / "globals.yml")
     try:
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
@@ -105,6 +109,8 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
+    warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
+                 f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
     return Prepared(site, catalogue, engine, wanted.state, warnings)
 
 
@@ -172,7 +178,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     for warning in prepared.warnings:
         say(warning)
     site = prepared.site
-    with SiteLock(site.state_dir):
+    # A dry run writes nothing, not even the lock (nor the state folder it is in).
+    with nullcontext() if dry_run else SiteLock(site.state_dir):
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
         _check_foreign(prepared, observed)
         _check_releases(prepared, observed, services)
@@ -441,6 +448,9 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     for path in write_defaults(config_dir):
         say(f"wrote {path}")
     catalogue = load_services(services_root)
+    old_mode = make_private(config_dir / "passwords.yml")
+    if old_mode is not None:
+        say(f"{config_dir / 'passwords.yml'} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(config_dir / "passwords.yml", catalogue.all_passwords())
     if added:
         say(f"{len(added)} passwords generated in {config_dir / 'passwords.yml'}")

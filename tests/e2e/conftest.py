@@ -72,6 +72,12 @@ def built_catalogue(engine) -> dict:
     return report
 
 
+NASTY_PASSWORDS = {
+    "database_password": "d8#b: 'q' \"w\" $HOME 100% ;x \\ y",
+    "keystone_admin_password": "k#e: 'v' \"$(id)\" 50%;& ok",
+}
+
+
 @pytest.fixture(scope="session")
 def cloud(built_catalogue, engine):
     """A fresh all-in-one cloud from ``dockyard up``, shared by every test after it
@@ -79,6 +85,13 @@ def cloud(built_catalogue, engine):
     if CONFIG_DIR.exists():
         dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
         shutil.rmtree(CONFIG_DIR)
+    # Passwords an operator may choose, which break naive quoting: YAML, SQL,
+    # oslo.config's $-interpolation, INI comments, shell. `up` keeps them and
+    # generates the rest.
+    CONFIG_DIR.mkdir(parents=True)
+    passwords = CONFIG_DIR / "passwords.yml"
+    passwords.write_text(yaml.safe_dump(NASTY_PASSWORDS))
+    passwords.chmod(0o600)
     proc = dockyard("up", "--config-dir", str(CONFIG_DIR), timeout=3600)
     yield proc
     dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)

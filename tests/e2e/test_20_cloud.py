@@ -13,8 +13,10 @@ import os
 import subprocess
 import urllib.request
 
+import yaml
+
 from .client import container_facts, openstack, openstack_json
-from .conftest import CONFIG_DIR, dockyard
+from .conftest import CONFIG_DIR, NASTY_PASSWORDS, dockyard
 
 
 def test_up_wrote_client_config_with_private_modes(cloud):
@@ -22,6 +24,13 @@ def test_up_wrote_client_config_with_private_modes(cloud):
         path = CONFIG_DIR / name
         assert path.exists(), name
         assert path.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_the_cloud_runs_on_the_operators_nasty_passwords(cloud):
+    # `up` kept them (and the token below is issued with the admin's).
+    kept = yaml.safe_load((CONFIG_DIR / "passwords.yml").read_text())
+    for name, value in NASTY_PASSWORDS.items():
+        assert kept[name] == value, name
 
 
 def test_token_issue(cloud):

@@ -160,6 +160,8 @@ def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
     for agent in ("neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent", "neutron_metadata_agent"):
         engine.restart(agent)
     poll(f"ssh {fip} after the agents' restart", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1", timeout=120)
+    poll("the agents alive again", lambda: all(a["Alive"] for a in openstack_json("network", "agent", "list")),
+         timeout=300)
 
     # -- stop, start, reboot ------------------------------------------------------------
     openstack("server", "stop", "dp-1")

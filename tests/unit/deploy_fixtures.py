@@ -39,3 +39,24 @@ def fake_engine() -> FakeEngine:
 def site_of(config_dir: Path):
     catalogue = load_services()
     return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
+
+
+def secret_forms(secrets) -> dict[str, str]:
+    """Each way a secret could leak -> what it is: the value itself, and its unkeyed
+    sha256 (full, and the 16-character prefix labels hold), of the value alone and
+    of the value as a file's one line. A keyed hash is none of these."""
+    import hashlib
+
+    forms: dict[str, str] = {}
+    for i, secret in enumerate(secrets):
+        forms[secret] = f"secret {i}"
+        for data, what in ((secret, "value"), (secret + "\n", "line")):
+            full = hashlib.sha256(data.encode()).hexdigest()
+            forms[full] = f"sha256 of secret {i}'s {what}"
+            forms[full[:16]] = f"sha256 prefix of secret {i}'s {what}"
+    return forms
+
+
+def leaks(blob: str, secrets) -> list[str]:
+    """What of ``secrets`` (values or unkeyed hashes of them) is in ``blob``."""
+    return [what for form, what in secret_forms(secrets).items() if form in blob]

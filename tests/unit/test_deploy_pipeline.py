@@ -18,7 +18,7 @@ from dockyard.deploy.execute.timeline import Timeline, critical_path, load_timel
 from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
-from .deploy_fixtures import fake_engine, make_site, site_of
+from .deploy_fixtures import fake_engine, leaks, make_site, site_of
 
 
 @pytest.fixture
@@ -58,7 +58,10 @@ def test_no_secret_in_any_label_env_or_command(site_dir):
     secrets_ = [v for v in site.passwords.values()]
     for spec in [c.spec for c in wanted.containers] + [j.spec for j in wanted.jobs]:
         blob = json.dumps([spec.labels, spec.environment, spec.command])
-        assert not [s for s in secrets_ if s in blob], spec.name
+        assert not leaks(blob, secrets_), spec.name
+    # Nor in the compose export, nor in the jobs record, which hold the same hashes.
+    compose = api.export_compose(site_dir)
+    assert not leaks(compose, secrets_)
 
 
 def test_same_site_same_hashes_and_override_changes_only_its_container(site_dir):

@@ -28,6 +28,7 @@ def make_site(tmp_path: Path, **files: str) -> Path:
     folder = tmp_path / "site"
     folder.mkdir()
     (folder / "passwords.yml").write_text("".join(f"{n}: pw-{n}\n" for n in ["p1", "p2"]))
+    (folder / "passwords.yml").chmod(0o600)       # else refused: others could read it
     for name, text in files.items():
         (folder / name.replace("_yml", ".yml")).write_text(text)
     return folder
@@ -268,6 +269,7 @@ def test_write_defaults_makes_a_commented_all_in_one_site(tmp_path):
     for name in Globals.model_fields:                               # every key is spelled out
         assert re.search(rf"^#? ?{name}:", text, re.M), name
     (folder / "passwords.yml").write_text("p1: a\np2: b\n")
+    (folder / "passwords.yml").chmod(0o600)
     assert load(folder).globals == load_site(make_site(tmp_path), KNOWN, ["p1", "p2"]).globals.model_copy(
         update={"generated_dir": folder.absolute() / "generated", "state_dir": folder.absolute() / "state"})
 

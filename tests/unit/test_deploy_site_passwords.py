@@ -161,6 +161,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_load_returns_every_value(tmp_path):
     path = tmp_path / "passwords.yml"
     path.write_text("a: x\nb: y\nextra: z\nunset:\n")
+    path.chmod(0o600)
     assert load_passwords(path, ["a", "b"]) == {"a": "x", "b": "y", "extra": "z"}
 
 
@@ -168,6 +169,7 @@ def test_load_names_the_missing_key_and_advises_genpwd(tmp_path):
     path = tmp_path / "site" / "passwords.yml"
     path.parent.mkdir()
     path.write_text("a: value-of-a\n")
+    path.chmod(0o600)
     with pytest.raises(ConfigError) as exc:
         load_passwords(path, ["a", "b"])
     assert exc.value.key == "b" and exc.value.path == str(path)
@@ -229,3 +231,49 @@ def test_genpwd_is_registered_on_the_dockyard_group():
     from dockyard.cli import cli
     from dockyard.cli.passwords import genpwd
     assert cli.commands["genpwd"] is genpwd
+
+
+# -- a file others can read ------------------------------------------------------------------
+
+def test_a_file_others_can_read_is_refused_naming_file_mode_and_fix(tmp_path):
+    path = tmp_path / "passwords.yml"
+    path.write_text("a: value-of-a\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as exc:
+        load_passwords(path, ["a"])
+    assert exc.value.exit_code == 2 and exc.value.path == str(path)
+    assert "mode 0644" in str(exc.value) and f"chmod 600 {path}" in str(exc.value)
+    assert "value-of-a" not in str(exc.value)
+    assert load_passwords(path, []) == {"a": "value-of-a"}      # nothing needed from it: not refused
+
+
+def test_genpwd_puts_the_mode_back_to_0600_and_says_so(tmp_path):
+    folder = tmp_path / "site"
+    assert run_genpwd("--config-dir", str(folder)).exit_code == 0
+    path = folder / "passwords.yml"
+    path.chmod(0o644)
+    result = run_genpwd("--config-dir", str(folder))
+    assert result.exit_code == 0 and mode(path) == 0o600
+    assert f"{path} was mode 0644 (readable by group or others): now 0600" in result.output
+    again = run_genpwd("--config-dir", str(folder))
+    assert "was mode" not in again.output
+
+
+def test_deploy_refuses_and_prechecks_fail_on_a_file_others_can_read(tmp_path):
+    from dockyard.deploy import api
+    from dockyard.deploy.ops.prechecks import FAIL, run_prechecks
+
+    from .deploy_fixtures import fake_engine, make_site
+
+    site_dir = make_site(tmp_path)
+    path = site_dir / "passwords.yml"
+    path.chmod(0o640)
+    engine = fake_engine()
+    with pytest.raises(ConfigError) as exc:
+        api.deploy(site_dir, engine=engine, say=lambda line: None)
+    assert exc.value.exit_code == 2 and "mode 0640" in str(exc.value)
+    assert not engine.calls and not (site_dir / "state").exists() and not (site_dir / "generated").exists()
+    checks = [c for c in run_prechecks(site_dir, engine) if c.name == "passwords"]
+    assert [(c.status, c.message, c.advice) for c in checks] == [
+        (FAIL, f"{path}: mode 0640: readable or writable by group or others, and it holds every secret of the site",
+         f"chmod 600 {path} (or run `dockyard genpwd --config-dir {site_dir}`, which does it)")]

@@ -16,11 +16,13 @@ from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import unit_order
 from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.builder import CONFIG_MOUNT, wanted_state
+from dockyard.deploy.wanted.hashing import job_hash
+from dockyard.deploy.wanted.model import WantedJob
 from dockyard.engine.fake import FakeEngine
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import leaks, make_site
 
 CATALOGUE = load_services()
 
@@ -218,11 +220,12 @@ def test_no_password_in_any_label_environment_command_or_health_check(site_dir):
         spec = asdict(unit.spec)
         blob = json.dumps([spec["labels"], spec["environment"], spec["command"], spec["healthcheck"],
                            spec["mounts"], spec["name"], spec["image"]], default=str)
-        assert not [s for s in secrets if s in blob], unit.name
+        assert not leaks(blob, secrets), unit.name
         assert unit.spec.labels[LABEL_MANAGED] == "true"
         assert unit.spec.labels[LABEL_SERVICE] == unit.service
         assert unit.spec.labels[LABEL_HOST] == "localhost"
-        assert unit.spec.labels[LABEL_HASH] == unit.hash
+        wanted_hash = job_hash(unit.spec.labels) if isinstance(unit, WantedJob) else unit.spec.labels[LABEL_HASH]
+        assert unit.hash == wanted_hash
         # Only hashes: every hash label is a short hex digest.
         for key, value in unit.spec.labels.items():
             if key.startswith("dockyard.hash"):

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dockyard.deploy.wanted.hashing import digest, files_digest, spec_hashes
+from dockyard.deploy.wanted.hashing import digest, files_digest, job_hash, key_id, spec_hashes
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedJob, WantedState, WantedVolume
 from dockyard.engine.driver import ContainerSpec, Healthcheck, Mount
@@ -25,6 +25,7 @@ from dockyard.engine.fake import FakeEngine
 
 HOST = "aio"
 SECRET = "s3cret-Pa55word-never-shown"
+HASH_KEY = b"test-site-hash-key"
 
 IMAGES = {
     "mariadb": "dockyard/mariadb-server:test",
@@ -89,7 +90,8 @@ def add_container(site: Site, state: WantedState, name: str, service: str, image
                                                      **site.environment.get(name, {})},
         mounts=_mounts(site, name, list(volumes)), labels=_labels(service),
         healthcheck=Healthcheck(("CMD", "dockyard-healthcheck", name)) if health else None)
-    labels = spec_hashes(spec, {str(site.folder(name) / n): c for n, c in contents.items()}, site.image_id(image))
+    labels = spec_hashes(spec, {str(site.folder(name) / n): c for n, c in contents.items()}, site.image_id(image),
+                         key=HASH_KEY)
     spec = replace(spec, labels={**spec.labels, **labels})
     container = WantedContainer(host=HOST, service=service, spec=spec, hash=labels[LABEL_HASH], after=after,
                                 files=tuple(str(site.folder(name) / n) for n in contents),
@@ -105,7 +107,9 @@ def add_job(site: Site, state: WantedState, name: str, service: str, image: str,
                          mounts=_mounts(site, name, []), labels={**_labels(service), "dockyard.job": "true"},
                          restart_policy="no")
     job = WantedJob(name=name, host=HOST, service=service, spec=spec,
-                    hash=digest([site.image_id(image), files_digest(contents)]), after=after,
+                    hash=job_hash({"dockyard.hash-key": key_id(HASH_KEY), "dockyard.config-hash":
+                                   digest([site.image_id(image), files_digest(contents, HASH_KEY)], HASH_KEY)}),
+                    after=after,
                     files=tuple(str(site.folder(name) / n) for n in contents), timeout=60)
     state.jobs.append(job)
     return job

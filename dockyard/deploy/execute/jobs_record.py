@@ -57,4 +57,4 @@ class JobsRecord:
             record = self.load()
             record[name] = job_hash
             data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
-            write_atomic(self.path, data, 0o644)
+            write_atomic(self.path, data)      # 0600: hashes of files that hold secrets (keyed, all the same)

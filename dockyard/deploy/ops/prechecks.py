@@ -20,6 +20,7 @@ from dockyard.errors import ConfigError, DockyardError
 from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
+from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
 from dockyard.deploy.site.hostfacts import choose_datapath, choose_virt_type, probe as probe_host
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -48,14 +49,25 @@ def _site(config_dir: Path, catalogue: ServiceCatalogue) -> tuple[Site | None, l
                             "`dockyard up` writes them")]
     try:
         site = load_site(config_dir, known, [])
+        catalogue.check_options(site.globals.services, config_dir / "globals.yml")
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
         return None, [Check("configuration", FAIL, str(exc), "fix it, then run the prechecks again")]
     checks = [Check("configuration", OK, f"{config_dir}: {len(enabled)} services")]
+    path = config_dir / PASSWORDS_FILE
+    problem = mode_problem(path)
+    if problem:
+        # A deploy refuses such a file (exit 2): a failure here, not a warning.
+        mode, _, fix = problem.partition(". Fix: ")
+        checks.append(Check("passwords", FAIL, f"{path}: {mode}", fix))
+        return site, checks
     try:
         load_site(config_dir, known, catalogue.required_passwords(enabled))
     except ConfigError as exc:
-        checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+        if "genpwd" in exc.detail:      # missing ones: genpwd makes them
+            checks.append(Check("passwords", WARN, str(exc), f"dockyard genpwd --config-dir {config_dir}"))
+        else:                           # a value a deploy refuses
+            checks.append(Check("passwords", FAIL, str(exc), "change that value in passwords.yml"))
     return site, checks
 
 

@@ -29,7 +29,7 @@ from enum import StrEnum
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
 
-from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key
+from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key, job_rekeyed, rekeyed
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedJob, WantedSharedMount,
                                           WantedState, WantedVolume)
@@ -229,6 +229,9 @@ def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
     """
     if LABEL_HASH not in observed_labels:
         return "config-hash differs (the container has no config-hash label)"
+    why = rekeyed(observed_labels, wanted_labels)
+    if why:
+        return f"config-hash differs ({why})"
     details = []
     for part in differing_parts(observed_labels, wanted_labels):
         if part == "files":
@@ -434,6 +437,8 @@ class _Planner:
             return
         if done is None:
             reason = "never run"
+        elif job_rekeyed(done, job.hash):
+            reason = str(job_rekeyed(done, job.hash))
         else:
             changed = self.rewritten(job.files)
             reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")

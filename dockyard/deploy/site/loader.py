@@ -150,6 +150,14 @@ class Globals(StrictModel):
     def _known_releases(cls, value: dict[str, str]) -> dict[str, str]:
         return {service: _known(release) for service, release in value.items()}
 
+    @field_validator("generated_dir", "state_dir", mode="before")
+    @classmethod
+    def _folder(cls, value):
+        # Path("") is ".", the configuration folder itself: never what was meant.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty: leave the key out (or comment it) for the default")
+        return value
+
     @model_validator(mode="after")
     def _external_defaults_to_internal(self) -> Globals:
         if self.external_address is None:
@@ -266,10 +274,20 @@ def load_globals(config_dir: Path, known_services: set[str]) -> Globals:
     # Absolute, too: they become bind-mount sources, and a relative one would be
     # taken for a volume name.
     base = config_dir.absolute()
-    return g.model_copy(update={
-        "generated_dir": base / (g.generated_dir or "generated"),
-        "state_dir": base / (g.state_dir or "state"),
-    })
+    folders = {"generated_dir": base / (g.generated_dir or "generated"), "state_dir": base / (g.state_dir or "state")}
+    for key, folder in folders.items():
+        _check_folder(folder, path, key)
+    return g.model_copy(update=folders)
+
+
+def _check_folder(folder: Path, path: Path, key: str) -> None:
+    """A folder dockyard will create and write in: neither a file nor under one."""
+    for place in (folder, *folder.parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                where = "is a file" if place == folder else f"is under {place}, which is a file"
+                raise ConfigError(f"{folder} {where}, not a folder", path=path, key=key)
+            return
 
 
 def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] = ()) -> Inventory:

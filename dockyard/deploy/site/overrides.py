@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from dockyard.errors import ConfigError
+
 OVERRIDES_DIR = "config"
 
 
@@ -51,3 +53,22 @@ def unmatched(config_dir: Path, used: Iterable[Path]) -> list[Path]:
         return []
     used_set = {Path(p) for p in used}
     return sorted(p for p in base.rglob("*.conf") if p.is_file() and p not in used_set)
+
+
+def ignored(config_dir: Path) -> list[Path]:
+    """Files under config/ that are not ``.conf`` files (``config/nova.ini``):
+    never merged, whatever their name, so the operator should hear it."""
+    base = Path(config_dir) / OVERRIDES_DIR
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix != ".conf" and not p.name.startswith("."))
+
+
+def read(path: Path) -> str:
+    """An override's text; one that is not UTF-8 is bad input (exit 2), named."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}): save it as UTF-8", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror}", path=path) from None

@@ -6,7 +6,9 @@ password's *name*, never a value.
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -18,6 +20,10 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.files import PRIVATE, write_atomic
 
 PASSWORDS_FILE = "passwords.yml"
+# The key of the hash labels on containers (dockyard.deploy.wanted.hashing): a
+# secret like the passwords, generated and kept with them. Losing it changes
+# nothing but the labels: every container is recreated once, the plan says why.
+HASH_KEY_NAME = "dockyard_hash_key"
 
 # The names the service catalogue declares today; callers that have the
 # catalogue pass its list instead (``ServiceCatalogue.all_passwords()``).
@@ -39,6 +45,7 @@ DEFAULT_PASSWORD_NAMES: tuple[str, ...] = (
     "metadata_secret",
     "horizon_secret_key",
     "memcache_secret_key",
+    HASH_KEY_NAME,
 )
 
 HEADER = (
@@ -67,6 +74,46 @@ def write_private(path: Path, text: str) -> None:
     write_atomic(path, text, PRIVATE)
 
 
+def value_problem(value: str) -> str | None:
+    """Why a password cannot be used as it is, if it cannot. Any printable ASCII
+    character works (each file format gets its own quoting), with two exceptions
+    named here rather than failing later: characters outside printable ASCII
+    (PyMySQL sends a password in Latin-1 while MariaDB hashed its UTF-8; a line
+    break ends the value in every config file), and a backslash before a dollar
+    (oslo.config reads ``\\$`` as an escaped ``$``, and no INI text reads back as
+    both)."""
+    if any(not " " <= c <= "~" for c in value):
+        return ("holds a character outside printable ASCII (space to ~, no line breaks or tabs): the database "
+                "driver and the config files could not all read it back the same")
+    if "\\$" in value:
+        return "holds a backslash followed by '$', which oslo.config reads as an escaped '$': change one of them"
+    return None
+
+
+def mode_problem(path: Path) -> str | None:
+    """What is wrong with the file's mode, if group or others may read or write it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        return (f"mode {mode:04o}: readable or writable by group or others, and it holds every secret of the site. "
+                f"Fix: chmod 600 {path} (or run `dockyard genpwd --config-dir {Path(path).parent}`, which does it)")
+    return None
+
+
+def make_private(path: Path) -> int | None:
+    """Make ``path`` 0600 if group or others had any access; the old mode if so."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if not mode & 0o077:
+        return None
+    os.chmod(path, PRIVATE)
+    return mode
+
+
 def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
@@ -85,6 +132,7 @@ def generate_passwords(path: Path, names: Iterable[str]) -> list[str]:
     order stay.
     """
     path = Path(path)
+    make_private(path)                      # before reading: secrets stay secret from here on
     existing = read_mapping(path)           # a broken file raises here: nothing is written
     wanted = _unique(names)
     added = [name for name in wanted if not _is_set(existing.get(name))]
@@ -119,15 +167,29 @@ def _with_added(path: Path, existing: dict, values: dict[str, str]) -> str:
 def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
     """Every password in ``path``; each of ``required`` must have a value.
 
-    An absent file holds no passwords (fine when none is required).
+    An absent file holds no passwords (fine when none is required). When some
+    are required, a file that group or others may read is refused (a command
+    that uses the secrets does not use them from a file that leaks them), and
+    so is a value no config file could carry (:func:`value_problem`).
     """
     path = Path(path)
+    problem = mode_problem(path) if required else None
+    if problem:
+        raise ConfigError(problem, path=path)
     data = read_mapping(path)
     for name, value in data.items():
         if value is not None and not isinstance(value, str):
             raise ConfigError("must be text: quote the value (YAML reads digits, true/false or dates as "
                               "other types)", path=path, key=name)
+        problem = value_problem(value) if value and required else None
+        if problem:
+            raise ConfigError(problem, path=path, key=name)
     missing = [name for name in _unique(required) if not _is_set(data.get(name))]
+    if missing == [HASH_KEY_NAME]:
+        raise ConfigError(f"missing: the site's key of the hash labels. Run `dockyard genpwd --config-dir "
+                          f"{path.parent}` to generate it; if the site is deployed, its next deploy then "
+                          f"recreates every container once (the plan says: hashes re-keyed)", path=path,
+                          key=HASH_KEY_NAME)
     if missing:
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:])})" if len(missing) > 1 else ""
         raise ConfigError(f"password missing{more}; run `dockyard genpwd --config-dir {path.parent}` to generate "

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
+import yaml
 
 from dockyard import __version__
 from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
@@ -40,12 +41,13 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
-from .hashing import spec_hashes
+from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
+from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
@@ -70,14 +72,47 @@ def site_id(site: Site) -> str:
     return str(Path(site.config_dir).resolve())
 
 
+def _one_line(value: str, what: str) -> str:
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        # passwords.yml refuses these; other values reach here from the catalogue.
+        raise jinja2.TemplateRuntimeError(f"a {what} value cannot hold a line break or a NUL character")
+    return text
+
+
 def _sql_string(value: str) -> str:
-    """A quoted SQL string literal (MariaDB escapes)."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A quoted SQL string literal, as MariaDB reads it (sql_mode without
+    NO_BACKSLASH_ESCAPES, the default): backslash and quote escaped."""
+    return "'" + _one_line(value, "SQL").replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _cnf_string(value: str) -> str:
-    """A quoted value of a MariaDB option file."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted value of a MariaDB option file: inside double quotes, ``#`` starts
+    no comment, spaces at either end are kept, and ``\\`` and ``\"`` are escapes."""
+    return '"' + _one_line(value, "option file").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ini_value(value: str) -> str:
+    """A value of an oslo.config INI file that reads back as ``value``.
+
+    oslo.config strips spaces around a value, then one pair of matching quotes
+    around it, then interpolates ``$name`` and ``${name}`` (``$$`` is a ``$``):
+    so ``$`` is doubled, and a value with spaces at either end, or one that
+    starts and ends with the same quote, is put in double quotes. ``#`` and ``;``
+    start a comment only at the beginning of a line, and ``=`` and ``:`` only
+    split the key from the value once. (``\\$`` is oslo's other way to write
+    ``$$``: passwords.yml refuses a value that holds it, as no INI text reads
+    back as a backslash before a dollar.)"""
+    text = _one_line(value, "INI").replace("$", "$$")
+    if not text or text != text.strip() or (text[0] in "\"'" and text[-1] == text[0]):
+        text = f'"{text}"'
+    return text
+
+
+def _yaml_document(value: object) -> str:
+    """A YAML document of ``value`` (mappings keep their order), by the YAML
+    library: quoting is its business, not a template's."""
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=False, width=1000)
 
 
 def _rabbitmq_hash(password: str) -> str:
@@ -101,7 +136,8 @@ def _environment(templates: str) -> jinja2.Environment:
     The loader still notices a template changed on disk."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
-    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, rabbitmq_hash=_rabbitmq_hash)
+    env.filters.update(sql=_sql_string, cnf=_cnf_string, url=_url_part, ini=_ini_value, yaml=_yaml_document,
+                       rabbitmq_hash=_rabbitmq_hash)
     return env
 
 
@@ -138,8 +174,13 @@ class WantedBuilder:
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
                               reverse=True)
+        if not site.passwords.get(HASH_KEY_NAME):
+            raise ConfigError("missing: the site's key of the hash labels; run `dockyard genpwd`",
+                              path=Path(site.config_dir) / PASSWORDS_FILE, key=HASH_KEY_NAME)
+        self.hash_key = site.passwords[HASH_KEY_NAME].encode()
         self._containers_of: dict[str, list[str]] = {}
         self._choices: dict[str, dict[str, str]] = {}
+        self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str, tag: str | None = None) -> str | None:
@@ -192,7 +233,7 @@ class WantedBuilder:
             "database_address": database_hosts[0].address,
             "region": g.region,
             "passwords": passwords,
-            "options": g.services.get(service.name, {}),
+            "options": self.options_of(service),
             "inventory": self.site.inventory,
             "globals": g,
             "enabled": self.enabled,
@@ -200,6 +241,14 @@ class WantedBuilder:
             "register": service.spec.registration,
             **self.host_choices(host),
         }
+
+    def options_of(self, service: Service) -> dict:
+        """The service's options from globals.yml, checked against its schema,
+        defaults filled in: what its templates read as ``options``."""
+        if service.name not in self._options:
+            self._options[service.name] = service.options(self.site.globals.services.get(service.name, {}),
+                                                          Path(self.site.config_dir) / GLOBALS_FILE)
+        return self._options[service.name]
 
     def _groups_of(self, service_name: str) -> list[str]:
         svc = self.catalogue.services.get(service_name)
@@ -241,7 +290,7 @@ class WantedBuilder:
             found = overrides.find(self.site.config_dir, name, component, unit.host.name)
             self.overrides_used.update(found)
             if found:
-                text = ini.merge(text, *((str(p), p.read_text()) for p in found))
+                text = ini.merge(text, *((str(p), overrides.read(p)) for p in found))
         unit.files[fname] = text.encode()
         unit.entries.append((fname, cfile))
 
@@ -290,7 +339,8 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.tag or self.tag(unit.service, image)))
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.tag or self.tag(unit.service, image)),
+                             key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -370,7 +420,7 @@ class WantedBuilder:
         state.files.extend(files)
         self.volumes_of(unit, mounts, state)
         state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
-                                    hash=spec.labels[LABEL_HASH], after=tuple(dict.fromkeys(after)),
+                                    hash=job_hash(spec.labels), after=tuple(dict.fromkeys(after)),
                                     files=tuple(f.path for f in files), timeout=timeout))
         return unit.name
 
@@ -476,6 +526,7 @@ class Wanted:
     state: WantedState
     missing_images: list[str]           # images the engine does not have
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
+    ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
@@ -490,4 +541,4 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
-    return Wanted(state, sorted(builder.missing_images), unused)
+    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir))

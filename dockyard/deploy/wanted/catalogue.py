@@ -10,10 +10,12 @@ is rendered, let alone run.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +23,7 @@ from dockyard import SOURCE_ROOT
 from dockyard.datafiles import StrictModel, read_model
 from dockyard.engine.driver import PROPAGATIONS
 from dockyard.errors import ConfigError
+from dockyard.deploy.site.passwords import HASH_KEY_NAME
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
 GROUPS = ("control", "network", "compute")
@@ -304,6 +307,78 @@ class UpgradeDef(StrictModel):
     def after(self) -> list[str]:
         return []
 
+class OptionDef(StrictModel):
+    """A per-service option operators set under ``services: {<service>: {...}}``
+    in globals.yml, read by the service's templates as ``options.<name>``."""
+
+    type: Literal["integer", "string", "ipv4", "ipv4_network", "ipv4_list"]
+    description: str
+    default: Any = None                   # None: no value (the code that reads it computes one)
+    choices: list[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    pattern: str | None = None            # a regular expression the whole text must match
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _default_is_valid(self):
+        if self.default is not None and self.problem(self.default):
+            raise ValueError(f"default: {self.problem(self.default)}")
+        return self
+
+    def expected(self) -> str:
+        if self.type == "integer":
+            low = "" if self.minimum is None else f" from {self.minimum}"
+            high = "" if self.maximum is None else f" to {self.maximum}"
+            return f"an integer{low}{high}"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return {"string": "text" + (f" matching {self.pattern}" if self.pattern else ""),
+                "ipv4": "an IPv4 address", "ipv4_network": "an IPv4 network such as 203.0.113.0/24",
+                "ipv4_list": "a list of IPv4 addresses"}[self.type]
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid, or None. Names the type YAML read, never the value."""
+        ok = False
+        if self.type == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool) and \
+                (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+        elif self.type == "string":
+            ok = isinstance(value, str) and (not self.choices or value in self.choices) and \
+                (not self.pattern or re.fullmatch(self.pattern, value) is not None)
+        elif self.type == "ipv4":
+            ok = isinstance(value, str) and _parses(ipaddress.IPv4Address, value)
+        elif self.type == "ipv4_network":
+            ok = isinstance(value, str) and _parses(ipaddress.IPv4Network, value)
+        elif self.type == "ipv4_list":
+            ok = isinstance(value, list) and all(isinstance(v, str) and _parses(ipaddress.IPv4Address, v)
+                                                 for v in value)
+        if ok:
+            return None
+        kind = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
+                dict: "a mapping"}.get(type(value), type(value).__name__)
+        right_kind = {"integer": "a number", "ipv4_list": "a list"}.get(self.type, "text")
+        if kind == right_kind:
+            return f"must be {self.expected()}"
+        return f"must be {self.expected()}, but YAML read {kind} here"
+
+
+def _parses(kind, value: str) -> bool:
+    try:
+        kind(value)
+        return True
+    except ValueError:
+        return False
+
 
 class ServiceDef(StrictModel):
     description: str = ""
@@ -316,6 +391,8 @@ class ServiceDef(StrictModel):
     jobs: list[JobDef] = Field(default_factory=list)
     containers: dict[str, ContainerDef] = Field(default_factory=dict)
     upgrade: UpgradeDef | None = None
+    # The options operators may set in globals.yml (services: {<name>: {...}}).
+    options: dict[str, OptionDef] = Field(default_factory=dict)
 
     @field_validator("containers")
     @classmethod
@@ -369,6 +446,26 @@ class Service:
         """The one-shot container of an upgrade step: ``keystone_upgrade_expand``."""
         return unit_name(f"{self.name}-upgrade-{step.replace('_', '-')}")
 
+    def options(self, given: dict[str, Any], path: Path | str | None = None) -> dict[str, Any]:
+        """The service's options as its templates see them: every declared one,
+        set (``given``: its entry under ``services:`` in globals.yml, ``path``)
+        or defaulted. An unknown or invalid one is a ConfigError naming the key."""
+        declared = self.spec.options
+        for name in given:
+            if name not in declared:
+                if not declared:
+                    message = f"unknown option: {self.name} takes no options"
+                else:
+                    close = difflib.get_close_matches(name, list(declared), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    message = f"unknown option ({hint}options of {self.name}: {', '.join(declared)})"
+                raise ConfigError(message, path=path, key=f"services.{self.name}.{name}")
+        for name, value in given.items():
+            problem = declared[name].problem(value) if value is not None else None    # null: the default
+            if problem:
+                raise ConfigError(problem, path=path, key=f"services.{self.name}.{name}")
+        return {name: option.default if given.get(name) is None else given[name] for name, option in declared.items()}
+
     def images(self) -> set[str]:
         images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
         if self.spec.upgrade:
@@ -408,11 +505,19 @@ class ServiceCatalogue:
             visit(name, ())
         return order
 
+    def check_options(self, options: dict[str, dict[str, Any]], path: Path | str | None = None
+                      ) -> dict[str, dict[str, Any]]:
+        """Every service's options (globals.yml's ``services:``) checked against
+        its schema; service name -> its options, defaults filled in."""
+        return {name: service.options(options.get(name, {}), path) for name, service in self.services.items()}
+
     def required_passwords(self, services: list[str]) -> list[str]:
+        """What passwords.yml must hold for these services: their passwords, and
+        the site's hash key (the labels of every container are keyed with it)."""
         names: list[str] = []
         for name in services:
             names += self.services[name].passwords()
-        return list(dict.fromkeys(names))
+        return list(dict.fromkeys([*names, HASH_KEY_NAME]))
 
     def all_passwords(self) -> list[str]:
         return self.required_passwords(sorted(self.services))

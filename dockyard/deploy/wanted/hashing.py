@@ -5,6 +5,12 @@ on the container's spec; the planner compares them with the labels of the runnin
 container. Both sides use this module, so they always agree.
 
 Only hashes ever go in labels: config files and environment may hold secrets.
+They are keyed (HMAC-SHA256 with the site's hash key, ``dockyard_hash_key`` in
+passwords.yml), so a label reveals nothing about what it covers: an unkeyed hash
+of a file that holds only a password would be a hash of that password, for
+anyone who can inspect the container to try guesses against. The key's own id
+(a keyed hash of a constant) is a label too, so a plan can tell "the hashes were
+re-keyed" from "something changed".
 Keeping one hash per part (and one per config file) is what lets the planner say
 *which* part differs ("config-hash differs (keystone.conf changed)") instead of
 only "something changed".
@@ -13,13 +19,14 @@ only "something changed".
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from dockyard.engine.driver import ContainerSpec
 
-from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_PART_PREFIX
+from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY, LABEL_HASH_PART_PREFIX
 
 # dockyard.config-hash (LABEL_HASH) holds the overall hash; dockyard.hash.<part> the
 # parts: the image id (or reference when no id is known), every config file by name
@@ -29,13 +36,23 @@ from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_PART_
 PARTS = ("image", "files", "env", "command", "volumes", "runtime")
 
 
-def digest(value: object) -> str:
-    """A short stable hash of bytes or of any JSON-able value."""
+def _mac(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
+
+
+def digest(value: object, key: bytes) -> str:
+    """A short stable keyed hash of bytes or of any JSON-able value."""
     if isinstance(value, bytes):
         data = value
     else:
         data = json.dumps(value, sort_keys=True, default=str).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
+    return _mac(key, data)
+
+
+def key_id(key: bytes) -> str:
+    """Which key made a set of hashes: a keyed hash of a constant (it tells keys
+    apart and reveals nothing about them)."""
+    return _mac(key, b"dockyard hash key id")
 
 
 def file_key(path_or_name: str) -> str:
@@ -43,11 +60,11 @@ def file_key(path_or_name: str) -> str:
     return PurePosixPath(path_or_name).name or path_or_name
 
 
-def files_digest(files: Mapping[str, bytes]) -> str:
-    """One hash over every file's name and content (names, so a rename counts)."""
-    h = hashlib.sha256()
-    for key in sorted(files, key=file_key):
-        h.update(file_key(key).encode() + b"\0" + hashlib.sha256(files[key]).digest())
+def files_digest(files: Mapping[str, bytes], key: bytes) -> str:
+    """One keyed hash over every file's name and content (names, so a rename counts)."""
+    h = hmac.new(key, digestmod=hashlib.sha256)
+    for name in sorted(files, key=file_key):
+        h.update(file_key(name).encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return h.hexdigest()[:16]
 
 
@@ -62,20 +79,20 @@ def _runtime(spec: ContainerSpec) -> list:
     return runtime
 
 
-def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None) -> dict[str, str]:
+def _parts(spec: ContainerSpec, files: Mapping[str, bytes], image_id: str | None, key: bytes) -> dict[str, str]:
     parts = {
-        "image": digest(image_id or spec.image),
-        "files": files_digest(files),
-        "env": digest(spec.environment),
-        "command": digest(list(spec.command) if spec.command is not None else None),
+        "image": digest(image_id or spec.image, key),
+        "files": files_digest(files, key),
+        "env": digest(spec.environment, key),
+        "command": digest(list(spec.command) if spec.command is not None else None, key),
         "volumes": digest([(m.source, m.target, m.read_only, *((m.propagation,) if m.propagation else ()))
-                           for m in spec.mounts]),
-        "runtime": digest(_runtime(spec)),
+                           for m in spec.mounts], key),
+        "runtime": digest(_runtime(spec), key),
     }
     # The overall hash covers the parts; per-file hashes are covered by "files".
-    parts["all"] = digest(parts)
-    for key, content in files.items():
-        parts["file." + file_key(key)] = digest(content)
+    parts["all"] = digest(parts, key)
+    for name, content in files.items():
+        parts["file." + file_key(name)] = digest(content, key)
     return parts
 
 
@@ -87,7 +104,7 @@ def hash_labels(parts: Mapping[str, str]) -> dict[str, str]:
 
 
 def spec_hashes(spec: ContainerSpec, file_contents: Mapping[str, bytes],
-                image_id: str | None = None) -> dict[str, str]:
+                image_id: str | None = None, *, key: bytes) -> dict[str, str]:
     """The hash labels of a container: label name -> hash.
 
     ``file_contents`` maps each config file the container reads (path or name) to
@@ -98,9 +115,39 @@ def spec_hashes(spec: ContainerSpec, file_contents: Mapping[str, bytes],
 
     The result holds ``dockyard.config-hash`` (the overall hash, also
     ``WantedContainer.hash``), one ``dockyard.hash.<part>`` per part and one
-    ``dockyard.hash.file.<name>`` per file.
+    ``dockyard.hash.file.<name>`` per file, all keyed with ``key`` (the site's
+    hash key), and ``dockyard.hash-key``: the key's id.
     """
-    return hash_labels(_parts(spec, file_contents, image_id))
+    labels = hash_labels(_parts(spec, file_contents, image_id, key))
+    labels[LABEL_HASH_KEY] = key_id(key)
+    return labels
+
+
+def rekeyed(observed: Mapping[str, str], wanted: Mapping[str, str]) -> str | None:
+    """Why the observed hash labels cannot be compared with the wanted ones, if
+    they were made with another key (or none): then every hash differs, whatever
+    changed."""
+    if observed.get(LABEL_HASH_KEY) == wanted.get(LABEL_HASH_KEY):
+        return None
+    if LABEL_HASH_KEY not in observed:
+        return "hashes re-keyed: its labels hold unkeyed hashes (made by an older dockyard)"
+    return "hashes re-keyed: the site's hash key (dockyard_hash_key in passwords.yml) is not the one it was made with"
+
+
+def job_hash(labels: Mapping[str, str]) -> str:
+    """What the jobs record keeps for a job: its key's id and its config-hash, so
+    a plan can say a job runs again because the hashes were re-keyed."""
+    return f"{labels[LABEL_HASH_KEY]}.{labels[LABEL_HASH]}"
+
+
+def job_rekeyed(recorded: str, wanted: str) -> str | None:
+    """As :func:`rekeyed`, for a job's recorded hash and its wanted one."""
+    old, new = recorded.partition(".")[0], wanted.partition(".")[0]
+    if "." in recorded and old == new:
+        return None
+    if "." not in recorded:
+        return "hashes re-keyed: its record holds an unkeyed hash (made by an older dockyard)"
+    return "hashes re-keyed: the site's hash key (dockyard_hash_key in passwords.yml) is not the one it ran with"
 
 
 def differing_parts(observed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
