@@ -18,6 +18,7 @@ import yaml
 from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError, DockyardError
+from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import hostnet, postdeploy
@@ -105,7 +106,9 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
     wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images, facts=host_facts(site))
     missing = wanted.missing_images
     if missing and not allow_missing_images:
-        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
+        release = site.globals.site_release
+        option = f" --release {release}" if release != load_releases().current else ""
+        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build{option} "
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]

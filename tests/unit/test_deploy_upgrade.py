@@ -378,3 +378,15 @@ def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
     # Once upgraded, deploy converges as before.
     assert upgrade(site_dir, engine=engine, say=quiet).ok
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
+
+
+def test_missing_images_of_the_next_release_name_the_build_to_run(tmp_path):
+    site_dir = make_site(tmp_path)
+    engine = engine_with("2025.1")
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    set_release(site_dir, "2026.1")
+    with pytest.raises(ConfigError) as exc:
+        upgrade(site_dir, engine=engine, dry_run=True, say=quiet)
+    assert "dockyard build --release 2026.1 '^keystone$'" in str(exc.value) or \
+        "dockyard build --release 2026.1 " in str(exc.value)
+    assert "glance-api" not in str(exc.value)
