@@ -186,3 +186,33 @@ def up(config_dir: Path, threads: int | None):
     images, deploy, and write the client configuration."""
     result = api.up(config_dir, say=say, threads=threads)
     return EXIT_FAILED if result is None else result.exit_code
+
+
+@cli.command()
+@config_dir_option
+@click.option("--services", metavar="A,B", help="Only these services (comma separated); the others stay as they are.")
+@click.option("--dry-run", is_flag=True, help="Print which services move, from which release to which, in which "
+                                              "order, with every step; change nothing.")
+def upgrade(config_dir: Path, services: str | None, dry_run: bool):
+    """Move the running site to the release globals.yml now names (`release`,
+    `service_releases`), service by service: the infrastructure first, then
+    each API before those that call it. Per service: its pre-upgrade check,
+    the database's expand and migrate steps while the old code still serves,
+    the new containers with their health, then contract and online data
+    migrations once no old code runs (docs/upgrades.md).
+
+    Refused, with nothing changed (exit 2): a downgrade, a jump the services do
+    not support in one step, a site not converged on the release it runs. A
+    killed upgrade continues where it stopped when run again; once done, a
+    second one does nothing.
+
+    \b
+    Examples:
+      dockyard build --release 2026.1        the new release's images first
+      dockyard upgrade --dry-run             the order, the versions and the steps
+      dockyard upgrade
+    """
+    from dockyard.deploy.upgrade import upgrade as run_upgrade
+
+    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say)
+    return result.exit_code if hasattr(result, "exit_code") and not dry_run else EXIT_OK

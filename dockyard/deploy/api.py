@@ -18,11 +18,12 @@ import yaml
 from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 from dockyard.errors import ConfigError, DockyardError, EngineError
+from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
-from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
 from dockyard.deploy.engines import SiteEngines, connect_site
 from dockyard.deploy.execute.executor import RunResult, execute
@@ -139,7 +140,9 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
             raise ConfigError("images missing on remote hosts' engines: " + "; ".join(
                 f"host {h}: {', '.join(images)}" for h, images in remote.items())
                 + ". Until a registry serves them, copy them there (docker save | docker load)", key="images")
-        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
+        release = site.globals.site_release
+        option = f" --release {release}" if release != load_releases().current else ""
+        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build{option} "
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
@@ -169,6 +172,22 @@ def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
     for key in sorted(wanted & set(observed.foreign)):
         raise ConfigError(f"container {key} belongs to another dockyard site ({observed.foreign[key]}); one "
                           f"engine runs one site", path=prepared.site.config_dir)
+
+
+def _check_releases(prepared: Prepared, observed: ObservedState, services: set[str] | None) -> None:
+    """A deploy never moves a running service to another release (exit 2): that
+    is `dockyard upgrade`'s work, with the services' checks and database steps."""
+    from dockyard.deploy.plan.upgrade import release_changes
+    from dockyard.releases import load_releases
+
+    g = prepared.site.globals
+    wanted = {s: g.service_release(s) for s in prepared.wanted.services()}
+    changes = release_changes(observed, wanted, load_releases(), services)
+    if changes:
+        listed = ", ".join(f"{s} runs {now}, {then} is wanted" for s, (now, then) in changes.items())
+        raise ConfigError(f"{listed}: moving running services to another release is `dockyard upgrade` (checks and "
+                          f"database steps in order, docs/upgrades.md); run it, or set the release back",
+                          path=prepared.site.config_dir / "globals.yml", key="release")
 
 
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
@@ -216,6 +235,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
+        _check_releases(prepared, observed, services)
         plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit)
         if dry_run:
             say(plan.render())
@@ -359,6 +379,7 @@ def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: E
         if include_volumes and not unreachable:
             record_path(site.state_dir).unlink(missing_ok=True)
             volumes_record.forget(site.state_dir)
+            (site.state_dir / "upgrade.json").unlink(missing_ok=True)      # an upgrade of data that is gone
         timeline.run_end("ok" if not unreachable else "failed", removed=removed)
     say(f"{removed} removed")
     _left_out(unreachable, f"{removed} removed")
@@ -450,23 +471,44 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
     return checks
 
 
+def image_releases(site: Site, catalogue: ServiceCatalogue) -> dict[str, str]:
+    """Each image the enabled services need -> the release it is wanted at (its
+    service's; the toolbox follows the site's)."""
+    g = site.globals
+    enabled = catalogue.closure(g.enabled_services)
+    releases = {image: g.site_release for image in catalogue.images(enabled)}
+    for service in enabled:
+        for image in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
+            releases[image] = g.service_release(service)
+    return releases
+
+
 def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
-    needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
-    return [name for name in needed if engine.image(site.globals.image_ref(name)) is None]
+    g = site.globals
+    releases = image_releases(site, catalogue)
+    return [name for name, release in releases.items()
+            if engine.image(g.image_ref(name, g.release_tag(release))) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
-                 work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
+                 work_dir: Path = Path("/var/lib/dockyard/build"), release: str | None = None) -> bool:
     """Build these images (and whatever of their parents is missing) with the
-    builder library; images already present are kept as they are."""
+    builder library, for ``release`` (default: the site's); images already
+    present are kept as they are."""
+    from dockyard.cli.build import release_config
     from dockyard.image.builder import Builder, BuildOptions
     from dockyard.image.catalogue import load_catalogue
     from dockyard.image.config import load_build_config
+    from dockyard.releases import load_releases
 
     images = load_catalogue()
     g = site.globals
-    config = load_build_config(None, set(images.images)).model_copy(
-        update={"namespace": g.image_namespace, "tag": g.image_tag, "registry": g.image_registry,
+    release = release or g.site_release
+    config = load_build_config(None, set(images.images))
+    if release != load_releases().current:
+        config = release_config(config, load_releases().get(release))
+    config = config.model_copy(
+        update={"namespace": g.image_namespace, "tag": g.release_tag(release), "registry": g.image_registry,
                 **({"threads": threads} if threads else {})})
     options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
     builder = Builder(engine, config, images, options)
@@ -501,8 +543,11 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     missing = images_missing(site, catalogue, engine)
     if missing:
         say(f"building {len(missing)} missing images: {', '.join(missing)}")
-        if not build_images(site, engine, missing, say, threads):
-            return None
+        releases = image_releases(site, catalogue)
+        for release in dict.fromkeys(releases[name] for name in missing):
+            if not build_images(site, engine, [n for n in missing if releases[n] == release], say, threads,
+                                release=release):
+                return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
     if not result.ok:
         return result

@@ -44,7 +44,7 @@ MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
 KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
-               ActionKind.START: 2}
+               ActionKind.START: 2, ActionKind.UPGRADE_STEP: 10}
 
 
 def chain_weights(plan: Plan) -> dict[str, int]:
@@ -199,6 +199,15 @@ class _Applier:
         if result.exit_code != 0:
             raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
                                + _tail(result.logs))
+        self.jobs_record.mark_done(job.name, job.hash)
+
+    def upgrade_step(self, a: Action) -> None:
+        # A one-shot like a job, recorded like one: a killed upgrade does not run it again.
+        job = a.job
+        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        if result.exit_code != 0:
+            raise ActionFailed(f"upgrade step {job.name} ({a.service}) exited with code {result.exit_code}; "
+                               f"last log lines:\n" + _tail(result.logs))
         self.jobs_record.mark_done(job.name, job.hash)
 
     def create(self, a: Action) -> None:

@@ -19,7 +19,7 @@ from dockyard.engine import connect
 from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError, DockyardError
 
-from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
+from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
 from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
@@ -84,7 +84,12 @@ def _engine(site: Site, engine: Engine | None) -> tuple[Engine | None, Check]:
 
 
 def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine) -> Check:
-    missing = [name for name in catalogue.images(enabled) if engine.image(site.globals.image_ref(name)) is None]
+    g = site.globals
+    tags = {name: g.image_tag for name in catalogue.images(enabled)}
+    for service in enabled:                     # each service's images under its release's tag
+        for name in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
+            tags[name] = g.service_tag(service)
+    missing = [name for name, tag in tags.items() if engine.image(g.image_ref(name, tag)) is None]
     if missing:
         return Check("images", WARN, f"{len(missing)} not built: {', '.join(missing)}",
                      "`dockyard up` builds what is missing, or `dockyard build`")

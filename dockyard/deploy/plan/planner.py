@@ -50,6 +50,7 @@ class ActionKind(StrEnum):
     CREATE_VOLUME = "create_volume"
     WRITE_FILE = "write_file"
     RUN_JOB = "run_job"
+    UPGRADE_STEP = "upgrade_step"       # one step of a release upgrade (dockyard upgrade; plan/upgrade.py)
     CREATE = "create"
     RECREATE = "recreate"
     START = "start"
@@ -115,6 +116,7 @@ class Action:
             ActionKind.CREATE_VOLUME: f"volume {self.target}",
             ActionKind.WRITE_FILE: f"{self.target} written",
             ActionKind.RUN_JOB: f"job {self.target} done",
+            ActionKind.UPGRADE_STEP: f"upgrade step {self.target} done",
             ActionKind.CREATE: f"{self.target} created",
             ActionKind.RECREATE: f"{self.target} recreated",
             ActionKind.START: f"{self.target} started",

@@ -43,7 +43,8 @@ from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, Confi
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
-from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
+from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
+                             LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
@@ -155,6 +156,7 @@ class _Unit:
     host: Host
     files: dict[str, bytes] = field(default_factory=dict)
     entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
+    tag: str | None = None           # its image's tag, when not its service's release's (upgrade steps)
 
 
 class WantedBuilder:
@@ -184,10 +186,10 @@ class WantedBuilder:
         self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
-    def image_id(self, image: str, host: str | None = None) -> str | None:
+    def image_id(self, image: str, host: str | None = None, tag: str | None = None) -> str | None:
         """The id the reference resolves to now on the host's engine: a rebuilt
         image is a new hash. An unreachable host's engine is not asked."""
-        ref = self.site.globals.image_ref(image)
+        ref = self.site.globals.image_ref(image, tag)
         engine = self.engine
         if engine is not None and hasattr(engine, "of"):       # a SiteEngines: each host its own
             engine = None if host in self.unreachable else engine.of(host)
@@ -346,7 +348,14 @@ class WantedBuilder:
 
     def labels(self, unit: _Unit) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
-                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
+                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site),
+                LABEL_RELEASE: self.site.globals.service_release(unit.service.name)}
+
+    def tag(self, service: Service, image: str) -> str:
+        """The tag of a unit's image: its service's release's, and the site's for
+        the toolbox (which serves every service)."""
+        g = self.site.globals
+        return g.image_tag if image == TOOLBOX_IMAGE else g.service_tag(service.name)
 
     def wanted_files(self, unit: _Unit) -> list[WantedFile]:
         if unit.host.remote:
@@ -356,7 +365,9 @@ class WantedBuilder:
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name), key=self.hash_key)
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name,
+                                                                   unit.tag or self.tag(unit.service, image)),
+                             key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -403,7 +414,7 @@ class WantedBuilder:
         mounts = self.mounts(unit, c.volumes)
         devices = [self.render_string(d, variables, service, f"{key}.devices").strip() for d in c.devices]
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(c.image),
+            name=unit.name, image=self.site.globals.image_ref(c.image, self.tag(service, c.image)),
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
             labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
             cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
@@ -430,7 +441,7 @@ class WantedBuilder:
         self.config_json(unit, command, user)
         mounts = self.mounts(unit, volumes)
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(image),
+            name=unit.name, image=self.site.globals.image_ref(image, unit.tag or self.tag(unit.service, image)),
             environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
             labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
         spec, files = self.finish(unit, spec, image)
@@ -532,6 +543,32 @@ class WantedBuilder:
                 engine = groups[i][0]
                 for ref, image_id in result.items():
                     self._image_ids[(id(engine), ref)] = image_id
+
+    def upgrade_steps(self, service: Service, from_release: str) -> list[tuple[str, WantedJob, list[WantedFile]]]:
+        """The one-shot containers of a service's upgrade steps (its ``upgrade``
+        block), in order: (step, job, its files). ``prepare`` runs in the image of
+        ``from_release``, the others in the image of the service's wanted release.
+        They run on the first host of the service's first container's group."""
+        up = service.spec.upgrade
+        if up is None:
+            return []
+        first = next(iter(service.spec.containers.values()), None)
+        group = first.groups[0] if first else "control"
+        host = self.first_host(group, service, "upgrade")
+        g = self.site.globals
+        steps = []
+        for step, command in up.steps():
+            scratch = WantedState()
+            tag = g.release_tag(from_release) if step == "prepare" else g.service_tag(service.name)
+            unit = _Unit(service.upgrade_unit(step), service, host, tag=tag)
+            variables = self.variables(service, host)
+            for fname in up.config:
+                self.config_file(unit, fname, variables)
+            rendered = self.render_string(command, variables, service, f"upgrade.{step}")
+            self.job(unit, up.image, rendered, False, up.user, up.volumes, up.environment, [], "upgrade",
+                     up.timeout, scratch)
+            steps.append((step, scratch.jobs[0], scratch.files))
+        return steps
 
     def build(self) -> WantedState:
         self.prefetch_images()
