@@ -208,7 +208,11 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
         first = next(iter(svc.spec.containers.values()), None)
         if first is not None:
             g = site.globals
-            versions = package_versions(prepared.engine, g.image_ref(first.image, g.release_tag(source)),
+            engine = prepared.engine
+            hosts = site.inventory.hosts_in(first.groups[0])
+            if engine is not None and hasattr(engine, "of") and hosts:      # a site's engines: the service's host's
+                engine = engine.of(hosts[0].name)
+            versions = package_versions(engine, g.image_ref(first.image, g.release_tag(source)),
                                         g.image_ref(first.image, g.release_tag(target)), _main_packages(first.image))
         moves.append(Move(service, source, target, steps,
                           tuple(svc.spec.upgrade.contract_after) if svc.spec.upgrade else (), versions))
