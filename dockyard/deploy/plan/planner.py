@@ -528,9 +528,13 @@ class _Planner:
         for m in c.spec.mounts:
             shared = self.shared.get((c.host, m.source)) if m.propagation in ("shared", "rshared") else None
             if shared is not None:
+                # A one-shot left behind by a killed run is removed first (its
+                # removal and the new run would race for the name).
+                leftover = f"remove:{self.key(shared.spec.name, shared.host)}"
+                deps = (leftover,) if leftover in self.placed else ()
                 ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}", "share_mount",
                                            shared.path, shared.service, shared.host,
-                                           "bound with shared propagation by a container starting",
+                                           "bound with shared propagation by a container starting", deps,
                                            shared_mount=shared)).id)
         return ids
 
