@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dockyard.deploy.wanted.hashing import spec_hashes
 from dockyard.labels import LABEL_HASH
-from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedState, WantedVolume
+from dockyard.deploy.wanted.model import WantedContainer, WantedFile, WantedState, WantedVolume, unit_key
 from dockyard.deploy.plan.observe import ObservedState
 from dockyard.deploy.plan.planner import make_plan
 from dockyard.engine.driver import ContainerSpec, ContainerState, Healthcheck, Mount
@@ -45,11 +45,11 @@ def synthetic(hosts: int) -> tuple[WantedState, ObservedState]:
                                                      (path,), (f"vol_{name}",)))
             wanted.files.append(WantedFile(path, content, host, f"svc{i % 12}", unit=name))
             wanted.volumes.append(WantedVolume(f"vol_{name}", host, f"svc{i % 12}"))
-            observed.containers[name] = ContainerState(name, name, "sha256:x", "dockyard/x:1",
-                                                       dict(labels),
-                                                       "running", "healthy" if spec.healthcheck else None)
+            key = unit_key(name, host, hosts > 1)
+            observed.containers[key] = ContainerState(name, name, "sha256:x", "dockyard/x:1", dict(labels),
+                                                      "running", "healthy" if spec.healthcheck else None)
             observed.files[path] = content
-            observed.volumes.add(f"vol_{name}")
+            observed.volumes.add(unit_key(f"vol_{name}", host, hosts > 1))
             previous = (name,)
     return wanted, observed
 

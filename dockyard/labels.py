@@ -12,6 +12,7 @@ LABEL_HOST = "dockyard.host"                # inventory host name
 LABEL_SITE = "dockyard.site"                # the site (config folder) that owns it
 LABEL_JOB = "dockyard.job"                  # "true" on a one-shot job's container
 LABEL_VERSION = "dockyard.version"          # the dockyard that made it (images too); never hashed
+LABEL_RELEASE = "dockyard.release"          # the OpenStack release its service runs (images/releases.yml); never hashed
 
 # What defines a container (dockyard.deploy.wanted.hashing computes them).
 LABEL_HASH = "dockyard.config-hash"         # hash of everything that defines the container

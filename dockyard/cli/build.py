@@ -23,7 +23,9 @@ from dockyard.image.packages import diff_tags, format_diff
 from dockyard.image.report import print_table, to_json
 from dockyard.image.rootfs import is_current
 from dockyard.image.scheduler import Event
-from dockyard.errors import EXIT_FAILED, EXIT_OK
+from dockyard.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.releases import ReleaseDef, load_releases
 
 from . import cli
 
@@ -81,10 +83,33 @@ def _summary(plan: Plan) -> str:
     return f"{len(plan.images)} images: {', '.join(parts)}; root filesystem {plan.rootfs_ref} {rootfs}"
 
 
-def _load(catalogue_dir: Path | None, config_file: Path | None, **options) -> tuple[Catalogue, BuildConfig]:
+def _load(catalogue_dir: Path | None, config_file: Path | None, release: str | None = None,
+          **options) -> tuple[Catalogue, BuildConfig]:
     catalogue = load_catalogue(catalogue_dir)
-    config = load_build_config(config_file, set(catalogue.images)).override(**options)
-    return catalogue, config
+    config = load_build_config(config_file, set(catalogue.images))
+    if release is not None:
+        config = release_config(config, load_releases().get(release, key="--release"))
+    return catalogue, config.override(**options)
+
+
+def release_config(config: BuildConfig, release: ReleaseDef) -> BuildConfig:
+    """The build configuration of a release (images/releases.yml): its suite, how
+    debootstrap makes it, the apt options it needs, its tag. The mirror, variant
+    and components stay the configuration's; --tag still overrides the tag."""
+    base = {**config.base.model_dump(), "suite": release.suite, "script": release.debootstrap_script,
+            "apt_options": list(release.apt_options)}
+    return config.override(base=base, tag=release.tag)
+
+
+def held_back(catalogue: Catalogue, release: ReleaseDef) -> frozenset[str]:
+    """The images a build of ``release`` leaves out: those only services that stay
+    on an older release use (glance's on 2026.1)."""
+    if not release.services:
+        return frozenset()
+    services = load_services()
+    images_of = {name: svc.images() for name, svc in services.services.items()}
+    parents = {name: image.parent for name, image in catalogue.images.items()}
+    return frozenset(load_releases().held_images(release.name, images_of, parents))
 
 
 catalogue_option = click.option(
@@ -104,7 +129,10 @@ registry_option = click.option("--registry", help="Registry host[:port] put befo
 @click.option("--threads", type=click.IntRange(1),
               help="Images built at once [default: build.yml, else the core count].")
 @click.option("--retries", type=click.IntRange(0), help="Retries of a failing image [default: 1, or build.yml].")
-@click.option("--tag", help="Image tag [default: 2025.1, or build.yml].")
+@click.option("--tag", help="Image tag [default: 2025.1, or build.yml; with --release, the release's].")
+@click.option("--release", metavar="NAME",
+              help="Build this OpenStack release (images/releases.yml): its Debian suite and tag [default: "
+                   "build.yml's suite and tag].")
 @namespace_option
 @registry_option
 @click.option("--push", is_flag=True, help="Push each image to the registry (built ones after their build).")
@@ -126,7 +154,7 @@ registry_option = click.option("--registry", help="Registry host[:port] put befo
 @catalogue_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="The summary on stdout (json: see docs/build.md).")
-def build(patterns, profiles, threads, retries, tag, namespace, registry, push, skip_existing, no_cache,
+def build(patterns, profiles, threads, retries, tag, release, namespace, registry, push, skip_existing, no_cache,
           rebuild_rootfs, overrides, template_only, work_dir, logs_dir, config_file, catalogue_dir, fmt):
     """Build the image catalogue: the root filesystem with debootstrap, then
     each selected image (and its parents), in parallel, each as soon as its
@@ -146,6 +174,7 @@ def build(patterns, profiles, threads, retries, tag, namespace, registry, push, 
       dockyard build '^keystone$' 'nova-.*'        by regular expression
       dockyard build --threads 4 --retries 2
       dockyard build --template-override site.j2 --tag 2025.1-site
+      dockyard build --release 2026.1 '^keystone$'  the next release's keystone, from its suite
       dockyard build --registry 127.0.0.1:5000 --push
       dockyard build --template-only --work-dir /tmp/contexts
       dockyard build --format json > report.json
@@ -154,11 +183,15 @@ def build(patterns, profiles, threads, retries, tag, namespace, registry, push, 
     Exit status: 0 every image built, cached or skipped; 1 something failed or
     was unbuildable; 2 invalid input (nothing was built); 4 no engine.
     """
-    catalogue, config = _load(catalogue_dir, config_file, threads=threads, retries=retries, tag=tag,
+    catalogue, config = _load(catalogue_dir, config_file, release, threads=threads, retries=retries, tag=tag,
                               namespace=namespace, registry=registry)
+    exclude = held_back(catalogue, load_releases().get(release)) if release else frozenset()
     options = BuildOptions(patterns=list(patterns), profiles=list(profiles), overrides=list(overrides),
                            work_dir=work_dir, logs_dir=logs_dir, push=push, skip_existing=skip_existing,
-                           no_cache=no_cache, rebuild_rootfs=rebuild_rootfs)
+                           no_cache=no_cache, rebuild_rootfs=rebuild_rootfs, exclude=exclude)
+    if exclude and not [n for n in catalogue.select(options.patterns, options.profiles) if n not in exclude]:
+        raise ConfigError(f"release {release} builds none of the selected images: {', '.join(sorted(exclude))} "
+                          f"stay on an older release (images/releases.yml)", key="--release")
     if template_only:
         builder = Builder(None, config, catalogue, options)
         for path in builder.render_to(work_dir):
@@ -184,10 +217,12 @@ def build(patterns, profiles, threads, retries, tag, namespace, registry, push, 
 @catalogue_option
 @config_option
 @click.option("--tag", help="Image tag to look for [default: 2025.1, or build.yml].")
+@click.option("--release", metavar="NAME", help="Show this release's images (images/releases.yml): its root "
+                                                "filesystem and tag.")
 @namespace_option
 @registry_option
 @click.pass_context
-def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
+def images(ctx, catalogue_dir, config_file, tag, release, namespace, registry):
     """Show the image catalogue as a tree: each image's profiles and whether
     the engine holds it with the current hash (current), with another hash
     (outdated: the next build rebuilds it) or not at all (not built).
@@ -196,13 +231,14 @@ def images(ctx, catalogue_dir, config_file, tag, namespace, registry):
     Examples:
       dockyard images
       dockyard images --tag 2025.1-site
+      dockyard images --release 2026.1
       dockyard images diff 2025.1 2025.1-site    packages added, removed, changed
     """
     ctx.obj = dict(catalogue_dir=catalogue_dir, config_file=config_file, tag=tag, namespace=namespace,
                    registry=registry)
     if ctx.invoked_subcommand:
         return None
-    catalogue, config = _load(catalogue_dir, config_file, tag=tag, namespace=namespace, registry=registry)
+    catalogue, config = _load(catalogue_dir, config_file, release, tag=tag, namespace=namespace, registry=registry)
     builder = Builder(None, config, catalogue, BuildOptions())
     out = Console(highlight=False, soft_wrap=True)
     try:

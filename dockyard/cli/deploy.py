@@ -41,16 +41,18 @@ def prechecks(config_dir: Path):
     return EXIT_FAILED if failed(api.prechecks(config_dir, say=say)) else EXIT_OK
 
 
-def _converge(config_dir: Path, services: str | None, dry_run: bool) -> int:
-    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say)
+def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None) -> int:
+    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say, limit=_services(limit))
     return EXIT_OK if dry_run else result.exit_code
 
 
 @cli.command()
 @config_dir_option
 @click.option("--services", metavar="A,B", help="Only these services (comma separated); the others are left alone.")
+@click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated); the others are left "
+              "alone and not waited for.")
 @click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing.")
-def deploy(config_dir: Path, services: str | None, dry_run: bool):
+def deploy(config_dir: Path, services: str | None, limit: str | None, dry_run: bool):
     """Converge the running containers on the wanted state.
 
     Compares what runs (image, config files, volumes, environment, command) with
@@ -61,17 +63,18 @@ def deploy(config_dir: Path, services: str | None, dry_run: bool):
     Exit codes: 0 converged, 1 an action failed, 2 invalid input (nothing
     changed), 3 another run holds the lock, 4 engine unreachable.
     """
-    return _converge(config_dir, services, dry_run)
+    return _converge(config_dir, services, dry_run, limit)
 
 
 @cli.command()
 @config_dir_option
 @click.option("--services", metavar="A,B", help="Only these services (comma separated).")
+@click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def reconfigure(config_dir: Path, services: str | None, dry_run: bool):
+def reconfigure(config_dir: Path, services: str | None, limit: str | None, dry_run: bool):
     """Apply changed configuration (globals.yml, overrides in config/): only
     the containers whose files or settings changed are recreated."""
-    return _converge(config_dir, services, dry_run)
+    return _converge(config_dir, services, dry_run, limit)
 
 
 @cli.command()
@@ -183,3 +186,33 @@ def up(config_dir: Path, threads: int | None):
     images, deploy, and write the client configuration."""
     result = api.up(config_dir, say=say, threads=threads)
     return EXIT_FAILED if result is None else result.exit_code
+
+
+@cli.command()
+@config_dir_option
+@click.option("--services", metavar="A,B", help="Only these services (comma separated); the others stay as they are.")
+@click.option("--dry-run", is_flag=True, help="Print which services move, from which release to which, in which "
+                                              "order, with every step; change nothing.")
+def upgrade(config_dir: Path, services: str | None, dry_run: bool):
+    """Move the running site to the release globals.yml now names (`release`,
+    `service_releases`), service by service: the infrastructure first, then
+    each API before those that call it. Per service: its pre-upgrade check,
+    the database's expand and migrate steps while the old code still serves,
+    the new containers with their health, then contract and online data
+    migrations once no old code runs (docs/upgrades.md).
+
+    Refused, with nothing changed (exit 2): a downgrade, a jump the services do
+    not support in one step, a site not converged on the release it runs. A
+    killed upgrade continues where it stopped when run again; once done, a
+    second one does nothing.
+
+    \b
+    Examples:
+      dockyard build --release 2026.1        the new release's images first
+      dockyard upgrade --dry-run             the order, the versions and the steps
+      dockyard upgrade
+    """
+    from dockyard.deploy.upgrade import upgrade as run_upgrade
+
+    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say)
+    return result.exit_code if hasattr(result, "exit_code") and not dry_run else EXIT_OK

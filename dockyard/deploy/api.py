@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,20 +17,22 @@ import yaml
 
 from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
-from dockyard.errors import ConfigError, DockyardError
+from dockyard.errors import ConfigError, DockyardError, EngineError
+from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
-from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
+from dockyard.deploy.engines import SiteEngines, connect_site
 from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
 from dockyard.deploy.site.hostfacts import HostFacts, probe as probe_host
 from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
 from dockyard.deploy.execute.lock import SiteLock
-from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
-from dockyard.deploy.wanted.model import WantedState
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState, unit_key
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
@@ -38,7 +40,7 @@ from dockyard.deploy.site.passwords import generate_passwords, make_private
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
-from dockyard.deploy.wanted.builder import site_id, wanted_state
+from dockyard.deploy.wanted.builder import one_per_engine, site_id, wanted_state
 
 Say = Callable[[str], None]
 
@@ -49,9 +51,10 @@ class Prepared:
 
     site: Site
     catalogue: ServiceCatalogue
-    engine: Engine | None
+    engine: SiteEngines | None          # every host's engine (None when images are not resolved)
     wanted: WantedState
     warnings: list[str]
+    unreachable: dict[str, str] = field(default_factory=dict)   # host -> why its engine did not answer
 
 
 # -- loading and validating ----------------------------------------------------------
@@ -82,10 +85,34 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
 
 
 def host_facts(site: Site) -> dict[str, HostFacts]:
-    """What each host can do (datapath, virt type). Every host's containers run
-    on the local engine today, so each host is this machine, probed once."""
-    facts = probe_host()
-    return {name: facts for name in site.inventory.hosts}
+    """What each host can do (datapath, virt type). A host on the local engine
+    is this machine, probed once; a remote host is not probed from here, and
+    gets the choices that work anywhere."""
+    local = [name for name, host in site.inventory.hosts.items() if not host.remote]
+    facts = probe_host() if local else None
+    return {name: facts for name in local}
+
+
+def site_engines(site: Site, engine: Engine | SiteEngines | None = None) -> tuple[SiteEngines, dict[str, str]]:
+    """Every host's engine, and the hosts whose engines do not answer (host ->
+    why). When none answers the command cannot do anything: exit 4."""
+    if engine is None and any(not h.engine for h in site.inventory.hosts.values()):
+        engine = connect(site.globals.engine)          # the local engine, for the hosts that name none
+    engines = connect_site(site, engine)
+    hosts = list(site.inventory.hosts)
+    unreachable = engines.unreachable(hosts)
+    if unreachable and len(unreachable) == len(hosts):
+        if len(hosts) == 1:
+            try:
+                engines.of(hosts[0]).ping()             # again, for the engine's own words
+            except EngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a driver that does not wrap its errors
+                raise EngineError(f"cannot reach the container engine: {exc}") from exc
+            raise EngineError(f"cannot reach the container engine: {unreachable[hosts[0]]}")
+        raise EngineError("no engine of the site answers: " + "; ".join(
+            f"host {h} ({engines.url(h)}): {why}" for h, why in unreachable.items()))
+    return engines, unreachable
 
 
 def engine_for(site: Site, engine: Engine | None = None) -> Engine:
@@ -100,18 +127,30 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
     """Load and render everything, resolve every image: all before any action.
     A missing image is an error unless ``allow_missing_images`` (read-only uses)."""
     site, catalogue = load(config_dir, services_root)
+    engines, unreachable = None, {}
     if resolve_images:
-        engine = engine_for(site, engine)
-    wanted = wanted_state(site, catalogue, engine, resolve_images=resolve_images, facts=host_facts(site))
+        engines, unreachable = site_engines(site, engine)
+    wanted = wanted_state(site, catalogue, engines, resolve_images=resolve_images, facts=host_facts(site),
+                          unreachable=set(unreachable))
     missing = wanted.missing_images
     if missing and not allow_missing_images:
-        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build "
+        remote = {h: images for h, images in wanted.missing_on.items() if site.inventory.hosts.get(h, None)
+                  and site.inventory.hosts[h].remote}
+        if remote:
+            raise ConfigError("images missing on remote hosts' engines: " + "; ".join(
+                f"host {h}: {', '.join(images)}" for h, images in remote.items())
+                + ". Until a registry serves them, copy them there (docker save | docker load)", key="images")
+        release = site.globals.site_release
+        option = f" --release {release}" if release != load_releases().current else ""
+        raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build{option} "
                           + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
     warnings = [f"warning: {path} is merged into no generated file (a misspelt service, component or host?)"
                 for path in wanted.unused_overrides]
     warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
                  f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
-    return Prepared(site, catalogue, engine, wanted.state, warnings)
+    warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
+                 f"this run, the other hosts' goes on" for h, why in unreachable.items()]
+    return Prepared(site, catalogue, engines, wanted.state, warnings, unreachable)
 
 
 def _check_services(prepared: Prepared, services: set[str] | None) -> None:
@@ -128,18 +167,36 @@ def _check_services(prepared: Prepared, services: set[str] | None) -> None:
 
 def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
     """Another site's container of the same name is never touched (exit 2)."""
-    wanted = {u.name for u in [*prepared.wanted.containers, *prepared.wanted.jobs]}
-    for name in sorted(wanted & set(observed.foreign)):
-        raise ConfigError(f"container {name} belongs to another dockyard site ({observed.foreign[name]}); one "
+    multi = observed.multi_host
+    wanted = {unit_key(u.name, u.host, multi) for u in [*prepared.wanted.containers, *prepared.wanted.jobs]}
+    for key in sorted(wanted & set(observed.foreign)):
+        raise ConfigError(f"container {key} belongs to another dockyard site ({observed.foreign[key]}); one "
                           f"engine runs one site", path=prepared.site.config_dir)
+
+
+def _check_releases(prepared: Prepared, observed: ObservedState, services: set[str] | None) -> None:
+    """A deploy never moves a running service to another release (exit 2): that
+    is `dockyard upgrade`'s work, with the services' checks and database steps."""
+    from dockyard.deploy.plan.upgrade import release_changes
+    from dockyard.releases import load_releases
+
+    g = prepared.site.globals
+    wanted = {s: g.service_release(s) for s in prepared.wanted.services()}
+    changes = release_changes(observed, wanted, load_releases(), services)
+    if changes:
+        listed = ", ".join(f"{s} runs {now}, {then} is wanted" for s, (now, then) in changes.items())
+        raise ConfigError(f"{listed}: moving running services to another release is `dockyard upgrade` (checks and "
+                          f"database steps in order, docs/upgrades.md); run it, or set the release back",
+                          path=prepared.site.config_dir / "globals.yml", key="release")
 
 
 def _check_ports(prepared: Prepared, plan: Plan) -> None:
     """A container about to be created must find its ports free (exit 2). One
     being recreated frees its own ports first, so it is not checked."""
-    creating = {a.target for a in plan.actions if a.kind == ActionKind.CREATE}
+    creating = {(a.target, a.host) for a in plan.actions if a.kind == ActionKind.CREATE}
     for c in prepared.wanted.containers:
-        if c.name not in creating:
+        # A remote host's ports cannot be probed from here; its engine reports a clash.
+        if (c.name, c.host) not in creating or c.remote:
             continue
         for port in c.ports:
             if bind_error(c.address, port):
@@ -151,22 +208,35 @@ def _check_ports(prepared: Prepared, plan: Plan) -> None:
 
 # -- deploy ---------------------------------------------------------------------------
 
+def _check_limit(prepared: Prepared, limit: set[str] | None) -> None:
+    hosts = prepared.site.inventory.hosts
+    for name in sorted(limit or ()):
+        if name not in hosts:
+            raise ConfigError(f"unknown host {name!r} (hosts: {', '.join(hosts)})", key="--limit")
+
+
 def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
-           engine: Engine | None = None, services_root: Path | None = None) -> RunResult | Plan:
+           engine: Engine | SiteEngines | None = None, services_root: Path | None = None,
+           limit: set[str] | None = None) -> RunResult | Plan:
     """Converge the site: only the difference is done, in dependency order.
+    ``limit``: only these hosts' work (the others are assumed deployed).
 
     Returns the plan on a dry run (nothing done), else the run's result.
     """
     prepared = prepare(Path(config_dir), engine, services_root)
     _check_services(prepared, services)
+    _check_limit(prepared, limit)
+    one_per_engine(prepared.site, prepared.wanted)
     for warning in prepared.warnings:
         say(warning)
     site = prepared.site
     # A dry run writes nothing, not even the lock (nor the state folder it is in).
     with nullcontext() if dry_run else SiteLock(site.state_dir):
-        observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
+        observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
+                           hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
-        plan = make_plan(prepared.wanted, observed, only_services=services)
+        _check_releases(prepared, observed, services)
+        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit)
         if dry_run:
             say(plan.render())
             say(f"{plan.changes()} changes planned (dry run: nothing done)")
@@ -180,6 +250,9 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
                                        [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
             result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
+        if observed.multi_host and result.outcomes:
+            for line in result.host_summaries():
+                say(line)
         say(result.summary())
         return result
 
@@ -194,7 +267,8 @@ def status(config_dir: Path, engine: Engine | None = None, services_root: Path |
     # Status reports on a site whose images are not all built too: those
     # containers are simply not up to date.
     prepared = prepare(Path(config_dir), engine, services_root, allow_missing_images=True)
-    return status_of(prepared.engine, prepared.wanted, site_id(prepared.site))
+    return status_of(prepared.engine, prepared.wanted, site_id(prepared.site),
+                     hosts=list(prepared.site.inventory.hosts), unreachable=prepared.unreachable)
 
 
 def _ours(engine: Engine, site: Site) -> list[ContainerState]:
@@ -225,62 +299,90 @@ def _volume_is_ours(volume: VolumeInfo, site: Site, catalogue: ServiceCatalogue)
         volume.name in {v for name in enabled for v in catalogue.services[name].spec.volumes}
 
 
-def stop(config_dir: Path, say: Say = print, engine: Engine | None = None,
+def _each_engine(site: Site, engine: Engine | SiteEngines | None, say: Say
+                 ) -> tuple[list[tuple[Engine, list[str]]], dict[str, str]]:
+    """The reachable engines of the site, each with its hosts, and the hosts
+    that do not answer (said at once: the others are acted on all the same)."""
+    engines, unreachable = site_engines(site, engine)
+    for host, why in unreachable.items():
+        say(f"  host {host}: its engine ({engines.url(host)}) does not answer: {why}")
+    return engines.groups([h for h in site.inventory.hosts if h not in unreachable]), unreachable
+
+
+def _left_out(unreachable: dict[str, str], what: str) -> None:
+    if unreachable:
+        raise DockyardError(f"{what} on every host but {', '.join(unreachable)}: their engines do not answer; "
+                            f"run it again once they do")
+
+
+def stop(config_dir: Path, say: Say = print, engine: Engine | SiteEngines | None = None,
          services_root: Path | None = None) -> int:
-    """Stop every container of the site; volumes and configuration stay."""
+    """Stop every container of the site, on every host; volumes and configuration stay."""
     site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
-    engine = engine_for(site, engine)
+    groups, unreachable = _each_engine(site, engine, say)
+    multi = len(site.inventory.hosts) > 1
     count = 0
     with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
         timeline.run_start(command="stop")
-        for c in _dependents_first(_ours(engine, site), catalogue):
-            if c.running:
-                engine.stop(c.name)
-                timeline.write(event="stop", target=c.name)
-                say(f"  stopped {c.name}")
-                count += 1
-        timeline.run_end("ok", stopped=count)
+        for eng, hosts in groups:
+            for c in _dependents_first(_ours(eng, site), catalogue):
+                if c.running:
+                    eng.stop(c.name)
+                    where = f" on {c.labels.get(LABEL_HOST) or hosts[0]}" if multi else ""
+                    timeline.write(event="stop", target=c.name + where.replace(" on ", "@"))
+                    say(f"  stopped {c.name}{where}")
+                    count += 1
+        timeline.run_end("ok" if not unreachable else "failed", stopped=count)
     say(f"{count} containers stopped")
+    _left_out(unreachable, f"{count} containers stopped")
     return count
 
 
-def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: Engine | None = None,
+def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: Engine | SiteEngines | None = None,
             services_root: Path | None = None) -> int:
-    """Remove every container of the site; with ``include_volumes`` its named
-    volumes too (all data), and the jobs record, so every bootstrap runs again."""
+    """Remove every container of the site, on every host; with ``include_volumes``
+    its named volumes too (all data), and the jobs record, so every bootstrap
+    runs again (kept while a host does not answer: its volumes stay)."""
     site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
-    engine = engine_for(site, engine)
+    groups, unreachable = _each_engine(site, engine, say)
+    multi = len(site.inventory.hosts) > 1
     removed = 0
     with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
         timeline.run_start(command="destroy", include_volumes=include_volumes)
-        for c in _dependents_first(_ours(engine, site), catalogue):
-            if c.running:
-                engine.stop(c.name)
-            engine.remove(c.name)
-            timeline.write(event="remove", target=c.name)
-            say(f"  removed container {c.name}")
-            removed += 1
-        # The agents' network namespaces and the bridges' taps outlive the containers.
-        if {"openvswitch", "neutron-agents"} & set(catalogue.closure(site.globals.enabled_services)):
-            for line in hostnet.clean(site, engine):
-                timeline.write(event="host_network", detail=line)
-                say(f"  {line}")
-        if include_volumes:
-            for v in engine.volumes():
-                if not _volume_is_ours(v, site, catalogue):
-                    continue
-                try:
-                    engine.remove_volume(v.name)
-                except Exception as exc:        # noqa: BLE001 - the engine refuses a volume in use
-                    say(f"  kept volume {v.name}: {exc}")
-                    continue
-                timeline.write(event="remove_volume", target=v.name)
-                say(f"  removed volume {v.name}")
+        network = {"openvswitch", "neutron-agents"} & set(catalogue.closure(site.globals.enabled_services))
+        for eng, hosts in groups:
+            on = f" on {', '.join(hosts)}" if multi else ""
+            for c in _dependents_first(_ours(eng, site), catalogue):
+                if c.running:
+                    eng.stop(c.name)
+                eng.remove(c.name)
+                timeline.write(event="remove", target=c.name)
+                say(f"  removed container {c.name}{on}")
                 removed += 1
+            # The agents' network namespaces and the bridges' taps outlive the containers.
+            if network:
+                for line in hostnet.clean(site, eng):
+                    timeline.write(event="host_network", detail=line)
+                    say(f"  {line}{on}")
+            if include_volumes:
+                for v in eng.volumes():
+                    if not _volume_is_ours(v, site, catalogue):
+                        continue
+                    try:
+                        eng.remove_volume(v.name)
+                    except Exception as exc:        # noqa: BLE001 - the engine refuses a volume in use
+                        say(f"  kept volume {v.name}{on}: {exc}")
+                        continue
+                    timeline.write(event="remove_volume", target=v.name)
+                    say(f"  removed volume {v.name}{on}")
+                    removed += 1
+        if include_volumes and not unreachable:
             record_path(site.state_dir).unlink(missing_ok=True)
             volumes_record.forget(site.state_dir)
-        timeline.run_end("ok", removed=removed)
+            (site.state_dir / "upgrade.json").unlink(missing_ok=True)      # an upgrade of data that is gone
+        timeline.run_end("ok" if not unreachable else "failed", removed=removed)
     say(f"{removed} removed")
+    _left_out(unreachable, f"{removed} removed")
     return removed
 
 
@@ -369,23 +471,44 @@ def prechecks(config_dir: Path, engine: Engine | None = None, say: Say = print,
     return checks
 
 
+def image_releases(site: Site, catalogue: ServiceCatalogue) -> dict[str, str]:
+    """Each image the enabled services need -> the release it is wanted at (its
+    service's; the toolbox follows the site's)."""
+    g = site.globals
+    enabled = catalogue.closure(g.enabled_services)
+    releases = {image: g.site_release for image in catalogue.images(enabled)}
+    for service in enabled:
+        for image in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
+            releases[image] = g.service_release(service)
+    return releases
+
+
 def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> list[str]:
-    needed = catalogue.images(catalogue.closure(site.globals.enabled_services))
-    return [name for name in needed if engine.image(site.globals.image_ref(name)) is None]
+    g = site.globals
+    releases = image_releases(site, catalogue)
+    return [name for name, release in releases.items()
+            if engine.image(g.image_ref(name, g.release_tag(release))) is None]
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
-                 work_dir: Path = Path("/var/lib/dockyard/build")) -> bool:
+                 work_dir: Path = Path("/var/lib/dockyard/build"), release: str | None = None) -> bool:
     """Build these images (and whatever of their parents is missing) with the
-    builder library; images already present are kept as they are."""
+    builder library, for ``release`` (default: the site's); images already
+    present are kept as they are."""
+    from dockyard.cli.build import release_config
     from dockyard.image.builder import Builder, BuildOptions
     from dockyard.image.catalogue import load_catalogue
     from dockyard.image.config import load_build_config
+    from dockyard.releases import load_releases
 
     images = load_catalogue()
     g = site.globals
-    config = load_build_config(None, set(images.images)).model_copy(
-        update={"namespace": g.image_namespace, "tag": g.image_tag, "registry": g.image_registry,
+    release = release or g.site_release
+    config = load_build_config(None, set(images.images))
+    if release != load_releases().current:
+        config = release_config(config, load_releases().get(release))
+    config = config.model_copy(
+        update={"namespace": g.image_namespace, "tag": g.release_tag(release), "registry": g.image_registry,
                 **({"threads": threads} if threads else {})})
     options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
     builder = Builder(engine, config, images, options)
@@ -420,8 +543,11 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
     missing = images_missing(site, catalogue, engine)
     if missing:
         say(f"building {len(missing)} missing images: {', '.join(missing)}")
-        if not build_images(site, engine, missing, say, threads):
-            return None
+        releases = image_releases(site, catalogue)
+        for release in dict.fromkeys(releases[name] for name in missing):
+            if not build_images(site, engine, [n for n in missing if releases[n] == release], say, threads,
+                                release=release):
+                return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
     if not result.ok:
         return result

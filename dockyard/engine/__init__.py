@@ -7,6 +7,7 @@ from .driver import (  # noqa: F401  (re-exported: the public driver vocabulary)
     ContainerSpec,
     ContainerState,
     Engine,
+    FileCopy,
     Healthcheck,
     HealthTimeout,
     ImageInfo,
@@ -16,8 +17,9 @@ from .driver import (  # noqa: F401  (re-exported: the public driver vocabulary)
 )
 
 
-def connect(name: str = "docker", base_url: str | None = None) -> Engine:
-    """Return a driver. ``docker`` and ``podman`` both use the Docker-compatible API."""
+def connect(name: str = "docker", base_url: str | None = None, tls=None) -> Engine:
+    """Return a driver. ``docker`` and ``podman`` both use the Docker-compatible API.
+    ``tls``: a ``(ca, cert, key)`` of file paths for a ``tcp://`` engine."""
     from .docker_engine import DockerEngine
 
     if name == "podman" and base_url is None:
@@ -26,4 +28,4 @@ def connect(name: str = "docker", base_url: str | None = None) -> Engine:
         from dockyard.errors import ConfigError
 
         raise ConfigError(f"unknown engine {name!r} (expected docker or podman)", key="engine")
-    return DockerEngine(base_url=base_url)
+    return DockerEngine(base_url=base_url, tls=tls)

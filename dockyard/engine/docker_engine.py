@@ -5,6 +5,7 @@ Podman serves the same API: point ``DOCKER_HOST`` at its socket.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import tarfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.tls
 from docker.types import Healthcheck as SdkHealthcheck
 from docker.types import Mount as SdkMount
 
@@ -23,6 +25,7 @@ from .driver import (
     DEFAULT_READONLY_PATHS,
     ContainerSpec,
     ContainerState,
+    FileCopy,
     HealthTimeout,
     ImageInfo,
     JobResult,
@@ -31,6 +34,11 @@ from .driver import (
 )
 
 _NS = 1_000_000_000
+# The API version spoken to an engine named by URL (an inventory host's): pinned,
+# so making the client asks nothing of the engine (an unreachable host fails on
+# its first real call, not here) and every engine from Docker 20.10 on answers.
+PINNED_API_VERSION = "1.41"
+PING_TIMEOUT = 10       # seconds a named engine has to answer a ping
 
 
 class _ChunkReader(io.RawIOBase):
@@ -57,22 +65,51 @@ class _ChunkReader(io.RawIOBase):
 
 
 class DockerEngine:
-    def __init__(self, base_url: str | None = None, timeout: int = 600):
+    def __init__(self, base_url: str | None = None, timeout: int = 600,
+                 tls: tuple[str, str, str] | None = None):
+        """``base_url`` None: the engine of the environment (``DOCKER_HOST``, else
+        the local socket). Given (``unix://``, ``tcp://`` with ``tls`` = (ca, cert,
+        key), ``ssh://`` through the ssh command): the API version is pinned and
+        the environment is ignored: ``requests`` would let ``REQUESTS_CA_BUNDLE``
+        replace the CA and route the calls through a proxy."""
+        self.base_url = base_url or ""
         try:
             if base_url:
-                self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+                kwargs: dict = {}
+                if tls is not None:
+                    ca, cert, key = (str(p) for p in tls)
+                    kwargs["tls"] = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+                if base_url.startswith("ssh://"):
+                    if importlib.util.find_spec("paramiko") is None:
+                        # The SDK's ssh transport imports it even to run the ssh command.
+                        raise EngineError(f"an engine at {base_url} needs the paramiko package (the Docker SDK's "
+                                          f"ssh transport): pip install 'dockyard[ssh]'")
+                    kwargs["use_ssh_client"] = True
+                self.client = docker.DockerClient(base_url=base_url, timeout=timeout, version=PINNED_API_VERSION,
+                                                  **kwargs)
+                self.client.api.trust_env = False
             else:
                 self.client = docker.from_env(timeout=timeout)
         except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot reach the container engine: {exc}") from exc
+            raise EngineError(f"cannot reach the container engine{self._where()}: {exc}") from exc
         self.api = self.client.api
+
+    def _where(self) -> str:
+        return f" at {self.base_url}" if self.base_url else ""
 
     # -- images ----------------------------------------------------------------
     def ping(self) -> None:
         try:
-            self.api.ping()
+            if self.base_url:
+                # A named engine may sit behind a host that is off: no refusal ever
+                # comes, and the client's timeout (minutes, for long calls) would
+                # hold every command. The ping alone gets a short one.
+                response = self.api.get(f"{self.api.base_url}/_ping", timeout=PING_TIMEOUT)
+                response.raise_for_status()
+            else:
+                self.api.ping()
         except Exception as exc:  # the SDK raises several unrelated types here
-            raise EngineError(f"cannot reach the container engine: {exc}") from exc
+            raise EngineError(f"cannot reach the container engine{self._where()}: {exc}") from exc
 
     @staticmethod
     def _image_info(attrs: dict) -> ImageInfo:
@@ -281,11 +318,26 @@ class DockerEngine:
         except docker.errors.NotFound:
             return ""
 
-    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult:
+    def copy_in(self, name: str, files: tuple[FileCopy, ...]) -> None:
+        """One tar archive, extracted at / in the container: each file owned by
+        root with its own mode (a secret is 0600 from its first byte)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for f in files:
+                info = tarfile.TarInfo(f.path.lstrip("/"))
+                info.size, info.mode, info.uid, info.gid = len(f.content), f.mode, 0, 0
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(f.content))
+        if not self.api.put_archive(name, "/", buf.getvalue()):
+            raise EngineError(f"copying the configuration into {name} failed")
+
+    def run_job(self, spec: ContainerSpec, timeout: float = 600, files: tuple[FileCopy, ...] = ()) -> JobResult:
         """Run a one-shot container to completion and return its exit code and logs."""
         self.remove(spec.name)
         self.create(spec)
         try:
+            if files:
+                self.copy_in(spec.name, files)
             self.api.start(spec.name)
             result = self.api.wait(spec.name, timeout=timeout)
             logs = self.api.logs(spec.name).decode("utf-8", "replace")

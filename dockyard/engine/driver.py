@@ -104,6 +104,17 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True)
+class FileCopy:
+    """A file put into a created container before it starts (``Engine.copy_in``):
+    how a remote engine gets a container's configuration, with no file on its
+    host's disk that dockyard would have to reach."""
+
+    path: str                      # absolute, in the container
+    content: bytes = field(repr=False)
+    mode: int = 0o600
+
+
+@dataclass(frozen=True)
 class JobResult:
     exit_code: int
     logs: str
@@ -154,7 +165,13 @@ class Engine(Protocol):
     def restart(self, name: str, timeout: int = 10) -> None: ...
     def remove(self, name: str) -> None: ...
     def logs(self, name: str, tail: int = 50) -> str: ...
-    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult: ...
+    def copy_in(self, name: str, files: tuple[FileCopy, ...]) -> None:
+        """Put ``files`` (owned by root, each with its mode) into the container
+        ``name``, created and not yet started; their folders must exist in the image."""
+        ...
+    def run_job(self, spec: ContainerSpec, timeout: float = 600, files: tuple[FileCopy, ...] = ()) -> JobResult:
+        """Run a one-shot container to completion (``files`` copied in before it starts)."""
+        ...
     def wait_healthy(self, name: str, timeout: float) -> ContainerState:
         """Block until the container reports healthy (or is running, when it has
         no healthcheck). Raises :class:`HealthTimeout` or :class:`ContainerDied`."""

@@ -2,7 +2,9 @@
 
 It records every call in ``calls`` so tests can assert what was done, and can be
 told to fail builds (``fail_builds``: image tag -> number of failures before success,
-or -1 for always) or to leave containers unhealthy (``unhealthy``).
+or -1 for always) or to leave containers unhealthy (``unhealthy``). With ``down``
+set, every engine call raises ``ConnectionRefusedError``, as an engine that is
+not running does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .driver import (
     ContainerDied,
     ContainerSpec,
     ContainerState,
+    FileCopy,
     HealthTimeout,
     ImageInfo,
     JobResult,
@@ -36,8 +39,35 @@ def _matches(labels: dict[str, str], label: str | None) -> bool:
     return not value or labels[key] == value
 
 
+# The engine calls: what fails while the fake is ``down``.
+_CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", "push", "read_file", "copy_file",
+                    "containers", "container", "create", "start", "stop", "restart", "remove", "logs", "copy_in",
+                    "run_job", "wait_healthy", "volumes", "create_volume", "remove_volume"})
+
+
 class FakeEngine:
-    def __init__(self) -> None:
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        """Down: every engine call raises, as an engine that is not running
+        does (instance attributes shadow the methods; none while it is up)."""
+        self._down = bool(value)
+        for name in _CALLS:
+            if self._down:
+                setattr(self, name, self._refuse)
+            else:
+                self.__dict__.pop(name, None)
+
+    def _refuse(self, *args, **kwargs):
+        raise ConnectionRefusedError(111, f"Connection refused (fake engine {self.url})")
+
+    def __init__(self, url: str = "fake://") -> None:
+        self.url = url
+        self._down = False
+        self.copied: dict[str, dict[str, tuple[bytes, int]]] = {}   # container -> path -> (content, mode)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.images_by_tag: dict[str, ImageInfo] = {}
@@ -175,14 +205,25 @@ class FakeEngine:
     def remove(self, name: str) -> None:
         self._record("remove", name)
         self.containers_by_name.pop(name, None)
+        self.copied.pop(name, None)
 
     def logs(self, name: str, tail: int = 50) -> str:
         return f"fake logs of {name}\n"
 
-    def run_job(self, spec: ContainerSpec, timeout: float = 600) -> JobResult:
+    def copy_in(self, name: str, files: tuple[FileCopy, ...]) -> None:
+        self._record("copy_in", name)
+        if name not in self.containers_by_name:
+            raise EngineError(f"no such container {name}")
+        with self._lock:
+            self.copied.setdefault(name, {}).update({f.path: (f.content, f.mode) for f in files})
+
+    def run_job(self, spec: ContainerSpec, timeout: float = 600, files: tuple[FileCopy, ...] = ()) -> JobResult:
         self._record("job", spec.name)
         if self.image(spec.image) is None:
             raise EngineError(f"no such image {spec.image}")
+        if files:
+            with self._lock:
+                self.copied[spec.name] = {f.path: (f.content, f.mode) for f in files}
         with self._lock:
             self.jobs_run.append(spec.name)
         return self.job_results.get(spec.name, JobResult(0, "ok\n"))

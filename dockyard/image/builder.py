@@ -41,6 +41,7 @@ class BuildOptions:
     skip_existing: bool = False
     no_cache: bool = False
     rebuild_rootfs: bool = False
+    exclude: frozenset[str] = frozenset()               # left out whatever selects them (held-back images)
 
     @property
     def logs(self) -> Path:
@@ -81,7 +82,8 @@ class Builder:
         self.catalogue = catalogue
         self.options = options
         self._run = run
-        self.selected: list[str] = catalogue.select(options.patterns, options.profiles)
+        self.selected: list[str] = [n for n in catalogue.select(options.patterns, options.profiles)
+                                    if n not in options.exclude]
         self.renderer = Renderer(catalogue, config, options.overrides)
         self.contexts: dict[str, ImageContext] = self.renderer.render_all(self.selected)
         self.rootfs_hash = rootfs_hash(config.base)

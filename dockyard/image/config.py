@@ -27,6 +27,7 @@ FILE_NAME = "build.yml"
 # qualifier or a version pin (name=version), as apt-get accepts them.
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
 WORD_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
+APT_OPTION_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9:_-]*)=([A-Za-z0-9._/-]+)")
 
 
 def check_packages(names: list[str]) -> list[str]:
@@ -43,6 +44,10 @@ class BaseConfig(StrictModel):
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
     components: list[str] = Field(default_factory=lambda: ["main"], min_length=1)
+    # debootstrap's script for the suite, when it has none of its own (forky: sid's).
+    script: str | None = None
+    # apt options the suite needs (NAME=VALUE), written into the base image's apt configuration.
+    apt_options: list[str] = Field(default_factory=list)
 
     @field_validator("suite", "variant")
     @classmethod
@@ -50,6 +55,25 @@ class BaseConfig(StrictModel):
         if not WORD_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a suite or variant name")
         return value
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, value: str | None) -> str | None:
+        if value is not None and not WORD_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a debootstrap script name (a suite name)")
+        return value
+
+    @field_validator("apt_options")
+    @classmethod
+    def _apt_options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not APT_OPTION_RE.fullmatch(option):
+                raise ValueError(f"{option!r} is not an apt option NAME=VALUE")
+        return value
+
+    def apt_conf(self) -> list[str]:
+        """``apt_options`` as apt.conf lines (``Acquire::Check-Valid-Until "false";``)."""
+        return ['{} "{}";'.format(*APT_OPTION_RE.fullmatch(o).groups()) for o in self.apt_options]
 
     @field_validator("components")
     @classmethod

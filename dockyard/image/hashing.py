@@ -29,6 +29,8 @@ def rootfs_hash(base: BaseConfig) -> str:
     """Of (suite, mirror, variant, components): what debootstrap is run with."""
     inputs = {"suite": base.suite, "mirror": base.mirror, "variant": base.variant,
               "components": list(base.components)}
+    if base.script:                 # only when set: the hash of every suite with its own script stays as it was
+        inputs["script"] = base.script
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

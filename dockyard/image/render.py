@@ -192,6 +192,7 @@ class Renderer:
             "tag": self.config.tag,
             "registry": self.config.registry,
             "dockyard_version": __version__,
+            "apt_conf": self.config.base.apt_conf(),
         }
 
     def entry_template(self, image: ImageDef) -> str:

@@ -30,6 +30,7 @@ from dockyard.labels import LABEL_BUILD_TIME, LABEL_IMAGE_HASH, LABEL_IMAGE_NAME
 from .hashing import rootfs_hash
 
 Runner = Callable[[list[str], Path], None]
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 
 
 def check_host() -> None:
@@ -59,8 +60,11 @@ def run_command(argv: list[str], log_file: Path) -> None:
 
 def debootstrap_argv(config: BuildConfig, target: Path) -> list[str]:
     base = config.base
-    return ["debootstrap", f"--variant={base.variant}", f"--components={','.join(base.components)}",
+    argv = ["debootstrap", f"--variant={base.variant}", f"--components={','.join(base.components)}",
             base.suite, str(target), base.mirror]
+    if base.script:                 # a suite debootstrap has no script for is made with another's
+        argv.append(str(DEBOOTSTRAP_SCRIPTS / base.script))
+    return argv
 
 
 def tar_argv(source: Path, tarball: Path) -> list[str]:

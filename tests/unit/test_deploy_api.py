@@ -372,7 +372,7 @@ def test_up_writes_defaults_builds_only_what_is_missing_deploys_and_writes_clien
     del engine.images_by_tag["dockyard/horizon:2025.1"]
     built: list[list[str]] = []
 
-    def fake_build(site, engine_, names, say, threads=None, work_dir=None):
+    def fake_build(site, engine_, names, say, threads=None, work_dir=None, release=None):
         built.append(list(names))
         for name in names:
             engine_.add_image(f"dockyard/{name}:2025.1")

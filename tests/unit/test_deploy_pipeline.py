@@ -263,3 +263,18 @@ def test_a_failed_share_mount_fails_the_agents_with_the_reason(site_dir):
     assert "mount: permission denied" in by_id["share_mount:/run/netns"].error
     assert by_id["create:neutron_l3_agent"].result == "skipped"
     assert by_id["wait_healthy:keystone"].result == "ok"
+
+
+def test_a_share_one_shot_left_by_a_killed_run_is_removed_before_it_runs_again(site_dir):
+    from dockyard.engine.driver import ContainerSpec
+
+    engine = fake_engine()
+    converge(site_dir, engine)
+    site, wanted = wanted_of(site_dir, engine)
+    share = wanted.shared_mounts[0].spec
+    engine.create(ContainerSpec(name=share.name, image=share.image, labels=share.labels))   # the leftover
+    engine.stop("neutron_l3_agent")
+    plan = make_plan(wanted, observe(engine, wanted, site.state_dir))
+    by_id = plan.by_id()
+    assert by_id["remove:dockyard_share_run_netns"].kind == "remove"
+    assert "remove:dockyard_share_run_netns" in by_id["share_mount:/run/netns"].deps

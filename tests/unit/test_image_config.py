@@ -13,7 +13,8 @@ from dockyard.errors import ConfigError
 def test_defaults():
     config = BuildConfig()
     assert config.base.model_dump() == {"suite": "trixie", "mirror": "http://deb.debian.org/debian",
-                                        "variant": "minbase", "components": ["main"]}
+                                        "variant": "minbase", "components": ["main"], "script": None,
+                                        "apt_options": []}
     assert (config.namespace, config.tag, config.registry, config.retries) == ("dockyard", "2025.1", None, 1)
     assert config.workers == (os.cpu_count() or 1)
     assert config.ref("keystone") == "dockyard/keystone:2025.1"

@@ -30,6 +30,7 @@ from typing import Callable
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
 from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
 
+from dockyard.deploy.engines import SiteEngines, brief
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
@@ -43,7 +44,7 @@ MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
 KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
-               ActionKind.START: 2}
+               ActionKind.START: 2, ActionKind.UPGRADE_STEP: 10}
 
 
 def chain_weights(plan: Plan) -> dict[str, int]:
@@ -115,8 +116,46 @@ class RunResult:
     def summary(self) -> str:
         return f"{self.changed} changes, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f}s"
 
+    def host_summaries(self) -> list[str]:
+        """One line per host, for a site of several: ``cmp1: 3 changes, 0 failed, 1 skipped``."""
+        hosts: dict[str, list[Outcome]] = {}
+        for o in self.outcomes:
+            hosts.setdefault(o.action.host, []).append(o)
+        lines = []
+        for host, outcomes in sorted(hosts.items()):
+            changed = sum(1 for o in outcomes if o.result == OK and o.action.changes_something)
+            failed = sum(1 for o in outcomes if o.result == FAILED)
+            skipped = sum(1 for o in outcomes if o.result == SKIPPED)
+            lines.append(f"  {host or '(this machine)'}: {changed} changes, {failed} failed, {skipped} skipped")
+        return lines
+
 
 Progress = Callable[[Outcome], None]
+
+
+def _unreachable(exc: BaseException | None) -> bool:
+    """Did the engine not answer (refused, reset, timed out), rather than answer
+    with an error? An error that carries the engine's response is an answer."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if getattr(exc, "response", None) is not None:
+            return False
+        if isinstance(exc, OSError):       # requests' ConnectionError, socket errors, timeouts
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def failure_text(action: Action, exc: BaseException) -> str:
+    """An action's error for the operator. An engine that did not answer is
+    named by its host; on a site of several hosts every failure names its host."""
+    if action.host and _unreachable(exc) and not isinstance(exc, ActionFailed):
+        return f"host {action.host}: its engine did not answer: {brief(exc)}"
+    text = str(exc) or type(exc).__name__
+    if action.host and action.id.endswith(f"@{action.host}") and not text.startswith(f"host {action.host}:"):
+        text = f"host {action.host}: {text}"
+    return text
 
 
 def _tail(text: str, lines: int = LOG_LINES) -> str:
@@ -125,14 +164,21 @@ def _tail(text: str, lines: int = LOG_LINES) -> str:
 
 
 class _Applier:
-    """Does one action against the engine and the disk. Raises on failure."""
+    """Does one action against its host's engine and the disk. Raises on failure."""
 
-    def __init__(self, engine: Engine, jobs_record: JobsRecord):
-        self.engine = engine
+    def __init__(self, engines: SiteEngines, jobs_record: JobsRecord):
+        self.engines = engines
         self.jobs_record = jobs_record
 
     def __call__(self, action: Action) -> None:
+        self.engine = self.engines.of(action.host)     # a fresh applier per action: see execute()
         getattr(self, action.kind.value)(action)       # one method per ActionKind
+
+    def reach_engine(self, a: Action) -> None:
+        # Nothing was planned on the host: whether it answers now or not, its
+        # work waits for the next run, and this one says so.
+        raise ActionFailed(f"host {a.host}: {a.reason}; nothing was done there (run again once "
+                           f"{self.engines.url(a.host)} answers)")
 
     def share_mount(self, a: Action) -> None:
         result = self.engine.run_job(a.spec, timeout=60)
@@ -149,16 +195,29 @@ class _Applier:
 
     def run_job(self, a: Action) -> None:
         job = a.job
-        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        result = self.engine.run_job(job.spec, timeout=job.timeout, **({"files": job.copy_in} if job.copy_in else {}))
         if result.exit_code != 0:
             raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
                                + _tail(result.logs))
+        self.jobs_record.mark_done(job.name, job.hash)
+
+    def upgrade_step(self, a: Action) -> None:
+        # A one-shot like a job, recorded like one: a killed upgrade does not run it again.
+        job = a.job
+        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        if result.exit_code != 0:
+            raise ActionFailed(f"upgrade step {job.name} ({a.service}) exited with code {result.exit_code}; "
+                               f"last log lines:\n" + _tail(result.logs))
         self.jobs_record.mark_done(job.name, job.hash)
 
     def create(self, a: Action) -> None:
         # `create` means create and start. A container of that name that dockyard
         # does not manage is not ours to replace: the engine's refusal is reported.
         self.engine.create(a.container.spec)
+        if a.container.copy_in:
+            # A remote engine's container gets its configuration before it starts
+            # (never started, it is made again by the next run: see the planner).
+            self.engine.copy_in(a.target, a.container.copy_in)
         self.engine.start(a.target)
 
     def recreate(self, a: Action) -> None:
@@ -183,16 +242,17 @@ class _Applier:
         self.engine.remove(a.target)
 
 
-def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline, jobs_record: JobsRecord,
-            progress: Progress | None = None) -> RunResult:
+def execute(plan: Plan, engine: Engine | SiteEngines, *, parallelism: int, timeline: Timeline,
+            jobs_record: JobsRecord, progress: Progress | None = None) -> RunResult:
     """Apply ``plan``: each action once its dependencies succeeded, at most
-    ``parallelism`` at a time. Returns every action's outcome, in plan order.
+    ``parallelism`` at a time, on its host's engine (``engine``: one for every
+    host, or a SiteEngines). Returns every action's outcome, in plan order.
 
     ``progress`` is called in the calling thread with each outcome as it is known
     (skips included). Raises ValueError, before doing anything, on a malformed plan.
     """
     plan.validate()
-    apply = _Applier(engine, jobs_record)
+    engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
     actions = plan.by_id()
     dependents = plan.dependents()
     waiting_on = {a.id: set(a.deps) for a in plan.actions}
@@ -206,10 +266,10 @@ def execute(plan: Plan, engine: Engine, *, parallelism: int, timeline: Timeline,
         timeline.action_start(action)
         t0 = time.monotonic()
         try:
-            apply(action)
+            _Applier(engines, jobs_record)(action)
             outcome = Outcome(action, OK, time.monotonic() - t0)
         except Exception as exc:          # one action's failure is reported, not raised
-            outcome = Outcome(action, FAILED, time.monotonic() - t0, str(exc) or type(exc).__name__)
+            outcome = Outcome(action, FAILED, time.monotonic() - t0, failure_text(action, exc))
         try:
             timeline.action_end(action, outcome.result, outcome.error)
         finally:

@@ -27,6 +27,7 @@ import re
 import yaml
 
 from dockyard.engine.driver import ContainerSpec, Mount
+from dockyard.errors import ConfigError
 
 from dockyard.deploy.wanted.model import WantedContainer, WantedJob, WantedState
 from dockyard.deploy.plan.planner import unit_order
@@ -105,6 +106,11 @@ def _service(unit: WantedJob | WantedContainer, conditions: dict[str, str], need
 
 def export_compose(wanted: WantedState) -> str:
     """A compose file (YAML text) with the wanted containers and jobs."""
+    remote = sorted({u.host for u in [*wanted.jobs, *wanted.containers] if u.copy_in})
+    if remote:
+        raise ConfigError(f"a compose file runs on one engine with config folders on its disk; hosts "
+                          f"{', '.join(remote)} are on remote engines: export compose covers a site on this "
+                          f"machine's engine only", key="inventory.yml")
     conditions = {j.name: "service_completed_successfully" for j in wanted.jobs}
     for c in wanted.containers:
         conditions[c.name] = "service_healthy" if c.spec.healthcheck else "service_started"

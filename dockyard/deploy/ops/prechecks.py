@@ -1,4 +1,6 @@
 """Is this host ready for the site? Each check says what is wrong and what to do.
+On a site whose hosts name their engines, the engine and image checks run on
+every host's engine (all at once) and say which host fails what.
 
 Read-only: nothing is created, started or written. With no configuration folder
 yet, the checks run against the all-in-one defaults that ``dockyard up`` would
@@ -17,7 +19,7 @@ from dockyard.engine import connect
 from dockyard.engine.driver import Engine
 from dockyard.errors import ConfigError, DockyardError
 
-from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services, unit_name
+from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import Site, load_site
 from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
@@ -82,7 +84,12 @@ def _engine(site: Site, engine: Engine | None) -> tuple[Engine | None, Check]:
 
 
 def _images(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine) -> Check:
-    missing = [name for name in catalogue.images(enabled) if engine.image(site.globals.image_ref(name)) is None]
+    g = site.globals
+    tags = {name: g.image_tag for name in catalogue.images(enabled)}
+    for service in enabled:                     # each service's images under its release's tag
+        for name in catalogue.services[service].images() - {TOOLBOX_IMAGE}:
+            tags[name] = g.service_tag(service)
+    missing = [name for name, tag in tags.items() if engine.image(g.image_ref(name, tag)) is None]
     if missing:
         return Check("images", WARN, f"{len(missing)} not built: {', '.join(missing)}",
                      "`dockyard up` builds what is missing, or `dockyard build`")
@@ -116,6 +123,8 @@ def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: 
                 continue      # held by our own container: a re-deploy keeps it
             for group in c.groups:
                 for host in site.inventory.hosts_in(group):
+                    if host.remote:
+                        continue      # not probed from here; its engine reports a clash
                     for port in c.ports:
                         if (host.address, port) in seen:
                             continue
@@ -129,7 +138,9 @@ def _ports(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: 
                                                 f"({cname} needs it)", "stop what holds it, or set "
                                                 "internal_address to another address"))
     if not checks:
-        checks.append(Check("ports", OK, f"{len(seen)} ports free"))
+        remote = [h.name for h in site.inventory.hosts.values() if h.remote]
+        note = f" (not probed from here on remote hosts: {', '.join(remote)})" if remote else ""
+        checks.append(Check("ports", OK, f"{len(seen)} ports free{note}"))
     return checks
 
 
@@ -183,6 +194,38 @@ def _data_plane(site: Site, catalogue: ServiceCatalogue, enabled: list[str], roo
     return checks
 
 
+def _host_engines(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine | None
+                  ) -> tuple[Engine | None, list[Check]]:
+    """Engine and images, per engine of the inventory's hosts; the local engine
+    (for the port checks) when some host uses it and it answers."""
+    from dockyard.deploy.engines import connect_site
+
+    hosts = list(site.inventory.hosts)
+    local_engine = None
+    checks: list[Check] = []
+    try:
+        if engine is None and any(not h.engine for h in site.inventory.hosts.values()):
+            engine = connect(site.globals.engine)
+        engines = connect_site(site, engine)
+    except DockyardError as exc:
+        return None, [Check("container engine", FAIL, str(exc), "is the engine running, and `engine` in "
+                            "inventory.yml (or globals.yml) right?")]
+    groups = engines.groups(hosts)
+    pings = engines.each(hosts, lambda e, _: e.ping())
+    for i, (eng, served) in enumerate(groups):
+        who = f"host{'s' if len(served) > 1 else ''} {', '.join(served)} ({engines.url(served[0])})"
+        if isinstance(pings[i], Exception):
+            checks.append(Check("container engine", FAIL, f"{who}: does not answer: {pings[i]}",
+                                "is its engine running, reachable from here, and its tls files right?"))
+            continue
+        checks.append(Check("container engine", OK, f"{who}: reachable"))
+        image = _images(site, catalogue, enabled, eng)
+        checks.append(Check(image.name, image.status, f"{who}: {image.message}", image.advice))
+        if not site.inventory.hosts[served[0]].engine:
+            local_engine = eng
+    return local_engine, checks
+
+
 def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None
                   ) -> list[Check]:
     catalogue = load_services(services_root)
@@ -190,10 +233,14 @@ def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root:
     if site is None:
         return checks
     enabled = catalogue.closure(site.globals.enabled_services)
-    engine, engine_check = _engine(site, engine)
-    checks.append(engine_check)
-    if engine is not None:
-        checks.append(_images(site, catalogue, enabled, engine))
+    if any(h.engine for h in site.inventory.hosts.values()):
+        engine, host_checks = _host_engines(site, catalogue, enabled, engine)
+        checks += host_checks
+    else:
+        engine, engine_check = _engine(site, engine)
+        checks.append(engine_check)
+        if engine is not None:
+            checks.append(_images(site, catalogue, enabled, engine))
     checks += _ports(site, catalogue, enabled, engine)
     checks.append(_memory())
     checks += _data_plane(site, catalogue, enabled)

@@ -14,10 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dockyard.engine.driver import Engine
-
-from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
-from dockyard.deploy.wanted.model import WantedState
+from dockyard.labels import LABEL_HOST, LABEL_SERVICE
+from dockyard.deploy.wanted.model import WantedState, unit_key
+from dockyard.deploy.plan.observe import observe_containers
 from dockyard.deploy.plan.planner import container_change
 
 
@@ -33,15 +32,23 @@ class StatusRow:
     reason: str = ""         # why not up to date: what a deploy would do about it
 
 
-def status(engine: Engine, wanted: WantedState, site: str | None = None) -> list[StatusRow]:
+def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str] | None = None,
+           unreachable: dict[str, str] | None = None) -> list[StatusRow]:
     """One row per wanted container, then one per managed container nobody wants.
-    With ``site``, other sites' containers are left out (as ``observe`` does)."""
-    observed = {c.name: c for c in engine.containers(label=f"{LABEL_MANAGED}=true")
-                if site is None or c.labels.get(LABEL_SITE) in (None, site)}
-    job_names = {j.name for j in wanted.jobs}
+    With ``site``, other sites' containers are left out (as ``observe`` does).
+    ``engine``: one engine, or every host's (a SiteEngines); ``hosts`` and
+    ``unreachable`` as for ``observe``."""
+    observed = observe_containers(engine, wanted, site, hosts, unreachable)
+    multi = observed.multi_host
+    job_keys = {unit_key(j.name, j.host, multi) for j in wanted.jobs}
     rows = []
     for c in wanted.containers:
-        current = observed.get(c.name)
+        if c.host in observed.unreachable:
+            rows.append(StatusRow(container=c.name, service=c.service, host=c.host, state="unreachable",
+                                  health="", image=c.spec.image, up_to_date=False,
+                                  reason=f"engine unreachable: {observed.unreachable[c.host]}"))
+            continue
+        current = observed.containers.get(unit_key(c.name, c.host, multi))
         kind, reason = container_change(c, current)
         rows.append(StatusRow(
             container=c.name, service=c.service, host=c.host,
@@ -49,12 +56,13 @@ def status(engine: Engine, wanted: WantedState, site: str | None = None) -> list
             health=(current.health or "") if current else "",
             image=c.spec.image, up_to_date=kind is None,
             reason=f"{kind}: {reason}" if kind else ""))
-    wanted_names = {c.name for c in wanted.containers}
-    for name, current in sorted(observed.items()):
-        if name in wanted_names or name in job_names:
+    wanted_keys = {unit_key(c.name, c.host, multi) for c in wanted.containers}
+    for key, current in sorted(observed.containers.items()):
+        if key in wanted_keys or key in job_keys:
             continue   # a job's container only lives while the job runs
         rows.append(StatusRow(
-            container=name, service=current.labels.get(LABEL_SERVICE, ""), host=current.labels.get(LABEL_HOST, ""),
+            container=current.name, service=current.labels.get(LABEL_SERVICE, ""),
+            host=observed.hosts.get(key) or current.labels.get(LABEL_HOST, ""),
             state=current.status, health=current.health or "", image=current.image, up_to_date=False,
             reason="remove: not wanted any more"))
     return rows

@@ -1,8 +1,14 @@
-"""Facts: what the engine and the disk hold now, as plain data for the planner.
+"""Facts: what the engines and the disk hold now, as plain data for the planner.
 
-One list call for containers and one for volumes, whatever the size of the site:
-the no-op re-deploy of a whole cloud must take seconds, so there is no per-container
-round trip here. On disk only the wanted files are read, plus the jobs record.
+One list call for containers and one for volumes per engine, whatever the size of
+the site, every engine at once: the no-op re-deploy of a whole cloud must take
+seconds, so there is no per-container round trip here. On disk only the wanted
+files are read, plus the jobs record.
+
+On a site of several hosts, containers and volumes are keyed ``name@host``
+(:func:`dockyard.deploy.wanted.model.unit_key`), as the plan names them. An
+engine that does not answer is no error here: its hosts go to ``unreachable``,
+and the plan fails their work, and only theirs.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from pathlib import Path
 from dockyard.engine.driver import ContainerState, Engine
 
 from dockyard.deploy.execute.jobs_record import load_jobs
-from dockyard.labels import LABEL_MANAGED, LABEL_SITE
-from dockyard.deploy.wanted.model import WantedState
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SITE
+from dockyard.deploy.wanted.model import WantedState, unit_key
 
 
 @dataclass
@@ -26,6 +32,9 @@ class ObservedState:
     file_modes: dict[str, int] = field(default_factory=dict)              # wanted path -> permission bits
     jobs_done: dict[str, str] = field(default_factory=dict)               # job name -> hash of last success
     foreign: dict[str, str] = field(default_factory=dict)                 # another site's container -> its site
+    multi_host: bool = False                  # keys are name@host (more than one host observed or wanted)
+    hosts: dict[str, str] = field(default_factory=dict)                   # container key -> host it was seen on
+    unreachable: dict[str, str] = field(default_factory=dict)             # host -> why its engine did not answer
 
 
 def read_file(path: str) -> tuple[bytes | None, int | None]:
@@ -39,21 +48,18 @@ def read_file(path: str) -> tuple[bytes | None, int | None]:
         return None, None
 
 
-def observe(engine: Engine, wanted: WantedState, state_dir: Path, site: str | None = None) -> ObservedState:
-    """The facts. With ``site``, managed containers labelled for another site go to
-    ``foreign``, never to ``containers``: one site's deploy must not plan against,
-    let alone remove, another's containers. Unlabelled ones (made before sites were
-    labelled) count as this site's."""
-    observed = ObservedState()
-    for c in engine.containers(label=f"{LABEL_MANAGED}=true"):
-        owner = c.labels.get(LABEL_SITE)
-        if site is not None and owner is not None and owner != site:
-            observed.foreign[c.name] = owner
-        else:
-            observed.containers[c.name] = c
+def _engine_facts(engine: Engine) -> tuple[list[ContainerState], set[str]]:
+    containers = engine.containers(label=f"{LABEL_MANAGED}=true")
     # Every volume, labelled or not: a volume of the wanted name made by hand (or by
     # an engine auto-creating a mount) is used as it is, never created over.
-    observed.volumes = {v.name for v in engine.volumes()}
+    return containers, {v.name for v in engine.volumes()}
+
+
+def observe(engine, wanted: WantedState, state_dir: Path, site: str | None = None,
+            hosts: list[str] | None = None, unreachable: dict[str, str] | None = None) -> ObservedState:
+    """The facts: :func:`observe_containers` (containers and volumes of every
+    engine), the wanted files on this machine's disk and the jobs record."""
+    observed = observe_containers(engine, wanted, site, hosts, unreachable)
     for f in wanted.files:
         if f.path in observed.files:
             continue
@@ -62,4 +68,50 @@ def observe(engine: Engine, wanted: WantedState, state_dir: Path, site: str | No
         if mode is not None:
             observed.file_modes[f.path] = mode
     observed.jobs_done = load_jobs(state_dir)
+    return observed
+
+
+def observe_containers(engine, wanted: WantedState, site: str | None = None, hosts: list[str] | None = None,
+                       unreachable: dict[str, str] | None = None) -> ObservedState:
+    """The facts. ``engine``: one engine for every host, or a
+    :class:`dockyard.deploy.engines.SiteEngines`; ``hosts``: the site's hosts
+    (default: those of the wanted state); ``unreachable``: hosts known not to
+    answer (host -> why), not asked again. With ``site``, managed containers
+    labelled for another site go to ``foreign``, never to ``containers``: one
+    site's deploy must not plan against, let alone remove, another's containers.
+    Unlabelled ones (made before sites were labelled) count as this site's.
+
+    A container is put on the host its label names when that host's engine is
+    the one it was found on, else on the first host of that engine (so that an
+    unwanted one is removed where it is)."""
+    from dockyard.deploy.engines import SiteEngines, brief
+
+    engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
+    names = list(dict.fromkeys([*(hosts or []), *sorted(wanted.hosts())])) or [""]
+    observed = ObservedState(multi_host=len(names) > 1)
+    skip = dict(unreachable or {})
+    asked = [h for h in names if h not in skip]
+    groups = engines.groups(asked)
+    facts = engines.each(asked, lambda e, _: _engine_facts(e)) if asked else {}
+    observed.unreachable.update({h: why for h, why in skip.items() if h in names})
+    for i, (_, served) in enumerate(groups):
+        result = facts[i]
+        if isinstance(result, Exception):
+            why = brief(result)
+            for host in served:
+                observed.unreachable[host] = why
+            continue
+        containers, volumes = result
+        for c in containers:
+            labelled = c.labels.get(LABEL_HOST, "")
+            host = labelled if labelled in served else served[0]
+            key = unit_key(c.name, host, observed.multi_host)
+            owner = c.labels.get(LABEL_SITE)
+            if site is not None and owner is not None and owner != site:
+                observed.foreign[key] = owner
+            else:
+                observed.containers[key] = c
+                observed.hosts[key] = host
+        for host in served:
+            observed.volumes |= {unit_key(v, host, observed.multi_host) for v in volumes}
     return observed

@@ -15,7 +15,11 @@ The rules, in short (docs/planning.md has the long version):
 - a managed container nobody wants any more is removed;
 - X waits for Y (named in X's ``after``) only when Y has an action in this plan;
   a Y with nothing to do passes on what it would have waited for. Things that
-  are already fine are never waited on, which keeps a no-op run fast.
+  are already fine are never waited on, which keeps a no-op run fast;
+- on a site of several hosts, everything is named ``name@host``; X waits for the
+  Y on its own host when there is one, else for Y on every host it runs on;
+- a host whose engine did not answer gets one ``reach_engine`` action, which
+  fails; its units have no other action, and what waits for them is skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key, job_rekeyed, rekeyed
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedJob, WantedSharedMount,
-                                          WantedState, WantedVolume)
+                                          WantedState, WantedVolume, unit_key)
 from .observe import ObservedState
 
 
@@ -41,10 +45,12 @@ class ActionKind(StrEnum):
     """What an action does: the one list of kinds. The planner makes them (in this
     order in counts), the executor has one method per kind, named by its value."""
 
+    REACH_ENGINE = "reach_engine"
     SHARE_MOUNT = "share_mount"
     CREATE_VOLUME = "create_volume"
     WRITE_FILE = "write_file"
     RUN_JOB = "run_job"
+    UPGRADE_STEP = "upgrade_step"       # one step of a release upgrade (dockyard upgrade; plan/upgrade.py)
     CREATE = "create"
     RECREATE = "recreate"
     START = "start"
@@ -105,10 +111,12 @@ class Action:
     def readiness(self) -> str:
         """What its success makes true, for "skipped: needs <this>" messages."""
         return {
+            ActionKind.REACH_ENGINE: f"the engine of host {self.host} reachable",
             ActionKind.SHARE_MOUNT: f"{self.target} a shared mount",
             ActionKind.CREATE_VOLUME: f"volume {self.target}",
             ActionKind.WRITE_FILE: f"{self.target} written",
             ActionKind.RUN_JOB: f"job {self.target} done",
+            ActionKind.UPGRADE_STEP: f"upgrade step {self.target} done",
             ActionKind.CREATE: f"{self.target} created",
             ActionKind.RECREATE: f"{self.target} recreated",
             ActionKind.START: f"{self.target} started",
@@ -179,7 +187,8 @@ class Plan:
         """The plan for ``--dry-run``: by service, one line per action with its reason."""
         if not self.actions:
             return "nothing to do: everything is as wanted"
-        width = min(max(len(a.target) for a in self.actions), 60)
+        names = {a.id: _shown(a) for a in self.actions}
+        width = min(max(len(n) for n in names.values()), 60)
         services: dict[str, list[Action]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             services.setdefault(a.service or "(no service)", []).append(a)
@@ -187,7 +196,7 @@ class Plan:
         for service, actions in services.items():
             lines.append(f"{service}:")
             for a in actions:
-                line = f"  {a.kind:<13} {a.target:<{width}}  {a.reason}"
+                line = f"  {a.kind:<13} {names[a.id]:<{width}}  {a.reason}"
                 after = _render_deps(a.deps)
                 if after:
                     line += f"  [after {after}]"
@@ -201,6 +210,11 @@ class Plan:
         counts = Counter(a.kind for a in self.actions)
         return json.dumps({"actions": [a.to_dict() for a in self.actions],
                            "counts": {k: counts[k] for k in ActionKind if counts[k]}}, indent=2)
+
+
+def _shown(a: Action) -> str:
+    """The target as --dry-run shows it: with its host where the id names one."""
+    return f"{a.target}@{a.host}" if a.host and a.id.endswith(f"@{a.host}") else a.target
 
 
 def _render_deps(deps: tuple[str, ...]) -> str:
@@ -252,6 +266,10 @@ def container_change(c: WantedContainer, current: ContainerState | None,
         return ActionKind.CREATE, "not present"
     if current.labels.get(LABEL_HASH) != c.hash:
         return ActionKind.RECREATE, hash_reason(current.labels, c.spec.labels, rewritten_files)
+    if c.copy_in and current.status == "created":
+        # Created and never started: a run killed before it copied the whole
+        # configuration in may have left it so. Made again, it is certain.
+        return ActionKind.RECREATE, "created but never started (its configuration copy may be incomplete)"
     if not current.running:
         code = f", exit code {current.exit_code}" if current.status == "exited" and current.exit_code else ""
         return ActionKind.START, f"is {current.status}{code}"
@@ -272,46 +290,74 @@ def _file_reason(f: WantedFile, observed: ObservedState) -> str | None:
     return None
 
 
-def unit_order(wanted: WantedState) -> list[Unit]:
+class UnitIndex:
+    """The units by plan key (``name`` or ``name@host``), and what an ``after``
+    name means for a unit: the unit of that name on its own host when there is
+    one, else that name on every host it runs on. Raises ConfigError on a unit
+    wanted twice on one host."""
+
+    def __init__(self, wanted: WantedState, multi_host: bool):
+        self.multi = multi_host
+        self.units: dict[str, Unit] = {}
+        self.by_name: dict[str, list[str]] = {}
+        for unit in [*wanted.jobs, *wanted.containers]:
+            key = unit_key(unit.name, unit.host, multi_host)
+            if key in self.units:
+                other = self.units[key]
+                raise ConfigError(f"{unit.name!r} is wanted twice (services {other.service} and {unit.service}, "
+                                  f"hosts {other.host} and {unit.host}); one engine runs one container per name",
+                                  key=unit.name)
+            self.units[key] = unit
+            self.by_name.setdefault(unit.name, []).append(key)
+
+    def key(self, unit: Unit) -> str:
+        return unit_key(unit.name, unit.host, self.multi)
+
+    def after(self, unit: Unit) -> list[str]:
+        """The keys of the units ``unit`` waits for (names outside the wanted
+        state are not ours to order)."""
+        keys: list[str] = []
+        for name in unit.after:
+            own = unit_key(name, unit.host, self.multi)
+            keys += [own] if own in self.units else self.by_name.get(name, [])
+        return keys
+
+
+def unit_order(wanted: WantedState, multi_host: bool = False, index: UnitIndex | None = None) -> list[Unit]:
     """Jobs and containers, each after the units its ``after`` names (depth first,
     otherwise in the wanted state's order). Raises ConfigError on a name wanted
-    twice or a dependency cycle."""
-    units: dict[str, Unit] = {}
-    for unit in [*wanted.jobs, *wanted.containers]:
-        if unit.name in units:
-            other = units[unit.name]
-            raise ConfigError(f"{unit.name!r} is wanted twice (services {other.service} and {unit.service}, "
-                              f"hosts {other.host} and {unit.host}); one engine runs one container per name",
-                              key=unit.name)
-        units[unit.name] = unit
+    twice on one host or a dependency cycle."""
+    index = index or UnitIndex(wanted, multi_host)
+    units = index.units
     order: list[Unit] = []
-    state: dict[str, str] = {}        # name -> "visiting" | "done"
+    state: dict[str, str] = {}        # key -> "visiting" | "done"
 
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == "done":
+    def visit(key: str, path: list[str]) -> None:
+        if state.get(key) == "done":
             return
-        if state.get(name) == "visiting":
-            cycle = " -> ".join(path[path.index(name):] + [name])
+        if state.get(key) == "visiting":
+            cycle = " -> ".join(path[path.index(key):] + [key])
             raise ConfigError(f"dependency cycle: {cycle}", key="after")
-        state[name] = "visiting"
-        for dep in units[name].after:
-            if dep in units:          # names outside the wanted state are not ours to order
-                visit(dep, path + [name])
-        state[name] = "done"
-        order.append(units[name])
+        state[key] = "visiting"
+        for dep in index.after(units[key]):
+            visit(dep, path + [key])
+        state[key] = "done"
+        order.append(units[key])
 
-    for name in units:
-        visit(name, [])
+    for key in units:
+        visit(key, [])
     return order
 
 
 # -- the planner ----------------------------------------------------------------------
 
-def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None) -> Plan:
+def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None,
+              only_hosts: set[str] | None = None) -> Plan:
     """The actions that converge ``observed`` on ``wanted``.
 
-    ``only_services`` limits the plan to those services' objects; the others are
-    assumed deployed and are neither acted on nor waited for.
+    ``only_services`` limits the plan to those services' objects, ``only_hosts``
+    to those hosts' (``--limit``); the others are assumed deployed and are
+    neither acted on nor waited for.
     """
     # Planning allocates many small objects and no reference cycles; the cyclic
     # collector would rescan the growing heap again and again, which makes a
@@ -319,31 +365,41 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Planner(wanted, observed, only_services).run()
+        return _Planner(wanted, observed, only_services, only_hosts).run()
     finally:
         if was_enabled:
             gc.enable()
 
 
 class _Planner:
-    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None):
+    def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None,
+                 only_hosts: set[str] | None = None):
         self.wanted = wanted
         self.observed = observed
         self.only = only_services
+        self.only_hosts = only_hosts
+        self.multi = observed.multi_host or len(wanted.hosts()) > 1
+        self.index = UnitIndex(wanted, self.multi)
         self.actions: list[Action] = []
         # Volume and file actions are decided first, and placed in the plan just
         # before the first unit that needs them, so the plan reads in order.
-        self.volume_action: dict[str, Action] = {}    # volume name -> create_volume action
+        self.volume_action: dict[str, Action] = {}    # volume key -> create_volume action
         self.file_action: dict[str, Action] = {}      # file path -> write_file action
         self.placed: set[str] = set()                 # ids already in self.actions
-        # unit name -> ids of the actions after which it is ready: its own last action,
+        # unit key -> ids of the actions after which it is ready: its own last action,
         # or, when it needs none, whatever it would itself have waited for.
         self.ready: dict[str, tuple[str, ...]] = {}
         self.removals: dict[tuple[str, str], list[str]] = {}   # (service, host) -> remove action ids
         self.shared = {(m.host, m.path): m for m in wanted.shared_mounts}
+        self.unreachable = observed.unreachable
+        self.reach: dict[str, Action] = {}            # unreachable host -> its reach_engine action
 
-    def included(self, service: str) -> bool:
-        return self.only is None or service in self.only
+    def key(self, name: str, host: str) -> str:
+        return unit_key(name, host, self.multi)
+
+    def included(self, service: str, host: str | None = None) -> bool:
+        return (self.only is None or service in self.only) and \
+            (self.only_hosts is None or host is None or host in self.only_hosts)
 
     def add(self, action: Action) -> Action:
         if action.id not in self.placed:
@@ -352,51 +408,67 @@ class _Planner:
         return action
 
     def run(self) -> Plan:
-        units = unit_order(self.wanted)
+        units = unit_order(self.wanted, self.multi, self.index)
+        self.plan_unreachable(units)
         self.plan_removals()
         self.plan_volumes()
         self.plan_files()
         for unit in units:
-            if not self.included(unit.service):
+            if not self.included(unit.service, unit.host):
                 continue
-            if isinstance(unit, WantedJob):
+            if unit.host in self.unreachable:
+                # Nothing is known of its host: what waits for it waits for the
+                # engine to be reached, which fails this run.
+                self.ready[self.index.key(unit)] = (self.add(self.reach[unit.host]).id,)
+            elif isinstance(unit, WantedJob):
                 self.plan_job(unit)
             else:
                 self.plan_container(unit)
         # What no planned unit needed (a file of an up-to-date container gone missing).
-        for action in [*self.volume_action.values(), *self.file_action.values()]:
+        for action in [*self.volume_action.values(), *self.file_action.values(), *self.reach.values()]:
             self.add(action)
         return Plan(self.actions)
 
     # -- objects --------------------------------------------------------------------------
+    def plan_unreachable(self, units: list[Unit]) -> None:
+        """One failing action per unreachable host that has work of the plan's services."""
+        for unit in units:
+            if unit.host in self.unreachable and unit.host not in self.reach and self.included(unit.service, unit.host):
+                why = self.unreachable[unit.host]
+                self.reach[unit.host] = Action(f"reach_engine:{unit.host}", ActionKind.REACH_ENGINE, unit.host, "",
+                                               unit.host, f"engine unreachable when observed: {why}")
+
     def plan_removals(self) -> None:
-        wanted_containers = {c.name for c in self.wanted.containers}
-        jobs = {j.name: j for j in self.wanted.jobs}
-        for name, current in sorted(self.observed.containers.items()):
-            if name in wanted_containers:
+        wanted_containers = {self.index.key(c) for c in self.wanted.containers}
+        jobs = {self.index.key(j): j for j in self.wanted.jobs}
+        for key, current in sorted(self.observed.containers.items()):
+            if key in wanted_containers:
                 continue
+            name = current.name
             service = current.labels.get(LABEL_SERVICE, "")
-            host = current.labels.get(LABEL_HOST, "")
-            job = jobs.get(name)
+            host = self.observed.hosts.get(key) or current.labels.get(LABEL_HOST, "")
+            job = jobs.get(key)
             if job is not None:
                 # A job's container left behind by a killed run. If the job still has
                 # to run, running it replaces the leftover; if it is done, tidy up.
-                if not self.included(job.service) or self.observed.jobs_done.get(name) != job.hash:
+                if not self.included(job.service, host) or self.observed.jobs_done.get(name) != job.hash:
                     continue
                 reason = f"leftover container of job {name}, which is done"
-            elif not self.included(service):
+            elif not self.included(service, host):
                 continue
             else:
                 reason = "not wanted any more"
-            action = self.add(Action(f"remove:{name}", ActionKind.REMOVE, name, service, host, reason))
+            action = self.add(Action(f"remove:{key}", ActionKind.REMOVE, name, service, host, reason))
             self.removals.setdefault((service, host), []).append(action.id)
 
     def plan_volumes(self) -> None:
         for v in self.wanted.volumes:
-            if v.name in self.observed.volumes or v.name in self.volume_action or not self.included(v.service):
+            key = self.key(v.name, v.host)
+            if key in self.observed.volumes or key in self.volume_action or not self.included(v.service, v.host) \
+                    or v.host in self.unreachable:
                 continue
-            self.volume_action[v.name] = Action(f"create_volume:{v.name}", ActionKind.CREATE_VOLUME, v.name, v.service,
-                                                v.host, "not present", volume=v)
+            self.volume_action[key] = Action(f"create_volume:{key}", ActionKind.CREATE_VOLUME, v.name, v.service,
+                                             v.host, "not present", volume=v)
 
     def plan_files(self) -> None:
         seen: dict[str, WantedFile] = {}
@@ -407,7 +479,7 @@ class _Planner:
                                       f"{seen[f.path].service} and {f.service})", path=f.path)
                 continue
             seen[f.path] = f
-            if not self.included(f.service):
+            if not self.included(f.service, f.host) or f.host in self.unreachable:
                 continue
             reason = _file_reason(f, self.observed)
             if reason:
@@ -415,12 +487,13 @@ class _Planner:
                                                   f.host, reason, file=f)
 
     # -- units ----------------------------------------------------------------------------
-    def deps_of(self, after: tuple[str, ...], files: tuple[str, ...], volumes: tuple[str, ...],
+    def deps_of(self, unit: Unit, files: tuple[str, ...], volumes: tuple[str, ...],
                 extra: list[str] = ()) -> tuple[str, ...]:
-        deps = [self.add(self.volume_action[v]).id for v in volumes if v in self.volume_action]
+        deps = [self.add(self.volume_action[k]).id for k in (self.key(v, unit.host) for v in volumes)
+                if k in self.volume_action]
         deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
-        for name in after:
-            deps += self.ready.get(name, ())
+        for key in self.index.after(unit):
+            deps += self.ready.get(key, ())
         deps += list(extra)
         return tuple(dict.fromkeys(deps))           # unique, in order
 
@@ -429,6 +502,7 @@ class _Planner:
         return [file_key(p) for p in files if p in self.file_action and self.file_action[p].reason == "content differs"]
 
     def plan_job(self, job: WantedJob) -> None:
+        key = self.index.key(job)
         done = self.observed.jobs_done.get(job.name)
         if done == job.hash:
             self.pass_through(job)
@@ -441,9 +515,9 @@ class _Planner:
             changed = self.rewritten(job.files)
             reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")
         volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
-        action = self.add(Action(f"job:{job.name}", ActionKind.RUN_JOB, job.name, job.service, job.host, reason,
-                                 self.deps_of(job.after, job.files, volumes), job=job))
-        self.ready[job.name] = (action.id,)
+        action = self.add(Action(f"job:{key}", ActionKind.RUN_JOB, job.name, job.service, job.host, reason,
+                                 self.deps_of(job, job.files, volumes), job=job))
+        self.ready[key] = (action.id,)
 
     def share_mounts(self, c: WantedContainer) -> list[str]:
         """A container about to start that binds a folder with shared propagation
@@ -454,8 +528,13 @@ class _Planner:
         for m in c.spec.mounts:
             shared = self.shared.get((c.host, m.source)) if m.propagation in ("shared", "rshared") else None
             if shared is not None:
-                ids.append(self.add(Action(f"share_mount:{shared.path}", "share_mount", shared.path, shared.service,
-                                           shared.host, "bound with shared propagation by a container starting",
+                # A one-shot left behind by a killed run is removed first (its
+                # removal and the new run would race for the name).
+                leftover = f"remove:{self.key(shared.spec.name, shared.host)}"
+                deps = (leftover,) if leftover in self.placed else ()
+                ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}", "share_mount",
+                                           shared.path, shared.service, shared.host,
+                                           "bound with shared propagation by a container starting", deps,
                                            shared_mount=shared)).id)
         return ids
 
@@ -464,28 +543,29 @@ class _Planner:
         have waited for, so order holds across done jobs and healthy containers
         (mariadb restarting -> keystone_db_sync done -> keystone waits for mariadb).
         When all of that is fine too, this is empty: nothing waits at all."""
-        self.ready[unit.name] = self.deps_of(unit.after, (), ())
+        self.ready[self.index.key(unit)] = self.deps_of(unit, (), ())
 
     def plan_container(self, c: WantedContainer) -> None:
-        kind, reason = container_change(c, self.observed.containers.get(c.name), self.rewritten(c.files))
+        key = self.index.key(c)
+        kind, reason = container_change(c, self.observed.containers.get(key), self.rewritten(c.files))
         if kind is None:
             self.pass_through(c)
             return
         if kind == ActionKind.WAIT_HEALTHY:
             # Running with its wanted definition, but not healthy (yet): dependants wait.
-            action = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
-                                     reason, self.deps_of(c.after, (), ()), container=c))
-            self.ready[c.name] = (action.id,)
+            action = self.add(Action(f"wait_healthy:{key}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
+                                     reason, self.deps_of(c, (), ()), container=c))
+            self.ready[key] = (action.id,)
             return
         # A replacement of the same service on the same host may need what the
         # removed container held (a port, a name in some config): remove first.
         removals = self.removals.get((c.service, c.host), [])
         volumes = tuple(dict.fromkeys([*c.volumes, *(m.source for m in c.spec.mounts if m.is_volume)]))
-        action = self.add(Action(f"{kind}:{c.name}", kind, c.name, c.service, c.host, reason,
-                                 self.deps_of(c.after, c.files, volumes, [*removals, *self.share_mounts(c)]),
+        action = self.add(Action(f"{kind}:{key}", kind, c.name, c.service, c.host, reason,
+                                 self.deps_of(c, c.files, volumes, [*removals, *self.share_mounts(c)]),
                                  container=c))
-        self.ready[c.name] = (action.id,)
+        self.ready[key] = (action.id,)
         if c.spec.healthcheck is not None:
-            wait = self.add(Action(f"wait_healthy:{c.name}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
+            wait = self.add(Action(f"wait_healthy:{key}", ActionKind.WAIT_HEALTHY, c.name, c.service, c.host,
                                    f"health check after {kind}", (action.id,), container=c))
-            self.ready[c.name] = (wait.id,)
+            self.ready[key] = (wait.id,)

@@ -18,12 +18,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from dockyard.datafiles import StrictModel, read_mapping, read_model, validation_error
 from dockyard.errors import ConfigError
 from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
+from dockyard.releases import load_releases
 
 from .overrides import OVERRIDES_DIR
 from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
@@ -82,6 +84,20 @@ def _external(value: str | None) -> str | None:
         raise ValueError("must be an IPv4 address or a DNS name") from None
 
 
+def _release_text(value: Any) -> Any:
+    # YAML reads 2025.10 as the number 2025.1: refuse rather than guess.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f'write the release as a quoted string ("{value}"): YAML reads it as a number')
+    return value
+
+
+def _known(release: str) -> str:
+    known = load_releases().names
+    if release not in known:
+        raise ValueError(f"unknown release {release!r} (known: {', '.join(known)}; images/releases.yml)")
+    return release
+
+
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 Address = Annotated[str | None, AfterValidator(_external)]
 # The engines' reference grammar (dockyard.reference): what the engine would
@@ -108,6 +124,32 @@ class Globals(StrictModel):
     parallelism: int = Field(default=4, ge=1, le=64, strict=True)
     health_timeout: float = Field(default=300.0, gt=0, strict=True)
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The OpenStack release the site runs (images/releases.yml; None: its `current`),
+    # and services kept on another one. `image_tag`, when given (and not another
+    # release's own tag), is the tag of `release`; otherwise each release's images
+    # carry that release's tag.
+    release: str | None = None
+    service_releases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("release", mode="before")
+    @classmethod
+    def _release_is_text(cls, value: Any) -> Any:
+        return _release_text(value)
+
+    @field_validator("service_releases", mode="before")
+    @classmethod
+    def _releases_are_text(cls, value: Any) -> Any:
+        return {k: _release_text(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("release")
+    @classmethod
+    def _known_release(cls, value: str | None) -> str | None:
+        return value if value is None else _known(value)
+
+    @field_validator("service_releases")
+    @classmethod
+    def _known_releases(cls, value: dict[str, str]) -> dict[str, str]:
+        return {service: _known(release) for service, release in value.items()}
 
     @field_validator("generated_dir", "state_dir", mode="before")
     @classmethod
@@ -121,14 +163,46 @@ class Globals(StrictModel):
     def _external_defaults_to_internal(self) -> Globals:
         if self.external_address is None:
             object.__setattr__(self, "external_address", self.internal_address)
+        if self.release is not None:
+            # image_tag is this release's tag when given, unless it is another
+            # release's own tag: the value written for the release the site ran
+            # before (`dockyard up` writes it), which must not hold it back.
+            releases = load_releases()
+            others = {r.tag for r in releases.by_name.values() if r.name != self.release}
+            if "image_tag" not in self.model_fields_set or self.image_tag in others:
+                object.__setattr__(self, "image_tag", releases.by_name[self.release].tag)
         return self
 
-    def image_ref(self, image: str) -> str:
-        return image_ref(self.image_namespace, image, self.image_tag, self.image_registry)
+    def image_ref(self, image: str, tag: str | None = None) -> str:
+        return image_ref(self.image_namespace, image, tag or self.image_tag, self.image_registry)
+
+    # -- releases ---------------------------------------------------------------
+    @property
+    def site_release(self) -> str:
+        return self.release or load_releases().current
+
+    def service_release(self, service: str) -> str:
+        """The release a service runs: its own entry in `service_releases`, else
+        the site's, less services that release leaves behind (images/releases.yml)."""
+        return self.service_releases.get(service) or load_releases().service_release(self.site_release, service)
+
+    def release_tag(self, release: str) -> str:
+        return self.image_tag if release == self.site_release else load_releases().by_name[release].tag
+
+    def service_tag(self, service: str) -> str:
+        return self.release_tag(self.service_release(service))
+
+
+class _TlsModel(StrictModel):
+    ca: str
+    cert: str
+    key: str
 
 
 class _HostModel(StrictModel):
     address: IPv4
+    engine: str | None = None          # None: the local engine (globals.yml's `engine`)
+    tls: _TlsModel | None = None
 
 
 class _InventoryModel(StrictModel):
@@ -137,9 +211,34 @@ class _InventoryModel(StrictModel):
 
 
 @dataclass(frozen=True)
+class EngineTls:
+    """Client certificate files for a ``tcp://`` engine (absolute paths)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def files(self) -> tuple[str, str, str]:
+        return self.ca, self.cert, self.key
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
+    engine: str = ""                   # the engine's URL; "" for the local engine
+    tls: EngineTls | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Its engine runs elsewhere: bind mounts of this machine's files cannot
+        reach it, so its containers get their configuration copied in."""
+        return self.engine.startswith(("tcp://", "ssh://"))
+
+    @property
+    def engine_label(self) -> str:
+        """The engine as an operator reads it in messages."""
+        return self.engine or "the local engine"
 
 
 @dataclass(frozen=True)
@@ -201,6 +300,9 @@ def load_globals(config_dir: Path, known_services: set[str]) -> Globals:
     for name in g.services:
         if name not in known_services:
             raise ConfigError(_unknown_service(name, known_services), path=path, key=f"services.{name}")
+    for name in g.service_releases:
+        if name not in known_services:
+            raise ConfigError(_unknown_service(name, known_services), path=path, key=f"service_releases.{name}")
     # Relative folders are relative to the configuration folder, not to wherever
     # dockyard happens to be run from.
     # Absolute, too: they become bind-mount sources, and a relative one would be
@@ -249,6 +351,7 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
             raise ConfigError(f"host {addresses[host.address]!r} has the same address: two hosts on one "
                               f"engine would run containers of the same names", path=path, key=f"hosts.{name}.address")
         addresses[host.address] = name
+    engines = {name: _engine(path, name, host) for name, host in model.hosts.items()}
     for group in REQUIRED_GROUPS:
         if not model.groups.get(group):
             state = "is empty" if group in model.groups else "is missing"
@@ -263,8 +366,57 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
             if member in seen:
                 raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
             seen.add(member)
-    hosts = {name: Host(name, h.address) for name, h in model.hosts.items()}
+    hosts = {name: Host(name, h.address, *engines[name]) for name, h in model.hosts.items()}
     return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
+
+
+_ENGINE_SCHEMES = ("unix", "tcp", "ssh")
+
+
+def _engine(path: Path, name: str, host: _HostModel) -> tuple[str, EngineTls | None]:
+    """A host's ``engine`` URL and ``tls`` files, checked: the scheme, a port for
+    tcp, TLS client certificates for tcp (and only there), the files present.
+    Relative certificate paths are relative to the configuration folder."""
+    key = f"hosts.{name}.engine"
+    url = host.engine
+    if url is None:
+        if host.tls is not None:
+            raise ConfigError("tls needs an engine: tcp://ADDRESS:2376", path=path, key=f"hosts.{name}.tls")
+        return "", None
+    parts = urlsplit(url)
+    if parts.scheme not in _ENGINE_SCHEMES:
+        raise ConfigError("must be unix:///path/to/docker.sock, tcp://ADDRESS:PORT (with tls) or "
+                          "ssh://[USER@]HOST", path=path, key=key)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("not a valid port", path=path, key=key) from None
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError("a unix socket URL has three slashes and an absolute path: "
+                              "unix:///var/run/docker.sock", path=path, key=key)
+    elif not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"expected {parts.scheme}://HOST{':PORT' if parts.scheme == 'tcp' else ''}, nothing after",
+                          path=path, key=key)
+    if parts.scheme == "tcp":
+        if port is None:
+            raise ConfigError("a tcp engine needs its port: tcp://ADDRESS:2376", path=path, key=key)
+        if host.tls is None:
+            raise ConfigError("an engine over tcp needs TLS client certificates (anyone reaching an unprotected "
+                              "engine port is root on that host): add tls: {ca: ..., cert: ..., key: ...}",
+                              path=path, key=f"hosts.{name}.tls")
+    elif host.tls is not None:
+        raise ConfigError(f"tls is for tcp:// engines only, not {parts.scheme}://", path=path, key=f"hosts.{name}.tls")
+    tls = None
+    if host.tls is not None:
+        files = {}
+        for field_name in ("ca", "cert", "key"):
+            file = Path(path).parent / Path(getattr(host.tls, field_name)).expanduser()
+            if not file.is_file():
+                raise ConfigError(f"file not found: {file}", path=path, key=f"hosts.{name}.tls.{field_name}")
+            files[field_name] = str(file.absolute())
+        tls = EngineTls(**files)
+    return url.rstrip("/") if parts.scheme != "unix" else url, tls
 
 
 def load_site(config_dir: Path, known_services: set[str], required_passwords: Iterable[str] | None = None) -> Site:
@@ -302,6 +454,12 @@ internal_address: {internal_address}
 image_namespace: {image_namespace}
 image_tag: "{image_tag}"
 # image_registry: 192.0.2.1:5000
+
+# The OpenStack release to run (images/releases.yml; default: its current one),
+# and services kept on another release. `dockyard upgrade` moves a running
+# site to what these say. With image_tag unset, each release's own tag is used.
+# release: "2025.1"
+# service_releases: {{glance: "2025.1"}}
 
 # docker or podman (through its Docker-compatible API).
 engine: {engine}

@@ -35,7 +35,7 @@ import jinja2
 import yaml
 
 from dockyard import __version__
-from dockyard.engine.driver import ContainerSpec, Engine, Healthcheck, Mount
+from dockyard.engine.driver import ContainerSpec, Engine, FileCopy, Healthcheck, Mount
 from dockyard.errors import ConfigError
 
 from dockyard.deploy.site import ini, overrides
@@ -43,7 +43,8 @@ from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, Confi
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
-from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE, LABEL_VERSION
+from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
+                             LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
@@ -155,6 +156,7 @@ class _Unit:
     host: Host
     files: dict[str, bytes] = field(default_factory=dict)
     entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
+    tag: str | None = None           # its image's tag, when not its service's release's (upgrade steps)
 
 
 class WantedBuilder:
@@ -166,8 +168,11 @@ class WantedBuilder:
         self.engine = engine
         self.resolve_images = resolve_images
         self.env = _environment(str(catalogue.templates))
-        self._image_ids: dict[str, str | None] = {}
+        self._image_ids: dict[tuple[int, str], str | None] = {}
         self.missing_images: set[str] = set()
+        self.missing_on: dict[str, set[str]] = {}         # host -> images its engine lacks
+        self.unreachable: set[str] = set()                 # hosts whose engines are not asked
+        self.multi_host = len(site.inventory.hosts) > 1
         self.overrides_used: set[Path] = set()
         self.enabled = catalogue.closure(site.globals.enabled_services)
         self.secrets = sorted({v for v in site.passwords.values() if len(v) >= MIN_SECRET_LENGTH}, key=len,
@@ -181,15 +186,21 @@ class WantedBuilder:
         self._options: dict[str, dict] = {}
 
     # -- lookups ---------------------------------------------------------------------
-    def image_id(self, image: str) -> str | None:
-        """The id the reference resolves to now: a rebuilt image is a new hash."""
-        ref = self.site.globals.image_ref(image)
-        if ref not in self._image_ids:
-            info = self.engine.image(ref) if (self.engine is not None and self.resolve_images) else None
-            if info is None and self.resolve_images:
+    def image_id(self, image: str, host: str | None = None, tag: str | None = None) -> str | None:
+        """The id the reference resolves to now on the host's engine: a rebuilt
+        image is a new hash. An unreachable host's engine is not asked."""
+        ref = self.site.globals.image_ref(image, tag)
+        engine = self.engine
+        if engine is not None and hasattr(engine, "of"):       # a SiteEngines: each host its own
+            engine = None if host in self.unreachable else engine.of(host)
+        key = (id(engine), ref)
+        if key not in self._image_ids:
+            info = engine.image(ref) if (engine is not None and self.resolve_images) else None
+            if info is None and self.resolve_images and engine is not None:
                 self.missing_images.add(image)
-            self._image_ids[ref] = info.id if info else None
-        return self._image_ids[ref]
+                self.missing_on.setdefault(host or "", set()).add(image)
+            self._image_ids[key] = info.id if info else None
+        return self._image_ids[key]
 
     def hosts_in(self, groups: list[str]) -> list[Host]:
         hosts: dict[str, Host] = {}
@@ -306,9 +317,24 @@ class WantedBuilder:
             doc["permissions"] = [p.model_dump(exclude_none=True) for p in permissions]
         unit.files["config.json"] = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
+    def folder(self, unit: _Unit) -> Path:
+        """The unit's config folder on this machine: ``generated/<unit>``, and
+        ``generated/<host>/<unit>`` on a site of several hosts (a unit may run on
+        more than one, with files of its own on each)."""
+        base = self.site.generated_dir
+        return base / unit.host.name / unit.name if self.multi_host else base / unit.name
+
     def mounts(self, unit: _Unit, volumes: list[VolumeMount]) -> tuple[Mount, ...]:
-        folder = Mount(str(self.site.generated_dir / unit.name), CONFIG_MOUNT, read_only=True)
-        return (folder, *(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes))
+        own = tuple(Mount(v.source, v.target, v.read_only, v.propagation) for v in volumes)
+        if unit.host.remote:
+            return own               # its config is copied in (copy_in), not bound from here
+        return (Mount(str(self.folder(unit)), CONFIG_MOUNT, read_only=True), *own)
+
+    def copies(self, unit: _Unit) -> tuple[FileCopy, ...]:
+        """A remote unit's config folder, to put into its container before it starts."""
+        if not unit.host.remote:
+            return ()
+        return tuple(FileCopy(f"{CONFIG_MOUNT}/{name}", data, 0o600) for name, data in unit.files.items())
 
     def environment(self, unit: _Unit, env: dict[str, str], variables: dict, key: str,
                     bootstrap: bool = False) -> dict[str, str]:
@@ -322,15 +348,26 @@ class WantedBuilder:
 
     def labels(self, unit: _Unit) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
-                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site)}
+                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site),
+                LABEL_RELEASE: self.site.globals.service_release(unit.service.name)}
+
+    def tag(self, service: Service, image: str) -> str:
+        """The tag of a unit's image: its service's release's, and the site's for
+        the toolbox (which serves every service)."""
+        g = self.site.globals
+        return g.image_tag if image == TOOLBOX_IMAGE else g.service_tag(service.name)
 
     def wanted_files(self, unit: _Unit) -> list[WantedFile]:
-        base = self.site.generated_dir / unit.name
+        if unit.host.remote:
+            return []                # nothing on this machine's disk: see copies()
+        base = self.folder(unit)
         return [WantedFile(str(base / name), data, unit.host.name, unit.service.name, 0o600, unit.name)
                 for name, data in unit.files.items()]
 
     def finish(self, unit: _Unit, spec: ContainerSpec, image: str) -> tuple[ContainerSpec, list[WantedFile]]:
-        labels = spec_hashes(spec, dict(unit.files), self.image_id(image), key=self.hash_key)
+        labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name,
+                                                                   unit.tag or self.tag(unit.service, image)),
+                             key=self.hash_key)
         spec = replace(spec, labels={**spec.labels, **labels})
         return spec, self.wanted_files(unit)
 
@@ -377,7 +414,7 @@ class WantedBuilder:
         mounts = self.mounts(unit, c.volumes)
         devices = [self.render_string(d, variables, service, f"{key}.devices").strip() for d in c.devices]
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(c.image),
+            name=unit.name, image=self.site.globals.image_ref(c.image, self.tag(service, c.image)),
             environment=self.environment(unit, c.environment, variables, key), mounts=mounts,
             labels=self.labels(unit), network_mode=c.network, pid_mode=c.pid,
             cap_add=tuple(c.cap_add), tmpfs=tuple(c.tmpfs), healthcheck=health,
@@ -391,7 +428,8 @@ class WantedBuilder:
             host=host.name, service=service.name, spec=spec, hash=spec.labels[LABEL_HASH],
             after=tuple(dict.fromkeys([*after, *(unit_name(a) for a in c.after)])),
             files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
-            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address))
+            health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address,
+            copy_in=self.copies(unit), remote=host.remote))
         return unit.name
 
     def job(self, unit: _Unit, image: str, command: str | None, bootstrap: bool, user: str | None,
@@ -403,7 +441,7 @@ class WantedBuilder:
         self.config_json(unit, command, user)
         mounts = self.mounts(unit, volumes)
         spec = ContainerSpec(
-            name=unit.name, image=self.site.globals.image_ref(image),
+            name=unit.name, image=self.site.globals.image_ref(image, unit.tag or self.tag(unit.service, image)),
             environment=self.environment(unit, env, variables, key, bootstrap), mounts=mounts,
             labels={**self.labels(unit), LABEL_JOB: "true"}, restart_policy="no")
         spec, files = self.finish(unit, spec, image)
@@ -411,7 +449,8 @@ class WantedBuilder:
         self.volumes_of(unit, mounts, state)
         state.jobs.append(WantedJob(name=unit.name, host=unit.host.name, service=unit.service.name, spec=spec,
                                     hash=job_hash(spec.labels), after=tuple(dict.fromkeys(after)),
-                                    files=tuple(f.path for f in files), timeout=timeout))
+                                    files=tuple(f.path for f in files), timeout=timeout,
+                                    copy_in=self.copies(unit)))
         return unit.name
 
     def job_def(self, service: Service, i: int, job: JobDef, after: list[str], state: WantedState) -> str:
@@ -478,11 +517,84 @@ class WantedBuilder:
         for job in service.post_jobs():
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
 
+    def prefetch_images(self) -> None:
+        """Every engine asked for every image the site needs, all engines at once,
+        so that many hosts cost about one host's lookups. Only ids found are kept:
+        a missing one is asked again where a unit needs it, and reported there."""
+        engines = self.engine
+        if not (self.resolve_images and engines is not None and hasattr(engines, "each")):
+            return
+        refs = [self.site.globals.image_ref(name) for name in self.catalogue.images(self.enabled)]
+        hosts = [h for h in self.site.inventory.hosts if h not in self.unreachable]
+        if not hosts or len(engines.groups(hosts)) < 2:
+            return
+
+        def lookup(engine, _hosts) -> dict[str, str]:
+            found = {}
+            for ref in refs:
+                info = engine.image(ref)
+                if info is not None:
+                    found[ref] = info.id
+            return found
+
+        groups = engines.groups(hosts)
+        for i, result in engines.each(hosts, lookup).items():
+            if isinstance(result, dict):
+                engine = groups[i][0]
+                for ref, image_id in result.items():
+                    self._image_ids[(id(engine), ref)] = image_id
+
+    def upgrade_steps(self, service: Service, from_release: str) -> list[tuple[str, WantedJob, list[WantedFile]]]:
+        """The one-shot containers of a service's upgrade steps (its ``upgrade``
+        block), in order: (step, job, its files). ``prepare`` runs in the image of
+        ``from_release``, the others in the image of the service's wanted release.
+        They run on the first host of the service's first container's group."""
+        up = service.spec.upgrade
+        if up is None:
+            return []
+        first = next(iter(service.spec.containers.values()), None)
+        group = first.groups[0] if first else "control"
+        host = self.first_host(group, service, "upgrade")
+        g = self.site.globals
+        steps = []
+        for step, command in up.steps():
+            scratch = WantedState()
+            tag = g.release_tag(from_release) if step == "prepare" else g.service_tag(service.name)
+            unit = _Unit(service.upgrade_unit(step), service, host, tag=tag)
+            variables = self.variables(service, host)
+            for fname in up.config:
+                self.config_file(unit, fname, variables)
+            rendered = self.render_string(command, variables, service, f"upgrade.{step}")
+            self.job(unit, up.image, rendered, False, up.user, up.volumes, up.environment, [], "upgrade",
+                     up.timeout, scratch)
+            steps.append((step, scratch.jobs[0], scratch.files))
+        return steps
+
     def build(self) -> WantedState:
+        self.prefetch_images()
         state = WantedState()
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
         return state
+
+
+def one_per_engine(site: Site, state: WantedState) -> None:
+    """Names are the engine's: hosts that share one engine (the local one, when
+    they name none) cannot each run a container of the same name. Checked before
+    a deploy plans (the wanted state itself may be built, to be looked at)."""
+    hosts = site.inventory.hosts
+    seen: dict[tuple[str, str], object] = {}
+    for unit in [*state.jobs, *state.containers]:
+        engine = hosts[unit.host].engine if unit.host in hosts else ""
+        other = seen.setdefault((engine, unit.name), unit)
+        if other is unit:
+            continue
+        where = (f"hosts {other.host} and {unit.host} share {hosts[unit.host].engine_label}"
+                 if other.host != unit.host else f"host {unit.host}")
+        raise ConfigError(f"{unit.name!r} is wanted twice on one engine (services {other.service} and "
+                          f"{unit.service}; {where}); one engine runs one container per name: give each host "
+                          f"its own `engine` in inventory.yml", path=Path(site.config_dir) / "inventory.yml",
+                          key=unit.name)
 
 
 @dataclass
@@ -491,10 +603,12 @@ class Wanted:
     missing_images: list[str]           # images the engine does not have
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
     ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
+    missing_on: dict[str, list[str]] = field(default_factory=dict)   # host -> images its engine lacks
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
-                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None) -> Wanted:
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
+                 unreachable: set[str] | frozenset[str] = frozenset()) -> Wanted:
     """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
@@ -503,6 +617,8 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     without facts gets the choices that work anywhere (netdev, qemu).
     """
     builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
+    builder.unreachable = set(unreachable)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
-    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir))
+    return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir),
+                  {host: sorted(images) for host, images in sorted(builder.missing_on.items())})

@@ -264,6 +264,49 @@ class RegisterDef(StrictModel):
     services: dict[str, EndpointSet] = Field(default_factory=dict)   # service name -> endpoints
 
 
+#: An upgrade's steps, in the order they run (docs/upgrades.md).
+UPGRADE_STEPS = ("prepare", "check", "expand", "migrate", "post", "contract", "online_migrations")
+#: The steps that run before the service's new containers start.
+STEPS_BEFORE = ("prepare", "check", "expand", "migrate")
+
+
+class UpgradeDef(StrictModel):
+    """How the service moves from one release to the next (``dockyard upgrade``).
+
+    Each step is a command run once, as a one-shot container of ``image`` with
+    ``config`` and ``volumes``: ``prepare`` in the running release's image before
+    anything changes (RabbitMQ's feature flags), the others in the new release's:
+    ``check`` (the service's pre-upgrade check), ``expand`` and ``migrate`` (the
+    schema, while the old code still serves), then the new containers and their
+    health, ``post`` (right after them: MariaDB's own upgrade step), ``contract``
+    and ``online_migrations`` once no old code runs: not the service's, nor that of
+    the services in ``contract_after`` (nova's computes, neutron's agents)."""
+
+    image: str
+    config: list[str] = Field(default_factory=list)
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    user: str | None = None
+    prepare: str | None = None
+    check: str | None = None
+    expand: str | None = None
+    migrate: str | None = None
+    post: str | None = None
+    contract: str | None = None
+    online_migrations: str | None = None
+    contract_after: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=1800.0, gt=0)
+
+    def steps(self) -> list[tuple[str, str]]:
+        """(step, command) of the steps it has, in order."""
+        return [(step, getattr(self, step)) for step in UPGRADE_STEPS if getattr(self, step)]
+
+    environment: dict[str, str] = Field(default_factory=dict)    # templated; never a secret
+
+    # What `after` would name, for the checks shared with jobs.
+    @property
+    def after(self) -> list[str]:
+        return []
+
 class OptionDef(StrictModel):
     """A per-service option operators set under ``services: {<service>: {...}}``
     in globals.yml, read by the service's templates as ``options.<name>``."""
@@ -347,6 +390,7 @@ class ServiceDef(StrictModel):
     registration: RegisterDef | None = Field(default=None, alias="register")
     jobs: list[JobDef] = Field(default_factory=list)
     containers: dict[str, ContainerDef] = Field(default_factory=dict)
+    upgrade: UpgradeDef | None = None
     # The options operators may set in globals.yml (services: {<name>: {...}}).
     options: dict[str, OptionDef] = Field(default_factory=dict)
 
@@ -398,6 +442,10 @@ class Service:
             names += ["keystone_admin_password", spec.registration.password]
         return list(dict.fromkeys(names))
 
+    def upgrade_unit(self, step: str) -> str:
+        """The one-shot container of an upgrade step: ``keystone_upgrade_expand``."""
+        return unit_name(f"{self.name}-upgrade-{step.replace('_', '-')}")
+
     def options(self, given: dict[str, Any], path: Path | str | None = None) -> dict[str, Any]:
         """The service's options as its templates see them: every declared one,
         set (``given``: its entry under ``services:`` in globals.yml, ``path``)
@@ -420,6 +468,8 @@ class Service:
 
     def images(self) -> set[str]:
         images = {c.image for c in self.spec.containers.values()} | {j.image for j in self.spec.jobs}
+        if self.spec.upgrade:
+            images.add(self.spec.upgrade.image)
         if self.spec.databases or self.spec.registration:
             images.add(TOOLBOX_IMAGE)
         return images
@@ -541,7 +591,8 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
                               key=f"config.{fname}.template")
     mounted: set[str] = set()
     units = [(f"containers.{n}", c) for n, c in spec.containers.items()] + \
-            [(f"jobs[{i}]", j) for i, j in enumerate(spec.jobs)]
+            [(f"jobs[{i}]", j) for i, j in enumerate(spec.jobs)] + \
+            ([("upgrade", spec.upgrade)] if spec.upgrade else [])
     for key, unit in units:
         for ref in unit.config:
             if ref not in spec.config:
@@ -565,6 +616,21 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
         if vol not in mounted:
             raise ConfigError(f"volume {vol!r} is declared but no container or job mounts it", path=path,
                               key=f"volumes[{i}]")
+    if spec.upgrade:
+        if not spec.upgrade.steps():
+            raise ConfigError("an upgrade block needs at least one step (" + ", ".join(UPGRADE_STEPS) + ")",
+                              path=path, key="upgrade")
+        for i, other in enumerate(spec.upgrade.contract_after):
+            if other not in catalogue.services or other == svc.name:
+                raise ConfigError(f"unknown service {other!r}: contract_after names other services of the "
+                                  f"catalogue", path=path, key=f"upgrade.contract_after[{i}]")
+            if svc.name not in catalogue.closure([other]):
+                raise ConfigError(f"{other!r} does not depend on {svc.name!r}: contract_after names services that "
+                                  f"run with this one's code (its agents, its computes)", path=path,
+                                  key=f"upgrade.contract_after[{i}]")
+        if not (spec.upgrade.contract or spec.upgrade.online_migrations) and spec.upgrade.contract_after:
+            raise ConfigError("contract_after without a contract or online_migrations step", path=path,
+                              key="upgrade.contract_after")
     # Jobs that wait for one of the service's containers run after the containers,
     # so every job the containers wait for must come before them in the list.
     post_seen = False

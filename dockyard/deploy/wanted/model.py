@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dockyard.engine.driver import ContainerSpec
+from dockyard.engine.driver import ContainerSpec, FileCopy
+
+
+def unit_key(name: str, host: str, multi_host: bool) -> str:
+    """How a plan names a container, job, volume or shared mount: its engine name
+    on a single-host site (``keystone``), with its host on a site of several
+    (``nova_compute@cmp1``): names are per engine, and one plan covers every host."""
+    return f"{name}@{host}" if multi_host else name
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class WantedJob:
     after: tuple[str, ...] = ()     # names of jobs/containers that must be done/healthy first
     files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
     timeout: float = 900.0
+    copy_in: tuple[FileCopy, ...] = field(default=(), repr=False)   # its config, on a remote engine
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,10 @@ class WantedContainer:
     health_timeout: float = 300.0
     ports: tuple[int, ...] = ()     # TCP ports it listens on at its host's address
     address: str = ""               # the host address it binds
+    # On a remote engine the config folder is not bind-mounted from this machine's
+    # disk: these files are put into the created container before it starts.
+    copy_in: tuple[FileCopy, ...] = field(default=(), repr=False)
+    remote: bool = False            # its host's engine is remote (ports are not checked from here)
 
     @property
     def name(self) -> str:
@@ -96,3 +108,8 @@ class WantedState:
 
     def services(self) -> set[str]:
         return {c.service for c in self.containers} | {j.service for j in self.jobs}
+
+    def hosts(self) -> set[str]:
+        """Every host something is wanted on."""
+        return ({c.host for c in self.containers} | {j.host for j in self.jobs} | {v.host for v in self.volumes}
+                | {m.host for m in self.shared_mounts})

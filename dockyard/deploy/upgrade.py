@@ -1,0 +1,294 @@
+"""``dockyard upgrade``: a running site moved to the releases globals.yml now names.
+
+Everything is decided before anything changes: which services move, from which
+release to which, in which order, with which steps (``plan/upgrade.py``), and
+what is refused (exit 2, nothing done):
+
+- a downgrade (a service running a newer release than the one wanted);
+- a jump the services do not support in one step (``upgrade_from`` in
+  images/releases.yml);
+- a site that is not converged on the releases it runs: every difference from
+  its current releases' wanted state is a change the upgrade would make blind.
+
+The upgrade is recorded in ``<state_dir>/upgrade.json`` (from and to, per
+service) before its first action; its steps are recorded as they succeed, like
+jobs. A killed upgrade run again finds the record, skips the convergence check
+(the site is half-way, by design), keeps the releases it started from, and does
+what is left. Once a run succeeds the record says so, and another
+``dockyard upgrade`` finds nothing to move.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from dockyard.deploy import api
+from dockyard.deploy.execute import volumes_record
+from dockyard.deploy.execute.executor import RunResult, execute
+from dockyard.deploy.execute.jobs_record import JobsRecord
+from dockyard.deploy.execute.lock import SiteLock
+from dockyard.deploy.execute.timeline import Timeline
+from dockyard.deploy.files import write_atomic
+from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
+from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan, running_releases
+from dockyard.deploy.site.loader import GLOBALS_FILE, Site
+from dockyard.deploy.wanted.builder import WantedBuilder, site_id, wanted_state
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue
+from dockyard.engine.driver import Engine
+from dockyard.errors import ConfigError
+from dockyard.releases import Releases, load_releases
+
+Say = Callable[[str], None]
+RECORD_NAME = "upgrade.json"
+
+
+# -- the record ------------------------------------------------------------------------
+
+def record_path(state_dir: Path) -> Path:
+    return Path(state_dir) / RECORD_NAME
+
+
+def load_record(state_dir: Path) -> dict:
+    """``{"from": {service: release}, "to": {service: release}, "complete": bool}``; {} when absent or unreadable."""
+    try:
+        data = json.loads(record_path(state_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_record(state_dir: Path, record: dict) -> None:
+    write_atomic(record_path(state_dir), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+
+
+# -- what runs now ----------------------------------------------------------------------
+
+def upgrade_order(catalogue: ServiceCatalogue, services: list[str], releases: Releases) -> list[str]:
+    """``services`` with each one after the services it depends on; where that
+    leaves a choice, in images/releases.yml's ``upgrade_order``."""
+    preference = {name: i for i, name in enumerate(releases.upgrade_order)}
+    wanted = set(services)
+    order: list[str] = []
+    left = sorted(wanted, key=lambda s: (preference.get(s, len(preference)), s))
+    while left:
+        for name in left:
+            deps = set(catalogue.closure([name])) - {name}
+            if not (deps & wanted) - set(order):
+                order.append(name)
+                left.remove(name)
+                break
+    return order
+
+
+@dataclass
+class Decision:
+    """What the upgrade does: moves in order, services staying where they are, and
+    whether it resumes a killed one."""
+
+    moves: list[tuple[str, str, str]]      # (service, from, to), in order
+    stays: dict[str, str]
+    resuming: bool
+    record: dict
+
+
+def decide(site: Site, catalogue: ServiceCatalogue, observed: ObservedState, services: set[str] | None,
+           releases: Releases | None = None) -> Decision:
+    """Which services move, or a ConfigError saying why the upgrade is refused."""
+    releases = releases or load_releases()
+    g = site.globals
+    path = Path(site.config_dir) / GLOBALS_FILE
+    enabled = catalogue.closure(g.enabled_services)
+    running = running_releases(observed, releases)
+    record = load_record(site.state_dir)
+    in_progress = bool(record) and not record.get("complete") and isinstance(record.get("from"), dict)
+    target = {s: g.service_release(s) for s in enabled}
+    resuming = in_progress and all(record.get("to", {}).get(s) == target[s] for s in record["from"])
+    moves, stays = [], {}
+    for service in enabled:
+        if services and service not in services:
+            continue
+        now = running.get(service)
+        if not now:
+            continue                       # not running: deploy's business, not the upgrade's
+        wanted = target[service]
+        oldest = min(now, key=releases.index)
+        newest = max(now, key=releases.index)
+        started = record.get("from", {}).get(service) if resuming else None
+        if releases.newer(newest, wanted):
+            raise ConfigError(f"{service} runs {newest}, newer than {wanted}: a downgrade is not supported (the "
+                              f"databases are already migrated); set release back to {newest}",
+                              path=path, key=f"service_releases.{service}" if service in g.service_releases
+                              else "release")
+        source = started or oldest
+        if source == wanted:
+            if len(now) == 1 and not (started and started != wanted):
+                stays[service] = wanted
+                continue
+        elif source not in releases.by_name[wanted].upgrade_from:
+            supported = ", ".join(releases.by_name[wanted].upgrade_from) or "none"
+            raise ConfigError(f"{service} runs {source}: {wanted} is not reached from it in one step (it is "
+                              f"upgraded to from: {supported}); upgrade through the releases in between",
+                              path=path, key="release")
+        moves.append((service, source, wanted))
+    # A service that moved on a killed run, whose containers all run the new code
+    # already, still has its remaining steps (contract) to do.
+    if resuming:
+        for service, source in record["from"].items():
+            if (services is None or service in services) and service in target and \
+                    all(m[0] != service for m in moves) and source != target[service]:
+                stays.pop(service, None)
+                moves.append((service, source, target[service]))
+    order = upgrade_order(catalogue, [m[0] for m in moves], releases)
+    by_name = {m[0]: m for m in moves}
+    return Decision([by_name[s] for s in order], {s: r for s, r in stays.items() if s not in by_name},
+                    resuming, record)
+
+
+def current_site(site: Site, decision: Decision) -> Site:
+    """The site as it runs now: each moving service on the release it moves from."""
+    g = site.globals
+    sources = {service: source for service, source, _ in decision.moves}
+    if not sources:
+        return site
+    # The toolbox and the site's own tag follow the release most services come from.
+    common = max(set(sources.values()), key=list(sources.values()).count)
+    globals_now = g.model_copy(update={
+        "release": common, "image_tag": g.release_tag(common),
+        "service_releases": {**{s: g.service_release(s) for s in g.service_releases}, **sources,
+                             **{s: r for s, r in decision.stays.items() if r != common}},
+    })
+    return replace(site, globals=globals_now)
+
+
+def package_versions(engine: Engine, old_ref: str, new_ref: str, packages: list[str]) -> tuple[str, str] | None:
+    """The first of ``packages`` both images list, with its two versions."""
+    from dockyard.image.packages import MANIFEST, parse_manifest
+
+    try:
+        old = parse_manifest(engine.read_file(old_ref, MANIFEST).decode(errors="replace"))
+        new = parse_manifest(engine.read_file(new_ref, MANIFEST).decode(errors="replace"))
+    except Exception:                      # noqa: BLE001 - versions are a courtesy of the dry run
+        return None
+    for name in packages:
+        if name in old and name in new:
+            return old[name], new[name]
+    return None
+
+
+# -- the command ------------------------------------------------------------------------
+
+def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: Engine | None = None,
+                 services_root: Path | None = None) -> tuple[api.Prepared, UpgradePlan, Decision, ObservedState]:
+    """Everything the upgrade needs, decided and checked; nothing changed. The
+    caller holds the site's lock."""
+    prepared = api.prepare(Path(config_dir), engine, services_root)
+    api._check_services(prepared, services)
+    site, catalogue = prepared.site, prepared.catalogue
+    observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
+    api._check_foreign(prepared, observed)
+    decision = decide(site, catalogue, observed, services)
+    if decision.moves and not decision.resuming:
+        _check_converged(site, catalogue, prepared, decision, observed, services)
+    builder = WantedBuilder(site, catalogue, prepared.engine, True, api.host_facts(site))
+    moves: list[Move] = []
+    for service, source, target in decision.moves:
+        svc = catalogue.services[service]
+        steps = tuple(Step(service, step, cmd, job, tuple(files))
+                      for (step, job, files), (_, cmd) in zip(builder.upgrade_steps(svc, source),
+                                                              svc.spec.upgrade.steps() if svc.spec.upgrade else []))
+        if builder.missing_images:
+            missing = sorted(builder.missing_images)
+            raise ConfigError(f"images not built: {', '.join(missing)} (the upgrade steps of {service} run in them)",
+                              key="images")
+        versions = None
+        first = next(iter(svc.spec.containers.values()), None)
+        if first is not None:
+            g = site.globals
+            engine = prepared.engine
+            hosts = site.inventory.hosts_in(first.groups[0])
+            if engine is not None and hasattr(engine, "of") and hosts:      # a site's engines: the service's host's
+                engine = engine.of(hosts[0].name)
+            versions = package_versions(engine, g.image_ref(first.image, g.release_tag(source)),
+                                        g.image_ref(first.image, g.release_tag(target)), _main_packages(first.image))
+        moves.append(Move(service, source, target, steps,
+                          tuple(svc.spec.upgrade.contract_after) if svc.spec.upgrade else (), versions))
+    if moves:
+        plan = make_upgrade_plan(prepared.wanted, observed, moves, only_services=services)
+    else:
+        plan = Plan()
+    return prepared, UpgradePlan(moves, plan, decision.stays), decision, observed
+
+
+def _main_packages(image: str) -> list[str]:
+    """The Debian packages that say an image's version: its own, then its parent's."""
+    from dockyard.image.catalogue import load_catalogue
+
+    images = load_catalogue()
+    names: list[str] = []
+    while image:
+        names += list(images.images[image].meta.packages)
+        image = images.images[image].parent
+    return names
+
+
+def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prepared, decision: Decision,
+                     observed: ObservedState, services: set[str] | None) -> None:
+    now = current_site(site, decision)
+    wanted = wanted_state(now, catalogue, prepared.engine, facts=api.host_facts(site))
+    path = Path(site.config_dir) / GLOBALS_FILE
+    if wanted.missing_images:
+        raise ConfigError(f"the images the site runs now are gone ({', '.join(wanted.missing_images)}): the site "
+                          f"cannot be checked converged before its upgrade", path=path, key="release")
+    plan = make_plan(wanted.state, observed, only_services=services)
+    pending = [a for a in plan.actions if a.changes_something or a.kind == ActionKind.WAIT_HEALTHY]
+    if pending:
+        shown = "; ".join(f"{a.id} ({a.reason})" for a in pending[:5])
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        sources = ", ".join(sorted({source for _, source, _ in decision.moves}))
+        raise ConfigError(f"the site is not converged on the release it runs ({sources}): {shown}{more}. Set the "
+                          f"release back, run `dockyard deploy`, then upgrade", path=path, key="release")
+
+
+def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
+            engine: Engine | None = None, services_root: Path | None = None) -> RunResult | UpgradePlan:
+    """Move the running site to the releases globals.yml names. Returns the plan on
+    a dry run (nothing done), else the run's result."""
+    site, _ = api.load(Path(config_dir), services_root, need_passwords=False)
+    with SiteLock(site.state_dir):
+        prepared, upgrade_plan, decision, observed = plan_upgrade(config_dir, services=services, engine=engine,
+                                                                  services_root=services_root)
+        site = prepared.site
+        if not upgrade_plan.moves:
+            say("nothing to upgrade: every service runs the release globals.yml names"
+                + (f" ({', '.join(f'{s} on {r}' for s, r in sorted(upgrade_plan.stays.items()))})"
+                   if upgrade_plan.stays else ""))
+            return upgrade_plan
+        if dry_run:
+            say(upgrade_plan.render())
+            say(f"{upgrade_plan.plan.changes()} changes planned (dry run: nothing done)")
+            return upgrade_plan
+        api._check_ports(prepared, upgrade_plan.plan)
+        if not decision.resuming:
+            write_record(site.state_dir, {
+                "from": {s: source for s, source, _ in decision.moves},
+                "to": {s: target for s, _, target in decision.moves}, "complete": False})
+        else:
+            say("resuming the upgrade a previous run started")
+        for move in upgrade_plan.moves:
+            say(f"  {move.line()}")
+        with Timeline(site.state_dir) as timeline:
+            say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
+            volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
+                                                        if a.kind == ActionKind.CREATE_VOLUME])
+            result = execute(upgrade_plan.plan, prepared.engine, parallelism=site.globals.parallelism,
+                             timeline=timeline, jobs_record=JobsRecord(site.state_dir),
+                             progress=lambda o: say(o.line()))
+        if result.ok:
+            record = load_record(site.state_dir)
+            write_record(site.state_dir, {**record, "complete": True})
+        say(result.summary())
+        return result

@@ -1,0 +1,392 @@
+"""dockyard upgrade with the fake engine: the order, where expand and contract
+fall around the new containers, the refusals, a killed upgrade resumed, a
+second upgrade doing nothing, and glance staying on 2025.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dockyard import releases as releases_mod
+from dockyard.deploy import api
+from dockyard.deploy.plan.planner import ActionKind, Plan
+from dockyard.deploy.upgrade import load_record, upgrade
+from dockyard.deploy.wanted.catalogue import load_services
+from dockyard.engine.driver import JobResult
+from dockyard.engine.fake import FakeEngine
+from dockyard.errors import ConfigError
+from dockyard.labels import LABEL_RELEASE
+
+from .deploy_fixtures import make_site
+
+CATALOGUE = load_services()
+ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+IMAGES = CATALOGUE.images(sorted(CATALOGUE.services))
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def engine_with(*tags: str) -> FakeEngine:
+    engine = FakeEngine()
+    for tag in tags:
+        for image in IMAGES:
+            engine.add_image(f"dockyard/{image}:{tag}")
+    return engine
+
+
+def set_release(site_dir: Path, release: str, extra: str = "") -> None:
+    text = (site_dir / "globals.yml").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("release:", "service_releases:")))
+    (site_dir / "globals.yml").write_text(f'{text}\nrelease: "{release}"\n{extra}')
+
+
+def acting(engine: FakeEngine) -> list[tuple]:
+    return [c for c in engine.calls if c[0] in ACTING]
+
+
+@pytest.fixture
+def deployed(tmp_path):
+    """A site converged on 2025.1, with both releases' images in the engine."""
+    site_dir = make_site(tmp_path)
+    engine = engine_with("2025.1", "2026.1")
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    return site_dir, engine
+
+
+def ancestors(plan: Plan, action_id: str) -> set[str]:
+    by_id = plan.by_id()
+    seen: set[str] = set()
+    stack = list(by_id[action_id].deps)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(by_id[current].deps)
+    return seen
+
+
+def before(plan: Plan, first: str, then: str) -> bool:
+    """``then`` waits (directly or not) for ``first``."""
+    return first in ancestors(plan, then)
+
+
+# -- the plan -------------------------------------------------------------------------
+
+def test_dry_run_prints_each_service_from_and_to_in_order_and_changes_nothing(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.calls.clear()
+    lines: list[str] = []
+    result = upgrade(site_dir, engine=engine, dry_run=True, say=lines.append)
+    assert acting(engine) == []
+    moves = [m.service for m in result.moves]
+    assert moves == ["mariadb", "rabbitmq", "memcached", "keystone", "placement", "nova", "openvswitch", "neutron",
+                     "neutron-agents", "nova-compute", "horizon"]
+    assert all((m.from_release, m.to_release) == ("2025.1", "2026.1") for m in result.moves)
+    assert result.stays == {"glance": "2025.1"}
+    text = "\n".join(lines)
+    assert "4. keystone: 2025.1 -> 2026.1; steps: check, expand, migrate, contract" in text
+    assert "stays: glance on 2025.1" in text
+    assert "2025.1 -> 2026.1: keystone-manage db_sync --expand" in text
+
+
+def test_services_move_one_after_the_other(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    assert before(plan, "upgrade:mariadb:post", "upgrade:rabbitmq:prepare")
+    assert before(plan, "wait_healthy:rabbitmq", "recreate:memcached")
+    assert before(plan, "wait_healthy:memcached", "upgrade:keystone:check")
+    assert before(plan, "wait_healthy:keystone", "upgrade:placement:check")
+    assert before(plan, "wait_healthy:placement_api", "upgrade:nova:check")
+    assert before(plan, "wait_healthy:nova_api", "recreate:openvswitch_db_server")
+    assert before(plan, "wait_healthy:openvswitch_vswitchd", "upgrade:neutron:expand")
+    assert before(plan, "wait_healthy:neutron_server", "recreate:neutron_openvswitch_agent")
+    assert before(plan, "wait_healthy:nova_compute", "recreate:horizon")
+
+
+def test_infrastructure_steps_around_their_containers(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    # RabbitMQ's feature flags, in the running release's image, before its new container.
+    prepare = plan.by_id()["upgrade:rabbitmq:prepare"]
+    assert prepare.job.spec.image == "dockyard/rabbitmq:2025.1"
+    assert before(plan, "upgrade:rabbitmq:prepare", "recreate:rabbitmq")
+    # MariaDB's own upgrade step once the new server is healthy, in the new image.
+    post = plan.by_id()["upgrade:mariadb:post"]
+    assert post.job.spec.image == "dockyard/mariadb-server:2026.1"
+    assert before(plan, "wait_healthy:mariadb", "upgrade:mariadb:post")
+
+
+def test_expand_before_the_new_containers_contract_after_no_old_code_runs(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    ids = plan.by_id()
+    # keystone: check, expand, migrate, the new container, its health, contract.
+    for first, then in [("upgrade:keystone:check", "upgrade:keystone:expand"),
+                        ("upgrade:keystone:expand", "upgrade:keystone:migrate"),
+                        ("upgrade:keystone:migrate", "recreate:keystone"),
+                        ("wait_healthy:keystone", "upgrade:keystone:contract")]:
+        assert before(plan, first, then), (first, then)
+    assert not before(plan, "upgrade:keystone:contract", "recreate:keystone")
+    # Its bootstrap (a full db_sync, contract included) runs after the contract, not before the container.
+    assert before(plan, "upgrade:keystone:contract", "job:keystone_bootstrap")
+    assert not before(plan, "job:keystone_bootstrap", "recreate:keystone")
+    # neutron: expand before the server; contract once the server and every agent run the new code.
+    assert before(plan, "upgrade:neutron:expand", "recreate:neutron_server")
+    for agent in ("neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent", "neutron_metadata_agent"):
+        assert before(plan, f"wait_healthy:{agent}", "upgrade:neutron:contract")
+    # nova: api_db sync and db sync before any nova service restarts; online migrations after all, computes too.
+    assert ids["upgrade:nova:expand"].reason.endswith("nova-manage api_db sync")
+    assert ids["upgrade:nova:migrate"].reason.endswith("nova-manage db sync")
+    for name in ("nova_api", "nova_conductor", "nova_scheduler", "nova_novncproxy"):
+        assert before(plan, "upgrade:nova:migrate", f"recreate:{name}")
+    for name in ("nova_api", "nova_conductor", "nova_compute", "nova_libvirt"):
+        assert before(plan, f"wait_healthy:{name}", "upgrade:nova:online_migrations")
+    # Checks come first, each in its new image.
+    assert ids["upgrade:nova:check"].reason.endswith("nova-status upgrade check")
+    assert ids["upgrade:placement:check"].job.spec.image == "dockyard/placement-api:2026.1"
+    assert not ancestors(plan, "upgrade:mariadb:post") & {a.id for a in plan.actions if a.service == "keystone"}
+
+
+def test_glance_stays_on_2025_1(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    result = upgrade(site_dir, engine=engine, say=quiet)
+    assert result.ok
+    assert engine.container("glance_api").image == "dockyard/glance-api:2025.1"
+    assert engine.container("keystone").image == "dockyard/keystone:2026.1"
+    assert engine.container("keystone").labels[LABEL_RELEASE] == "2026.1"
+    assert engine.container("glance_api").labels[LABEL_RELEASE] == "2025.1"
+    assert not [j for j in engine.jobs_run if j.startswith("glance_upgrade")]
+
+
+def test_an_operator_can_hold_a_service_back(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1", 'service_releases: {horizon: "2025.1"}\n')
+    result = upgrade(site_dir, engine=engine, dry_run=True, say=quiet)
+    assert "horizon" not in [m.service for m in result.moves]
+    assert result.stays["horizon"] == "2025.1"
+
+
+# -- running it -------------------------------------------------------------------------
+
+def test_upgrade_runs_the_steps_in_order_then_a_second_one_is_a_no_op(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    result = upgrade(site_dir, engine=engine, say=quiet)
+    assert result.ok, [o.error for o in result.outcomes if o.result != "ok"]
+    steps = [j for j in engine.jobs_run if "_upgrade_" in j]
+    assert steps.index("keystone_upgrade_expand") < steps.index("keystone_upgrade_migrate") \
+        < steps.index("keystone_upgrade_contract")
+    assert steps.index("rabbitmq_upgrade_prepare") < steps.index("keystone_upgrade_check")
+    assert steps.index("mariadb_upgrade_post") < steps.index("rabbitmq_upgrade_prepare")
+    assert load_record(api.load(site_dir, need_passwords=False)[0].state_dir)["complete"] is True
+    assert api.deploy(site_dir, engine=engine, dry_run=True, say=quiet).is_empty()
+    engine.calls.clear()
+    lines: list[str] = []
+    again = upgrade(site_dir, engine=engine, say=lines.append)
+    assert acting(engine) == []
+    assert again.moves == [] and lines[0].startswith("nothing to upgrade")
+
+
+def test_a_killed_upgrade_continues_where_it_stopped(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["nova_upgrade_migrate"] = JobResult(1, "database locked\n")
+    first = upgrade(site_dir, engine=engine, say=quiet)
+    assert not first.ok
+    assert first.outcome("upgrade:nova:migrate").result == "failed"
+    assert first.outcome("recreate:nova_api").result == "skipped"
+    assert engine.container("keystone").image == "dockyard/keystone:2026.1"     # keystone went through
+    assert engine.container("nova_api").image == "dockyard/nova-api:2025.1"     # nova did not restart
+    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    assert load_record(state_dir)["complete"] is False
+    # Half-way is not "not converged": the run again resumes, without redoing what is done.
+    del engine.job_results["nova_upgrade_migrate"]
+    done_before = list(engine.jobs_run)
+    lines: list[str] = []
+    second = upgrade(site_dir, engine=engine, say=lines.append)
+    assert second.ok, [o.error for o in second.outcomes if o.result != "ok"]
+    assert "resuming the upgrade a previous run started" in lines
+    rerun = engine.jobs_run[len(done_before):]
+    assert "keystone_upgrade_expand" not in rerun and "keystone_upgrade_contract" not in rerun
+    assert [j for j in rerun if "_upgrade_" in j][0] == "nova_upgrade_migrate"
+    assert engine.container("nova_api").image == "dockyard/nova-api:2026.1"
+    assert load_record(state_dir)["complete"] is True
+
+
+def test_a_service_whose_containers_moved_before_the_kill_still_contracts(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["keystone_upgrade_contract"] = JobResult(1, "lock wait timeout\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    assert engine.container("keystone").image == "dockyard/keystone:2026.1"
+    del engine.job_results["keystone_upgrade_contract"]
+    lines: list[str] = []
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=lines.append).plan
+    assert "upgrade:keystone:contract" in plan.by_id()
+    assert "upgrade:keystone:expand" not in plan.by_id()
+    assert upgrade(site_dir, engine=engine, say=quiet).ok
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+def refused(site_dir: Path, engine: FakeEngine, *words: str) -> None:
+    engine.calls.clear()
+    with pytest.raises(ConfigError) as exc:
+        upgrade(site_dir, engine=engine, say=quiet)
+    assert exc.value.exit_code == 2
+    for word in words:
+        assert word in str(exc.value)
+    assert acting(engine) == []
+
+
+def test_a_downgrade_is_refused(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    assert upgrade(site_dir, engine=engine, say=quiet).ok
+    set_release(site_dir, "2025.1")
+    refused(site_dir, engine, "downgrade", "globals.yml: release")
+
+
+def test_a_site_not_converged_on_its_release_is_refused(deployed):
+    site_dir, engine = deployed
+    engine.stop("keystone")
+    set_release(site_dir, "2026.1")
+    refused(site_dir, engine, "not converged", "start:keystone")
+    assert not load_record(api.load(site_dir, need_passwords=False)[0].state_dir)
+
+
+@pytest.fixture
+def three_releases(tmp_path, monkeypatch):
+    path = tmp_path / "releases.yml"
+    path.write_text(releases_mod.DEFAULT_PATH.read_text() + """\
+  - name: "2027.1"
+    suite: duke
+    tag: "2027.1"
+    upgrade_from: ["2026.1"]
+""")
+    monkeypatch.setattr(releases_mod, "DEFAULT_PATH", path)
+    releases_mod.load_releases.cache_clear()
+    yield
+    releases_mod.load_releases.cache_clear()
+
+
+def test_a_jump_the_services_do_not_support_is_refused(tmp_path, three_releases):
+    site_dir = make_site(tmp_path)
+    engine = engine_with("2025.1", "2027.1")
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    set_release(site_dir, "2027.1")
+    refused(site_dir, engine, "runs 2025.1", "not reached from it in one step", "2026.1")
+
+
+def test_only_the_named_services_move(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    result = upgrade(site_dir, engine=engine, services={"memcached"}, say=quiet)
+    assert result.ok
+    assert engine.container("memcached").image == "dockyard/memcached:2026.1"
+    assert engine.container("keystone").image == "dockyard/keystone:2025.1"
+
+
+def test_action_kind_names_the_step(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    step = plan.by_id()["upgrade:keystone:expand"]
+    assert step.kind == ActionKind.UPGRADE_STEP and step.readiness() == "upgrade step keystone_upgrade_expand done"
+    assert plan.by_id()["upgrade:keystone:expand"].job.spec.image == "dockyard/keystone:2026.1"
+
+
+def test_the_dry_run_shows_the_main_package_versions(deployed):
+    site_dir, engine = deployed
+    from dockyard.image.packages import MANIFEST
+    engine.files[("dockyard/keystone:2025.1", MANIFEST)] = b"keystone=2:27.0.0-3\npython3=3.13.5-1\n"
+    engine.files[("dockyard/keystone:2026.1", MANIFEST)] = b"keystone=2:29.0.0-1\npython3=3.13.9-1\n"
+    set_release(site_dir, "2026.1")
+    lines: list[str] = []
+    upgrade(site_dir, engine=engine, dry_run=True, say=lines.append)
+    assert "keystone: 2025.1 -> 2026.1 (2:27.0.0-3 -> 2:29.0.0-1); steps: check, expand, migrate, contract" \
+        in "\n".join(lines)
+
+
+def test_destroy_with_volumes_forgets_an_unfinished_upgrade(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["keystone_upgrade_check"] = JobResult(2, "a check failed\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    assert load_record(state_dir)["complete"] is False
+    api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
+    assert load_record(state_dir) == {}
+
+
+def test_a_resumed_upgrade_waits_for_a_new_container_still_starting(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["keystone_upgrade_contract"] = JobResult(1, "lock wait timeout\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    del engine.job_results["keystone_upgrade_contract"]
+    engine._set("keystone", health="starting")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    assert before(plan, "wait_healthy:keystone", "upgrade:keystone:contract")
+    assert before(plan, "upgrade:keystone:contract", "job:keystone_bootstrap")
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def run_cli(monkeypatch, engine: FakeEngine, *args: str):
+    import sys
+
+    import dockyard.cli.deploy  # noqa: F401  (adds the commands to ``cli``)
+    from dockyard.cli import main
+
+    monkeypatch.setattr(api, "connect", lambda kind: engine)
+    monkeypatch.setattr(sys, "argv", ["dockyard", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return exc.value.code
+
+
+def test_the_command_dry_run_then_a_refusal_exits_2(deployed, monkeypatch, capsys):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "upgrade, in this order:" in out and "changes planned (dry run: nothing done)" in out
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir)) == 0
+    set_release(site_dir, "2025.1")
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir)) == 2
+    assert "a downgrade is not supported" in capsys.readouterr().err
+
+
+def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.calls.clear()
+    with pytest.raises(ConfigError) as exc:
+        api.deploy(site_dir, engine=engine, say=quiet)
+    assert "keystone runs 2025.1, 2026.1 is wanted" in str(exc.value) and "dockyard upgrade" in str(exc.value)
+    assert "glance" not in str(exc.value)
+    assert acting(engine) == []
+    # Once upgraded, deploy converges as before.
+    assert upgrade(site_dir, engine=engine, say=quiet).ok
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+
+
+def test_missing_images_of_the_next_release_name_the_build_to_run(tmp_path):
+    site_dir = make_site(tmp_path)
+    engine = engine_with("2025.1")
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    set_release(site_dir, "2026.1")
+    with pytest.raises(ConfigError) as exc:
+        upgrade(site_dir, engine=engine, dry_run=True, say=quiet)
+    assert "dockyard build --release 2026.1 '^keystone$'" in str(exc.value) or \
+        "dockyard build --release 2026.1 " in str(exc.value)
+    assert "glance-api" not in str(exc.value)
