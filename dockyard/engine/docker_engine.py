@@ -120,6 +120,7 @@ class DockerEngine:
             labels=dict(config.get("Labels") or attrs.get("Labels") or {}),
             size=int(attrs.get("Size") or 0),
             layers=tuple((attrs.get("RootFS") or {}).get("Layers") or ()),
+            digests=tuple(attrs.get("RepoDigests") or ()),
         )
 
     def image(self, ref: str) -> ImageInfo | None:
@@ -176,16 +177,53 @@ class DockerEngine:
         return info.id
 
     def tag(self, ref: str, new_ref: str) -> None:
-        repository, _, version = new_ref.rpartition(":")
+        repository, version = self._split(new_ref)
         self.api.tag(ref, repository, version or "latest")
 
-    def push(self, ref: str, log: LogSink | None = None) -> None:
-        repository, _, version = ref.rpartition(":")
-        for chunk in self.api.push(repository, tag=version, stream=True, decode=True):
-            if "error" in chunk:
-                raise EngineError(f"push of {ref} failed: {chunk['error']}")
-            if log and "status" in chunk:
-                log(chunk["status"])
+    def tags(self) -> dict[str, str]:
+        out = {}
+        for summary in self.api.images():
+            for tag in summary.get("RepoTags") or ():
+                if tag != "<none>:<none>":
+                    out[tag] = summary["Id"]
+        return out
+
+    @staticmethod
+    def _split(ref: str) -> tuple[str, str | None]:
+        """(repository, tag) of ``host:port/path:tag``: the tag is after the last
+        colon only when no slash follows it (the port's colon is not a tag's)."""
+        repository, sep, tag = ref.rpartition(":")
+        if not sep or "/" in tag:
+            return ref, None
+        return repository, tag
+
+    def push(self, ref: str, log: LogSink | None = None) -> str:
+        repository, version = self._split(ref)
+        digest = ""
+        try:
+            for chunk in self.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"push of {ref} failed: {chunk['error']}")
+                aux = chunk.get("aux") or {}
+                if aux.get("Digest"):
+                    digest = aux["Digest"]
+                if log and "status" in chunk:
+                    log(chunk["status"] + (f" {chunk['id']}" if chunk.get("id") else ""))
+        except docker.errors.APIError as exc:
+            raise EngineError(f"push of {ref} failed: {exc.explanation or exc}") from exc
+        if not digest:
+            raise EngineError(f"push of {ref}: the engine reported no digest")
+        return digest
+
+    def pull(self, ref: str, log: LogSink | None = None) -> None:
+        try:
+            for chunk in self.api.pull(ref, stream=True, decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"pull of {ref} failed: {chunk['error']}")
+                if log and "status" in chunk:
+                    log(chunk["status"] + (f" {chunk['id']}" if chunk.get("id") else ""))
+        except docker.errors.APIError as exc:
+            raise EngineError(f"pull of {ref} failed: {exc.explanation or exc}") from exc
 
     def read_file(self, image: str, path: str) -> bytes:
         """Read one file from an image without starting a container."""

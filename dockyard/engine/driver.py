@@ -22,6 +22,7 @@ class ImageInfo:
     labels: dict[str, str]
     size: int                      # bytes, as the engine reports it
     layers: tuple[str, ...] = ()   # rootfs layer digests, for distinct-bytes accounting
+    digests: tuple[str, ...] = ()  # ``repository@sha256:...`` it was pushed as or pulled by (RepoDigests)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,17 @@ class Engine(Protocol):
     ) -> str: ...
     def import_rootfs(self, tarball: Path, tag: str, labels: dict[str, str]) -> str: ...
     def tag(self, ref: str, new_ref: str) -> None: ...
-    def push(self, ref: str, log: LogSink | None = None) -> None: ...
+    def tags(self) -> dict[str, str]:
+        """Every tag the engine holds -> its image id, in one call (no inspect per image)."""
+        ...
+    def push(self, ref: str, log: LogSink | None = None) -> str:
+        """Push ``ref`` (``registry/namespace/name:tag``) to its registry; returns the
+        manifest digest the registry stored it under (``sha256:...``)."""
+        ...
+    def pull(self, ref: str, log: LogSink | None = None) -> None:
+        """Pull ``ref`` from its registry; ``registry/namespace/name@sha256:...`` pulls
+        exactly that manifest (no tag is made: :meth:`tag` it)."""
+        ...
     def read_file(self, image: str, path: str) -> bytes: ...
     def copy_file(self, image: str, path: str, dest: Path) -> int:
         """Copy the regular file ``path`` of ``image`` to ``dest`` (created or

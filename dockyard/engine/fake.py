@@ -4,7 +4,8 @@ It records every call in ``calls`` so tests can assert what was done, and can be
 told to fail builds (``fail_builds``: image tag -> number of failures before success,
 or -1 for always) or to leave containers unhealthy (``unhealthy``). With ``down``
 set, every engine call raises ``ConnectionRefusedError``, as an engine that is
-not running does.
+not running does. Engines given one :class:`FakeRegistry` push to and pull from
+it, by digest, as real engines do through a registry.
 """
 
 from __future__ import annotations
@@ -40,9 +41,44 @@ def _matches(labels: dict[str, str], label: str | None) -> bool:
 
 
 # The engine calls: what fails while the fake is ``down``.
-_CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", "push", "read_file", "copy_file",
+_CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", "tags", "push", "pull", "read_file",
+                    "copy_file",
                     "containers", "container", "create", "start", "stop", "restart", "remove", "logs", "copy_in",
                     "run_job", "wait_healthy", "volumes", "create_volume", "remove_volume"})
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """(repository, tag or digest) of ``host:port/path:tag`` or ``...@sha256:...``."""
+    if "@" in ref:
+        repository, _, digest = ref.partition("@")
+        return repository, digest
+    repository, _, tag = ref.rpartition(":")
+    return repository, tag
+
+
+class FakeRegistry:
+    """A registry in memory: repository -> tag -> manifest digest, and digest ->
+    the image it holds. A manifest's digest depends on the image only, as a real
+    one's does on its content. Also a :class:`dockyard.registry.client.ImageSource`."""
+
+    def __init__(self, address: str = "registry.test:5000") -> None:
+        self.address = address
+        self.tags: dict[str, dict[str, str]] = {}
+        self.manifests: dict[str, ImageInfo] = {}
+        self.pushed: list[str] = []          # refs whose bytes were sent (not already there)
+        self.pulled: list[str] = []
+
+    @staticmethod
+    def digest_of(info: ImageInfo) -> str:
+        return "sha256:" + hashlib.sha256(b"manifest " + info.id.encode()).hexdigest()
+
+    def lookup(self, repository: str, reference: str):
+        """(manifest digest, image id) of ``repository`` at a tag, or None."""
+        from dockyard.registry.client import RegistryImage
+
+        digest = reference if reference.startswith("sha256:") else self.tags.get(repository, {}).get(reference)
+        info = self.manifests.get(digest) if digest else None
+        return RegistryImage(digest, info.id) if info is not None else None
 
 
 class FakeEngine:
@@ -64,8 +100,9 @@ class FakeEngine:
     def _refuse(self, *args, **kwargs):
         raise ConnectionRefusedError(111, f"Connection refused (fake engine {self.url})")
 
-    def __init__(self, url: str = "fake://") -> None:
+    def __init__(self, url: str = "fake://", registry: FakeRegistry | None = None) -> None:
         self.url = url
+        self.registry = registry
         self._down = False
         self.copied: dict[str, dict[str, tuple[bytes, int]]] = {}   # container -> path -> (content, mode)
         self._lock = threading.Lock()
@@ -141,8 +178,50 @@ class FakeEngine:
             raise EngineError(f"no such image {ref}")
         self.images_by_tag[new_ref] = replace(info, tags=info.tags + (new_ref,))
 
-    def push(self, ref: str, log: LogSink | None = None) -> None:
+    def tags(self) -> dict[str, str]:
+        return {tag: info.id for tag, info in self.images_by_tag.items() if "@" not in tag}
+
+    def _registry(self, ref: str) -> FakeRegistry:
+        if self.registry is None or not ref.startswith(self.registry.address + "/"):
+            raise EngineError(f"{ref}: no such registry (fake engine {self.url})")
+        return self.registry
+
+    def push(self, ref: str, log: LogSink | None = None) -> str:
         self._record("push", ref)
+        registry = self._registry(ref)
+        info = self.image(ref)
+        if info is None:
+            raise EngineError(f"push of {ref} failed: no such image")
+        repository, tag = _split(ref)
+        digest = registry.digest_of(info)
+        with self._lock:
+            if digest not in registry.manifests:
+                registry.pushed.append(ref)
+            registry.manifests[digest] = replace(info, tags=(), digests=())
+            registry.tags.setdefault(repository, {})[tag] = digest
+            entry = f"{repository}@{digest}"
+            if entry not in info.digests:
+                info = replace(info, digests=info.digests + (entry,))
+                for name, other in list(self.images_by_tag.items()):
+                    if other.id == info.id:
+                        self.images_by_tag[name] = replace(other, digests=info.digests)
+        return digest
+
+    def pull(self, ref: str, log: LogSink | None = None) -> None:
+        self._record("pull", ref)
+        registry = self._registry(ref)
+        repository, reference = _split(ref)
+        found = registry.lookup(repository, reference)
+        if found is None:
+            raise EngineError(f"pull of {ref} failed: manifest unknown")
+        with self._lock:
+            registry.pulled.append(ref)
+            info = registry.manifests[found.digest]
+            entry = f"{repository}@{found.digest}"
+            # Pulled by digest: no tag, reachable by its id and by that digest.
+            self.images_by_tag[entry] = replace(info, digests=(entry,))
+            if not reference.startswith("sha256:"):
+                self.images_by_tag[ref] = replace(info, tags=(ref,), digests=(entry,))
 
     def read_file(self, image: str, path: str) -> bytes:
         try:

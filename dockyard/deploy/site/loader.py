@@ -108,6 +108,15 @@ Registry = Annotated[str | None, AfterValidator(check_registry)]
 Region = Annotated[str, AfterValidator(_matching(_REGION, "region name (letters, digits, _ . -)"))]
 
 
+class RegistrySettings(StrictModel):
+    """``registry:`` in globals.yml: the site's own registry (``dockyard registry``),
+    through which images reach the hosts. Present (even empty): build --push pushes
+    to it and deploy pulls from it, by digest."""
+
+    address: IPv4 | None = None                   # None: the internal address
+    port: int = Field(default=5000, ge=1, le=65535, strict=True)
+
+
 class Globals(StrictModel):
     """``globals.yml``. Every key is optional; the defaults make an all-in-one cloud."""
 
@@ -117,6 +126,7 @@ class Globals(StrictModel):
     image_namespace: Namespace = "dockyard"
     image_tag: Tag = "2025.1"
     image_registry: Registry = None
+    registry: RegistrySettings | None = None
     engine: Literal["docker", "podman"] = "docker"
     region: Region = "RegionOne"
     generated_dir: Path | None = None             # None: <config_dir>/generated
@@ -172,6 +182,13 @@ class Globals(StrictModel):
             if "image_tag" not in self.model_fields_set or self.image_tag in others:
                 object.__setattr__(self, "image_tag", releases.by_name[self.release].tag)
         return self
+
+    @property
+    def registry_address(self) -> str | None:
+        """``host:port`` of the site's registry, or None when the site has none."""
+        if self.registry is None:
+            return None
+        return f"{self.registry.address or self.internal_address}:{self.registry.port}"
 
     def image_ref(self, image: str, tag: str | None = None) -> str:
         return image_ref(self.image_namespace, image, tag or self.image_tag, self.image_registry)
@@ -454,6 +471,9 @@ internal_address: {internal_address}
 image_namespace: {image_namespace}
 image_tag: "{image_tag}"
 # image_registry: 192.0.2.1:5000
+# The site's own registry (`dockyard registry up`, on this machine): images reach
+# the other hosts through it, pulled by digest. Default address: internal_address.
+# registry: {{address: 192.0.2.1, port: 5000}}
 
 # The OpenStack release to run (images/releases.yml; default: its current one),
 # and services kept on another release. `dockyard upgrade` moves a running
