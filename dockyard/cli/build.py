@@ -135,7 +135,12 @@ registry_option = click.option("--registry", help="Registry host[:port] put befo
                    "build.yml's suite and tag].")
 @namespace_option
 @registry_option
-@click.option("--push", is_flag=True, help="Push each image to the registry (built ones after their build).")
+@click.option("--push", is_flag=True, help="Push each image (built ones after their build): to the registry its name "
+              "carries (--registry), else to the site's (globals.yml `registry:`, `dockyard registry up`), by "
+              "digest; an image the registry holds already is not sent again.")
+@click.option("--config-dir", "site_dir", type=click.Path(path_type=Path, file_okay=False),
+              envvar="DOCKYARD_CONFIG_DIR", default="/etc/dockyard", show_default=True,
+              help="The site whose registry --push pushes to (env DOCKYARD_CONFIG_DIR).")
 @click.option("--skip-existing", is_flag=True, help="Keep any image whose tag exists, whatever its hash.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every selected image, without the engine's layer cache.")
 @click.option("--rebuild-rootfs", is_flag=True,
@@ -154,8 +159,8 @@ registry_option = click.option("--registry", help="Registry host[:port] put befo
 @catalogue_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="The summary on stdout (json: see docs/build.md).")
-def build(patterns, profiles, threads, retries, tag, release, namespace, registry, push, skip_existing, no_cache,
-          rebuild_rootfs, overrides, template_only, work_dir, logs_dir, config_file, catalogue_dir, fmt):
+def build(patterns, profiles, threads, retries, tag, release, namespace, registry, push, site_dir, skip_existing,
+          no_cache, rebuild_rootfs, overrides, template_only, work_dir, logs_dir, config_file, catalogue_dir, fmt):
     """Build the image catalogue: the root filesystem with debootstrap, then
     each selected image (and its parents), in parallel, each as soon as its
     parent is ready.
@@ -175,6 +180,7 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
       dockyard build --threads 4 --retries 2
       dockyard build --template-override site.j2 --tag 2025.1-site
       dockyard build --release 2026.1 '^keystone$'  the next release's keystone, from its suite
+      dockyard build --push                        to the site's registry (dockyard registry up)
       dockyard build --registry 127.0.0.1:5000 --push
       dockyard build --template-only --work-dir /tmp/contexts
       dockyard build --format json > report.json
@@ -198,6 +204,8 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
             click.echo(str(path))
         return EXIT_OK
     builder = Builder(None, config, catalogue, options)  # validates everything before the engine is touched
+    if push and not config.registry:
+        options.push_to = site_registry(site_dir)
     builder.engine = _connect()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     plan = builder.plan()
@@ -211,6 +219,17 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
     if not report.ok:
         err.print(f"logs: {escape(str(options.logs))}/<image>.log")
     return report.exit_code
+
+
+def site_registry(site_dir: Path):
+    """The site's registry, answering (else exit 2 or 4 before anything is built)."""
+    from dockyard.deploy import api
+    from dockyard.registry import service
+
+    site, _ = api.load(Path(site_dir), need_passwords=False)
+    client = service.where(site).client()
+    client.ping()
+    return client
 
 
 @cli.group(invoke_without_command=True)

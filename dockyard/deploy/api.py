@@ -23,7 +23,7 @@ from dockyard.releases import load_releases
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
-from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services
+from dockyard.deploy.wanted.catalogue import REGISTRY_SERVICE, TOOLBOX_IMAGE, ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
 from dockyard.deploy.engines import SiteEngines, connect_site
 from dockyard.deploy.execute.executor import RunResult, execute
@@ -81,6 +81,10 @@ def load(config_dir: Path, services_root: Path | None = None, *, need_passwords:
         enabled = catalogue.closure(site.globals.enabled_services)
     except ConfigError as exc:
         raise ConfigError(exc.detail, path=config_dir / "globals.yml", key=exc.key) from None
+    if REGISTRY_SERVICE in enabled:
+        raise ConfigError(f"{REGISTRY_SERVICE!r} runs on the deployment host through `dockyard registry up`, not as a "
+                          f"service of the site: remove it, and set `registry:` instead",
+                          path=config_dir / "globals.yml", key="enabled_services")
     return load_site(config_dir, known, catalogue.required_passwords(enabled)), catalogue
 
 

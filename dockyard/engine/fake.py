@@ -47,8 +47,10 @@ _CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", 
                     "run_job", "wait_healthy", "volumes", "create_volume", "remove_volume"})
 
 
-def _split(ref: str) -> tuple[str, str]:
-    """(repository, tag or digest) of ``host:port/path:tag`` or ``...@sha256:...``."""
+def _split(ref: str, address: str) -> tuple[str, str]:
+    """(repository, tag or digest) of ``address/path:tag`` or ``address/path@sha256:...``;
+    the repository is the path, as the registry knows it."""
+    ref = ref.removeprefix(address + "/")
     if "@" in ref:
         repository, _, digest = ref.partition("@")
         return repository, digest
@@ -188,18 +190,20 @@ class FakeEngine:
 
     def push(self, ref: str, log: LogSink | None = None) -> str:
         self._record("push", ref)
-        registry = self._registry(ref)
         info = self.image(ref)
         if info is None:
             raise EngineError(f"push of {ref} failed: no such image")
-        repository, tag = _split(ref)
+        if self.registry is None:                   # nowhere to keep it: only its digest
+            return FakeRegistry.digest_of(info)
+        registry = self._registry(ref)
+        repository, tag = _split(ref, registry.address)
         digest = registry.digest_of(info)
         with self._lock:
             if digest not in registry.manifests:
                 registry.pushed.append(ref)
             registry.manifests[digest] = replace(info, tags=(), digests=())
             registry.tags.setdefault(repository, {})[tag] = digest
-            entry = f"{repository}@{digest}"
+            entry = f"{registry.address}/{repository}@{digest}"
             if entry not in info.digests:
                 info = replace(info, digests=info.digests + (entry,))
                 for name, other in list(self.images_by_tag.items()):
@@ -210,14 +214,14 @@ class FakeEngine:
     def pull(self, ref: str, log: LogSink | None = None) -> None:
         self._record("pull", ref)
         registry = self._registry(ref)
-        repository, reference = _split(ref)
+        repository, reference = _split(ref, registry.address)
         found = registry.lookup(repository, reference)
         if found is None:
             raise EngineError(f"pull of {ref} failed: manifest unknown")
         with self._lock:
             registry.pulled.append(ref)
             info = registry.manifests[found.digest]
-            entry = f"{repository}@{found.digest}"
+            entry = f"{registry.address}/{repository}@{found.digest}"
             # Pulled by digest: no tag, reachable by its id and by that digest.
             self.images_by_tag[entry] = replace(info, digests=(entry,))
             if not reference.startswith("sha256:"):

@@ -7,6 +7,8 @@ anything, so invalid input never leaves half a build behind.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from dockyard import __version__
 from dockyard.engine.driver import Engine, ImageInfo
+from dockyard.deploy.files import write_atomic
+from dockyard.registry.client import ImageSource, push_ref, repository_and_tag
 
 from . import rootfs as rootfs_mod
 from .catalogue import Catalogue
@@ -38,6 +42,9 @@ class BuildOptions:
     work_dir: Path = Path("/var/lib/dockyard/build")
     logs_dir: Path | None = None
     push: bool = False
+    # Where --push sends images whose names carry no registry: the site's own
+    # (its address and what it holds, so an image already there is not sent).
+    push_to: ImageSource | None = None
     skip_existing: bool = False
     no_cache: bool = False
     rebuild_rootfs: bool = False
@@ -50,6 +57,11 @@ class BuildOptions:
     @property
     def contexts(self) -> Path:
         return Path(self.work_dir) / "contexts"
+
+    @property
+    def digests_file(self) -> Path:
+        """The record of what was pushed: pushed name -> manifest digest and image id."""
+        return Path(self.work_dir) / "digests.json"
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,10 @@ class Builder:
         self.contexts: dict[str, ImageContext] = self.renderer.render_all(self.selected)
         self.rootfs_hash = rootfs_hash(config.base)
         self.hashes: dict[str, str] = tree_hashes(catalogue, self.contexts, self.rootfs_hash)
+        self.digests: dict[str, str] = {}             # image -> manifest digest in the registry (--push)
+        self.sent: set[str] = set()                   # images whose bytes a push sent (not already there)
+        self.pushed_as: dict[str, tuple[str, str, str]] = {}   # image -> (pushed name, digest, image id)
+        self._push_lock = threading.Lock()
 
     # -- without an engine -----------------------------------------------------------
     def ref(self, name: str) -> str:
@@ -171,30 +187,75 @@ class Builder:
             try:
                 engine.build(context, ref, self.labels(name), nocache=self.options.no_cache, log=sink)
                 if self.options.push:
-                    sink(f"# dockyard: push {ref}")
-                    engine.push(ref, log=sink)
+                    self._push(name, sink)
             except Exception as exc:
                 sink(f"# dockyard: attempt {attempt} failed: {exc}")
                 raise
         info = engine.image(ref)
         return info.size if info else 0
 
+    def _push(self, name: str, sink) -> None:
+        """Push one image: under its own name when it carries a registry, else as
+        ``<site registry>/<namespace>/<name>:<tag>``. An image the registry holds
+        already (same image id under that tag) is not sent again: pushing an
+        unchanged catalogue moves nothing."""
+        engine = self._engine()
+        ref = self.ref(name)
+        source = self.options.push_to
+        target = push_ref(source.address, ref) if source is not None else ref
+        info = engine.image(ref)
+        if info is None:
+            raise RuntimeError(f"{ref} is not in the engine, nothing to push")
+        if source is not None:
+            found = source.lookup(*repository_and_tag(target))
+            if found is not None and found.id == info.id:
+                sink(f"# dockyard: {target} is in the registry already ({found.digest}): nothing sent")
+                self._pushed(name, target, found.digest, info.id, sent=False)
+                return
+            if target != ref:
+                engine.tag(ref, target)
+        sink(f"# dockyard: push {target}")
+        digest = engine.push(target, log=sink)
+        sink(f"# dockyard: pushed {target} as {digest}")
+        self._pushed(name, target, digest, info.id, sent=True)
+
+    def _pushed(self, name: str, target: str, digest: str, image_id: str, sent: bool) -> None:
+        with self._push_lock:
+            self.digests[name] = digest
+            self.pushed_as[name] = (target, digest, image_id)
+            if sent:
+                self.sent.add(name)
+
+    def _record_digests(self) -> None:
+        """Keep what was pushed (name -> digest and image id) beside the build's
+        logs, added to what earlier pushes recorded."""
+        if not self.pushed_as:
+            return
+        path = self.options.digests_file
+        try:
+            record = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            record = {}
+        for target, digest, image_id in self.pushed_as.values():
+            record[target] = {"digest": digest, "id": image_id}
+        write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
+
     def _job(self, name: str, attempt: int) -> int:
         return self._build_rootfs(attempt) if name == ROOTFS else self._build_image(name, attempt)
 
     def _push_kept(self, plan: Plan, results: dict[str, Outcome]) -> None:
         """With --push, cached and skipped images go to the registry too: a
-        registry that lost them, or a push that failed last time, is made whole."""
-        engine = self._engine()
-        for name, planned in plan.images.items():
+        registry that lost them, or a push that failed last time, is made whole
+        (one the registry holds already is only looked up: nothing is sent)."""
+        for name in plan.images:
             outcome = results[name]
             if outcome.status not in (CACHED, SKIPPED):
                 continue
             self.options.logs.mkdir(parents=True, exist_ok=True)
             with open(self.options.logs / f"{name}.log", "a") as log:  # keep the log of its build
-                log.write(f"# dockyard: push {planned.ref} ({outcome.status})\n")
+                log.write(f"# dockyard: {outcome.status}\n")
                 try:
-                    engine.push(planned.ref, log=lambda line: log.write(line + "\n"))
+                    self._push(name, lambda line: log.write(line + "\n"))
                 except Exception as exc:
                     log.write(f"# dockyard: push failed: {exc}\n")
                     results[name] = Outcome(name, FAILED, outcome.seconds, outcome.attempts,
@@ -237,6 +298,7 @@ class Builder:
             rootfs_outcome = Outcome(ROOTFS, CACHED, size=plan.rootfs_existing.size if plan.rootfs_existing else 0)
         if self.options.push:
             self._push_kept(plan, results)
+            self._record_digests()
         return BuildReport(
             outcomes=[results[name] for name in self.selected],
             seconds=time.monotonic() - started,
@@ -245,4 +307,7 @@ class Builder:
             refs={name: self.ref(name) for name in self.selected},
             hashes=dict(self.hashes),
             rootfs_ref=self.config.rootfs_ref(),
+            digests=dict(self.digests),
+            sent=sorted(self.sent),
+            pushed_to=self.options.push_to.address if (self.options.push and self.options.push_to) else "",
         )

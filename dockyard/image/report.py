@@ -31,6 +31,9 @@ class BuildReport:
     refs: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     rootfs_ref: str = ""
+    digests: dict[str, str] = field(default_factory=dict)   # --push: image -> manifest digest in the registry
+    sent: list[str] = field(default_factory=list)           # --push: images whose bytes were sent
+    pushed_to: str = ""                                      # --push: the site's registry (host:port)
 
     @property
     def ok(self) -> bool:
@@ -93,7 +96,8 @@ def to_dict(report: BuildReport) -> dict:
         "rootfs_built": report.rootfs_built,
         "images": [
             {"image": o.image, "ref": report.refs.get(o.image, ""), "hash": report.hashes.get(o.image, ""),
-             **_outcome_json(o)}
+             **_outcome_json(o),
+             **({"digest": report.digests.get(o.image), "sent": o.image in report.sent} if report.digests else {})}
             for o in report.outcomes
         ],
     }
@@ -135,3 +139,7 @@ def print_table(report: BuildReport, console: Console) -> None:
     counts = report.counts()
     totals = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
     console.print(f"{totals}; {report.seconds:.1f}s in all; {human_size(report.distinct_bytes)} distinct")
+    if report.digests:
+        where = f" to {report.pushed_to}" if report.pushed_to else ""
+        console.print(f"pushed{where}: {len(report.digests)} images, {len(report.sent)} sent, "
+                      f"{len(report.digests) - len(report.sent)} in the registry already")

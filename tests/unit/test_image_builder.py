@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from dockyard.image.builder import BuildOptions, Builder
+from dockyard.image.report import to_json
 from dockyard.image.catalogue import load_catalogue
 from dockyard.image.config import BuildConfig
 from dockyard.labels import LABEL_IMAGE_HASH
@@ -299,3 +300,34 @@ def test_plan_says_what_would_happen(tmp_path):
     assert plan.to_build() == [n for n in builder.selected if n != "base"]
     assert plan.rootfs_action is None  # base is cached: nothing needs the rootfs
     assert engine.calls == []          # planning builds nothing
+
+
+def test_push_to_the_site_registry_records_digests_and_moves_nothing_the_second_time(tmp_path):
+    import json
+
+    from dockyard.engine.fake import FakeRegistry
+
+    registry = FakeRegistry("10.0.0.1:4000")
+    engine = RecordingEngine()
+    engine.registry = registry
+    report = make_builder(engine, tmp_path, push=True, push_to=registry, patterns=["^memcached$"]).run()
+    assert report.ok
+    pushed = ["10.0.0.1:4000/dockyard/base:2025.1", "10.0.0.1:4000/dockyard/memcached:2025.1"]
+    assert registry.pushed == pushed and sorted(report.sent) == ["base", "memcached"]
+    # The local names stay; the registry's name is a second tag of the same image.
+    for name, ref in zip(("base", "memcached"), pushed):
+        local = engine.image(f"dockyard/{name}:2025.1")
+        assert engine.image(ref).id == local.id
+        found = registry.lookup(f"dockyard/{name}", "2025.1")
+        assert found.id == local.id and report.digests[name] == found.digest
+    record = json.loads((tmp_path / "work" / "digests.json").read_text())
+    assert record[pushed[1]] == {"digest": report.digests["memcached"], "id": engine.image(pushed[1]).id}
+    data = json.loads(to_json(report))
+    assert [(i["image"], i["sent"]) for i in data["images"]] == [("base", True), ("memcached", True)]
+    assert data["images"][1]["digest"] == report.digests["memcached"]
+    # Unchanged: nothing is pushed, the digests are the same.
+    engine.calls.clear()
+    again = make_builder(engine, tmp_path, push=True, push_to=registry, patterns=["^memcached$"]).run()
+    assert again.ok and again.sent == [] and again.digests == report.digests
+    assert not [c for c in engine.calls if c[0] in ("push", "build")]
+    assert registry.pushed == pushed

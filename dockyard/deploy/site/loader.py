@@ -114,7 +114,8 @@ class RegistrySettings(StrictModel):
     to it and deploy pulls from it, by digest."""
 
     address: IPv4 | None = None                   # None: the internal address
-    port: int = Field(default=5000, ge=1, le=65535, strict=True)
+    # 4000, not the distribution registry's usual 5000: keystone listens there.
+    port: int = Field(default=4000, ge=1, le=65535, strict=True)
 
 
 class Globals(StrictModel):
@@ -473,7 +474,7 @@ image_tag: "{image_tag}"
 # image_registry: 192.0.2.1:5000
 # The site's own registry (`dockyard registry up`, on this machine): images reach
 # the other hosts through it, pulled by digest. Default address: internal_address.
-# registry: {{address: 192.0.2.1, port: 5000}}
+# registry: {{address: 192.0.2.1, port: 4000}}
 
 # The OpenStack release to run (images/releases.yml; default: its current one),
 # and services kept on another release. `dockyard upgrade` moves a running

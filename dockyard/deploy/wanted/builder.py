@@ -161,8 +161,14 @@ class _Unit:
 
 class WantedBuilder:
     def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True,
-                 facts: dict[str, HostFacts] | None = None):
+                 facts: dict[str, HostFacts] | None = None, extra_variables: dict | None = None,
+                 site_label: str | None = None):
+        """``extra_variables``: more template variables (the registry's certificate);
+        ``site_label``: the owner label of its containers (default: the site's
+        folder; the registry's containers are owned apart, out of the site's reach)."""
         self.site = site
+        self.extra_variables = dict(extra_variables or {})
+        self.site_label = site_label or site_id(site)
         self.facts = facts or {}            # host name -> what it can do; unprobed hosts get UNKNOWN
         self.catalogue = catalogue
         self.engine = engine
@@ -249,6 +255,7 @@ class WantedBuilder:
             "databases": service.spec.databases,
             "register": service.spec.registration,
             **self.host_choices(host),
+            **self.extra_variables,
         }
 
     def options_of(self, service: Service) -> dict:
@@ -348,7 +355,7 @@ class WantedBuilder:
 
     def labels(self, unit: _Unit) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_SERVICE: unit.service.name, LABEL_HOST: unit.host.name,
-                LABEL_VERSION: __version__, LABEL_SITE: site_id(self.site),
+                LABEL_VERSION: __version__, LABEL_SITE: self.site_label,
                 LABEL_RELEASE: self.site.globals.service_release(unit.service.name)}
 
     def tag(self, service: Service, image: str) -> str:
@@ -608,7 +615,8 @@ class Wanted:
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
                  resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
-                 unreachable: set[str] | frozenset[str] = frozenset()) -> Wanted:
+                 unreachable: set[str] | frozenset[str] = frozenset(), extra_variables: dict | None = None,
+                 site_label: str | None = None) -> Wanted:
     """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
@@ -616,7 +624,7 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     ``facts`` (host name -> HostFacts) drive the data-plane choices; a host
     without facts gets the choices that work anywhere (netdev, qemu).
     """
-    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts)
+    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts, extra_variables, site_label)
     builder.unreachable = set(unreachable)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)

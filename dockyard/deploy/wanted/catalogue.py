@@ -27,6 +27,8 @@ from dockyard.deploy.site.passwords import HASH_KEY_NAME
 
 DEFAULT_ROOT = SOURCE_ROOT / "services"
 GROUPS = ("control", "network", "compute")
+# The service `dockyard registry` runs on the deployment host; never a site's to deploy.
+REGISTRY_SERVICE = "registry"
 HEALTH_KINDS = ("port", "http", "socket", "process")
 # Linux capabilities a container may be given, by name (capabilities(7)). Never
 # ALL, and never privileged: each container names what it needs.
@@ -393,6 +395,9 @@ class ServiceDef(StrictModel):
     upgrade: UpgradeDef | None = None
     # The options operators may set in globals.yml (services: {<name>: {...}}).
     options: dict[str, OptionDef] = Field(default_factory=dict)
+    # A change to the service's containers rolls through its hosts this many at a
+    # time, each batch healthy before the next (deploy --serial overrides it).
+    serial: int | None = Field(default=None, ge=1)
 
     @field_validator("containers")
     @classmethod
