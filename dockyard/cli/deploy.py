@@ -41,9 +41,17 @@ def prechecks(config_dir: Path):
     return EXIT_FAILED if failed(api.prechecks(config_dir, say=say)) else EXIT_OK
 
 
-def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None) -> int:
-    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say, limit=_services(limit))
+def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None,
+              serial: int | None = None) -> int:
+    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say, limit=_services(limit),
+                        serial=serial)
     return EXIT_OK if dry_run else result.exit_code
+
+
+serial_option = click.option(
+    "--serial", type=click.IntRange(1), metavar="N",
+    help="Roll changes through each service's hosts N at a time, each batch healthy before the next [default: "
+         "all at once, or the service's `serial` in services/<service>.yml].")
 
 
 @cli.command()
@@ -51,8 +59,9 @@ def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str 
 @click.option("--services", metavar="A,B", help="Only these services (comma separated); the others are left alone.")
 @click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated); the others are left "
               "alone and not waited for.")
+@serial_option
 @click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing.")
-def deploy(config_dir: Path, services: str | None, limit: str | None, dry_run: bool):
+def deploy(config_dir: Path, services: str | None, limit: str | None, serial: int | None, dry_run: bool):
     """Converge the running containers on the wanted state.
 
     Compares what runs (image, config files, volumes, environment, command) with
@@ -62,19 +71,42 @@ def deploy(config_dir: Path, services: str | None, limit: str | None, dry_run: b
     \b
     Exit codes: 0 converged, 1 an action failed, 2 invalid input (nothing
     changed), 3 another run holds the lock, 4 engine unreachable.
+
+    
+    Examples:
+      dockyard deploy --dry-run
+      dockyard deploy --limit cmp1,cmp2 --serial 1     one compute host at a time
     """
-    return _converge(config_dir, services, dry_run, limit)
+    return _converge(config_dir, services, dry_run, limit, serial)
 
 
 @cli.command()
 @config_dir_option
 @click.option("--services", metavar="A,B", help="Only these services (comma separated).")
 @click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated).")
+@serial_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def reconfigure(config_dir: Path, services: str | None, limit: str | None, dry_run: bool):
+def reconfigure(config_dir: Path, services: str | None, limit: str | None, serial: int | None, dry_run: bool):
     """Apply changed configuration (globals.yml, overrides in config/): only
     the containers whose files or settings changed are recreated."""
-    return _converge(config_dir, services, dry_run, limit)
+    return _converge(config_dir, services, dry_run, limit, serial)
+
+
+@cli.command()
+@config_dir_option
+@click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated).")
+@click.option("--dry-run", is_flag=True, help="Print the pulls; change nothing.")
+def pull(config_dir: Path, limit: str | None, dry_run: bool):
+    """Pull on every host, from the site's registry and by digest, the images
+    its containers need and it lacks, all hosts at once (deploy does the same
+    before it creates them). A host that holds them pulls nothing.
+
+    
+    Exit codes: 0 every host holds its images, 1 a pull failed, 2 invalid
+    input (no registry, an image not pushed), 4 no engine answers.
+    """
+    result = api.pull(config_dir, dry_run=dry_run, say=say, limit=_services(limit))
+    return EXIT_OK if dry_run else result.exit_code
 
 
 @cli.command()

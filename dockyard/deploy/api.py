@@ -41,6 +41,7 @@ from dockyard.deploy.site.loader import Site, load_site, write_defaults
 from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.wanted.builder import one_per_engine, site_id, wanted_state
+from dockyard.registry.client import ImageSource
 
 Say = Callable[[str], None]
 
@@ -126,24 +127,48 @@ def engine_for(site: Site, engine: Engine | None = None) -> Engine:
     return engine
 
 
+def site_registry(site: Site, registry: ImageSource | None = None) -> ImageSource | None:
+    """The site's registry (``registry:`` in globals.yml), or None; ``registry``
+    (tests) stands for it."""
+    if site.globals.registry is None:
+        return None
+    if registry is not None:
+        return registry
+    from dockyard.registry import service
+
+    return service.where(site).client()
+
+
 def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None, *,
-            resolve_images: bool = True, allow_missing_images: bool = False) -> Prepared:
+            resolve_images: bool = True, allow_missing_images: bool = False,
+            registry: ImageSource | None = None) -> Prepared:
     """Load and render everything, resolve every image: all before any action.
-    A missing image is an error unless ``allow_missing_images`` (read-only uses)."""
+    A missing image is an error unless ``allow_missing_images`` (read-only uses).
+    With a registry, images are resolved there: what every host must hold."""
     site, catalogue = load(config_dir, services_root)
     engines, unreachable = None, {}
     if resolve_images:
         engines, unreachable = site_engines(site, engine)
+    source = site_registry(site, registry) if resolve_images else None
     wanted = wanted_state(site, catalogue, engines, resolve_images=resolve_images, facts=host_facts(site),
-                          unreachable=set(unreachable))
+                          unreachable=set(unreachable), registry=source)
     missing = wanted.missing_images
+    if missing and source is not None and not allow_missing_images:
+        raise ConfigError(f"images not in the registry {source.address}: {', '.join(missing)}. Push them with: "
+                          f"dockyard build --push " + " ".join(f"'^{re.escape(m)}$'" for m in missing), key="images")
+    if wanted.stale and not allow_missing_images:
+        raise ConfigError("this machine's engine holds other builds than the registry of: "
+                          f"{', '.join(sorted(wanted.stale))} (built after their last push). Push them first: "
+                          "dockyard build --push " + " ".join(f"'^{re.escape(m)}$'" for m in sorted(wanted.stale)),
+                          key="images")
     if missing and not allow_missing_images:
         remote = {h: images for h, images in wanted.missing_on.items() if site.inventory.hosts.get(h, None)
                   and site.inventory.hosts[h].remote}
         if remote:
             raise ConfigError("images missing on remote hosts' engines: " + "; ".join(
                 f"host {h}: {', '.join(images)}" for h, images in remote.items())
-                + ". Until a registry serves them, copy them there (docker save | docker load)", key="images")
+                + ". Let a registry serve them (`registry:` in globals.yml, `dockyard registry up`, "
+                "`dockyard build --push`), or copy them there (docker save | docker load)", key="images")
         release = site.globals.site_release
         option = f" --release {release}" if release != load_releases().current else ""
         raise ConfigError(f"images not built: {', '.join(missing)}. Build them with: dockyard build{option} "
@@ -221,13 +246,19 @@ def _check_limit(prepared: Prepared, limit: set[str] | None) -> None:
 
 def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
            engine: Engine | SiteEngines | None = None, services_root: Path | None = None,
-           limit: set[str] | None = None) -> RunResult | Plan:
+           limit: set[str] | None = None, serial: int | None = None, registry: ImageSource | None = None,
+           only_pulls: bool = False) -> RunResult | Plan:
     """Converge the site: only the difference is done, in dependency order.
-    ``limit``: only these hosts' work (the others are assumed deployed).
+    ``limit``: only these hosts' work (the others are assumed deployed);
+    ``serial``: every service changes on that many hosts at a time;
+    ``only_pulls``: only the images (``dockyard pull``).
 
     Returns the plan on a dry run (nothing done), else the run's result.
     """
-    prepared = prepare(Path(config_dir), engine, services_root)
+    prepared = prepare(Path(config_dir), engine, services_root, registry=registry)
+    if only_pulls and prepared.site.globals.registry is None:
+        raise ConfigError("the site has no registry to pull from: set `registry:` (dockyard registry up)",
+                          path=Path(config_dir) / "globals.yml", key="registry")
     _check_services(prepared, services)
     _check_limit(prepared, limit)
     one_per_engine(prepared.site, prepared.wanted)
@@ -240,7 +271,9 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
         _check_releases(prepared, observed, services)
-        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit)
+        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit, serial=serial)
+        if only_pulls:
+            plan = Plan([a for a in plan.actions if a.kind in (ActionKind.PULL_IMAGE, ActionKind.REACH_ENGINE)])
         if dry_run:
             say(plan.render())
             say(f"{plan.changes()} changes planned (dry run: nothing done)")
@@ -263,6 +296,12 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
 
 # Reconfiguring is deploying: only what changed is recreated.
 reconfigure = deploy
+
+
+def pull(config_dir: Path, **options) -> RunResult | Plan:
+    """Only the images: every host pulls, from the site's registry, by digest,
+    what its units need and it lacks; all hosts at once."""
+    return deploy(config_dir, only_pulls=True, **options)
 
 
 # -- status, stop, destroy ------------------------------------------------------------

@@ -43,7 +43,8 @@ SLOTLESS_KINDS = frozenset({ActionKind.WAIT_HEALTHY})  # waits: they take no par
 MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
-KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
+KIND_WEIGHT = {ActionKind.PULL_IMAGE: 10,
+               ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
                ActionKind.START: 2, ActionKind.UPGRADE_STEP: 10}
 
 
@@ -179,6 +180,17 @@ class _Applier:
         # work waits for the next run, and this one says so.
         raise ActionFailed(f"host {a.host}: {a.reason}; nothing was done there (run again once "
                            f"{self.engines.url(a.host)} answers)")
+
+    def pull_image(self, a: Action) -> None:
+        """Pull by digest, then name it as the containers do: the name then means
+        exactly the bytes that were built, on this host as on the others."""
+        image = a.image
+        self.engine.pull(image.source)
+        self.engine.tag(image.source, image.ref)
+        held = self.engine.image(image.ref)
+        if held is None or held.id != image.id:
+            raise ActionFailed(f"host {a.host}: {image.ref} is {held.id if held else 'missing'} after the pull of "
+                               f"{image.source}, not {image.id}")
 
     def share_mount(self, a: Action) -> None:
         result = self.engine.run_job(a.spec, timeout=60)

@@ -35,6 +35,7 @@ class ObservedState:
     multi_host: bool = False                  # keys are name@host (more than one host observed or wanted)
     hosts: dict[str, str] = field(default_factory=dict)                   # container key -> host it was seen on
     unreachable: dict[str, str] = field(default_factory=dict)             # host -> why its engine did not answer
+    images: dict[str, dict[str, str]] = field(default_factory=dict)       # host -> tag -> image id (with a registry)
 
 
 def read_file(path: str) -> tuple[bytes | None, int | None]:
@@ -48,11 +49,12 @@ def read_file(path: str) -> tuple[bytes | None, int | None]:
         return None, None
 
 
-def _engine_facts(engine: Engine) -> tuple[list[ContainerState], set[str]]:
+def _engine_facts(engine: Engine, tags: bool = False) -> tuple[list[ContainerState], set[str], dict[str, str]]:
     containers = engine.containers(label=f"{LABEL_MANAGED}=true")
     # Every volume, labelled or not: a volume of the wanted name made by hand (or by
     # an engine auto-creating a mount) is used as it is, never created over.
-    return containers, {v.name for v in engine.volumes()}
+    # The images' tags only when a registry serves them (one more list call).
+    return containers, {v.name for v in engine.volumes()}, engine.tags() if tags else {}
 
 
 def observe(engine, wanted: WantedState, state_dir: Path, site: str | None = None,
@@ -92,7 +94,8 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
     skip = dict(unreachable or {})
     asked = [h for h in names if h not in skip]
     groups = engines.groups(asked)
-    facts = engines.each(asked, lambda e, _: _engine_facts(e)) if asked else {}
+    tags = bool(wanted.images)
+    facts = engines.each(asked, lambda e, _: _engine_facts(e, tags)) if asked else {}
     observed.unreachable.update({h: why for h, why in skip.items() if h in names})
     for i, (_, served) in enumerate(groups):
         result = facts[i]
@@ -101,7 +104,7 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
             for host in served:
                 observed.unreachable[host] = why
             continue
-        containers, volumes = result
+        containers, volumes, images = result
         for c in containers:
             labelled = c.labels.get(LABEL_HOST, "")
             host = labelled if labelled in served else served[0]
@@ -114,4 +117,6 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
                 observed.hosts[key] = host
         for host in served:
             observed.volumes |= {unit_key(v, host, observed.multi_host) for v in volumes}
+            if tags:
+                observed.images[host] = images
     return observed

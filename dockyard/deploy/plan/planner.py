@@ -19,7 +19,11 @@ The rules, in short (docs/planning.md has the long version):
 - on a site of several hosts, everything is named ``name@host``; X waits for the
   Y on its own host when there is one, else for Y on every host it runs on;
 - a host whose engine did not answer gets one ``reach_engine`` action, which
-  fails; its units have no other action, and what waits for them is skipped.
+  fails; its units have no other action, and what waits for them is skipped;
+- with a registry, a host that does not hold an image its units use, with the
+  registry's id, pulls it (``pull_image``, by digest) before the first of them;
+- a service rolled ``serial`` (N hosts at a time): its containers' actions on
+  each batch of N hosts wait for those of the batch before, healthy.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from dockyard.engine.driver import ContainerSpec, ContainerState
@@ -35,7 +39,7 @@ from dockyard.errors import ConfigError
 
 from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key, job_rekeyed, rekeyed
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
-from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedJob, WantedSharedMount,
+from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount,
                                           WantedState, WantedVolume, unit_key)
 from .observe import ObservedState
 
@@ -46,6 +50,7 @@ class ActionKind(StrEnum):
     order in counts), the executor has one method per kind, named by its value."""
 
     REACH_ENGINE = "reach_engine"
+    PULL_IMAGE = "pull_image"           # from the site's registry, by digest (plan_images)
     SHARE_MOUNT = "share_mount"
     CREATE_VOLUME = "create_volume"
     WRITE_FILE = "write_file"
@@ -86,6 +91,7 @@ class Action:
     file: WantedFile | None = field(default=None, repr=False, compare=False)
     volume: WantedVolume | None = field(default=None, repr=False, compare=False)
     shared_mount: WantedSharedMount | None = field(default=None, repr=False, compare=False)
+    image: WantedImage | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.kind) is not ActionKind:          # a plain string is accepted, and checked
@@ -112,6 +118,7 @@ class Action:
         """What its success makes true, for "skipped: needs <this>" messages."""
         return {
             ActionKind.REACH_ENGINE: f"the engine of host {self.host} reachable",
+            ActionKind.PULL_IMAGE: f"{self.target} pulled on {self.host}",
             ActionKind.SHARE_MOUNT: f"{self.target} a shared mount",
             ActionKind.CREATE_VOLUME: f"volume {self.target}",
             ActionKind.WRITE_FILE: f"{self.target} written",
@@ -352,12 +359,14 @@ def unit_order(wanted: WantedState, multi_host: bool = False, index: UnitIndex |
 # -- the planner ----------------------------------------------------------------------
 
 def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None,
-              only_hosts: set[str] | None = None) -> Plan:
+              only_hosts: set[str] | None = None, serial: int | None = None) -> Plan:
     """The actions that converge ``observed`` on ``wanted``.
 
     ``only_services`` limits the plan to those services' objects, ``only_hosts``
     to those hosts' (``--limit``); the others are assumed deployed and are
-    neither acted on nor waited for.
+    neither acted on nor waited for. ``serial`` (deploy --serial) rolls every
+    service through its hosts that many at a time; without it, services whose
+    catalogue entry sets ``serial`` roll so.
     """
     # Planning allocates many small objects and no reference cycles; the cyclic
     # collector would rescan the growing heap again and again, which makes a
@@ -365,7 +374,7 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Planner(wanted, observed, only_services, only_hosts).run()
+        return _Planner(wanted, observed, only_services, only_hosts, serial).run()
     finally:
         if was_enabled:
             gc.enable()
@@ -373,7 +382,7 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
 
 class _Planner:
     def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None,
-                 only_hosts: set[str] | None = None):
+                 only_hosts: set[str] | None = None, serial: int | None = None):
         self.wanted = wanted
         self.observed = observed
         self.only = only_services
@@ -393,6 +402,8 @@ class _Planner:
         self.shared = {(m.host, m.path): m for m in wanted.shared_mounts}
         self.unreachable = observed.unreachable
         self.reach: dict[str, Action] = {}            # unreachable host -> its reach_engine action
+        self.pull_action: dict[tuple[str, str], Action] = {}   # (host, image ref) -> its pull_image action
+        self.serial = serial
 
     def key(self, name: str, host: str) -> str:
         return unit_key(name, host, self.multi)
@@ -411,6 +422,7 @@ class _Planner:
         units = unit_order(self.wanted, self.multi, self.index)
         self.plan_unreachable(units)
         self.plan_removals()
+        self.plan_images(units)
         self.plan_volumes()
         self.plan_files()
         for unit in units:
@@ -424,9 +436,12 @@ class _Planner:
                 self.plan_job(unit)
             else:
                 self.plan_container(unit)
-        # What no planned unit needed (a file of an up-to-date container gone missing).
-        for action in [*self.volume_action.values(), *self.file_action.values(), *self.reach.values()]:
+        # What no planned unit needed (a file of an up-to-date container gone missing,
+        # the image of one whose tag was removed from its host).
+        for action in [*self.volume_action.values(), *self.file_action.values(), *self.pull_action.values(),
+                       *self.reach.values()]:
             self.add(action)
+        self.roll_serially()
         return Plan(self.actions)
 
     # -- objects --------------------------------------------------------------------------
@@ -461,6 +476,65 @@ class _Planner:
             action = self.add(Action(f"remove:{key}", ActionKind.REMOVE, name, service, host, reason))
             self.removals.setdefault((service, host), []).append(action.id)
 
+    def plan_images(self, units: list[Unit]) -> None:
+        """A pull for each image a planned unit's host lacks (or holds under its
+        name with another id than the registry's). A host holding it pulls nothing."""
+        images = {(i.host, i.ref): i for i in self.wanted.images}
+        if not images:
+            return
+        users = [*units, *self.wanted.shared_mounts]
+        for unit in users:
+            host, ref = unit.host, unit.spec.image
+            if (host, ref) in self.pull_action or (host, ref) not in images or host in self.unreachable \
+                    or not self.included(unit.service, host):
+                continue
+            wanted = images[(host, ref)]
+            held = self.observed.images.get(host, {}).get(ref)
+            if held == wanted.id:
+                continue
+            reason = "not on the host" if held is None else f"the host's {ref} is another image ({held[:19]})"
+            self.pull_action[(host, ref)] = Action(f"pull_image:{self.key(ref, host)}", ActionKind.PULL_IMAGE, ref,
+                                                   "", host, f"{reason}; pulled by digest {wanted.source}",
+                                                   image=wanted)
+
+    def pulls(self, host: str, ref: str) -> list[str]:
+        action = self.pull_action.get((host, ref))
+        return [self.add(action).id] if action is not None else []
+
+    def roll_serially(self) -> None:
+        """Serial services: the containers' actions on each batch of N hosts (the
+        hosts with such actions, in the inventory's order) wait for the last
+        action of each of the service's containers on the batch before. The
+        pulls, files and volumes of every host go ahead: only what stops or
+        starts containers waits."""
+        rolled = {s: self.serial or n for s, n in self.wanted.serial.items()}
+        if self.serial:
+            rolled.update({s: self.serial for s in self.wanted.services()})
+        if not rolled or not self.multi:
+            return
+        order = list(dict.fromkeys([*(c.host for c in self.wanted.containers), *self.observed.hosts.values()]))
+        by_id = {a.id: i for i, a in enumerate(self.actions)}
+        container_kinds = {ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START, ActionKind.WAIT_HEALTHY,
+                           ActionKind.REMOVE}
+        for service, n in rolled.items():
+            acts: dict[str, list[Action]] = {}
+            for a in self.actions:
+                if a.service == service and a.kind in container_kinds:
+                    acts.setdefault(a.host, []).append(a)
+            hosts = [h for h in order if h in acts]
+            batches = [hosts[i:i + n] for i in range(0, len(hosts), n)]
+            for before, batch in zip(batches, batches[1:]):
+                # The end of each container's chain on the batch before: what nothing there waits for.
+                earlier = [a for h in before for a in acts[h]]
+                waited = {d for a in earlier for d in a.deps}
+                ends = [a.id for a in earlier if a.id not in waited]
+                for host in batch:
+                    for a in acts[host]:
+                        if a.kind == ActionKind.WAIT_HEALTHY and a.deps:
+                            continue                # follows its own create or start
+                        i = by_id[a.id]
+                        self.actions[i] = replace(a, deps=tuple(dict.fromkeys([*a.deps, *ends])))
+
     def plan_volumes(self) -> None:
         for v in self.wanted.volumes:
             key = self.key(v.name, v.host)
@@ -492,6 +566,7 @@ class _Planner:
         deps = [self.add(self.volume_action[k]).id for k in (self.key(v, unit.host) for v in volumes)
                 if k in self.volume_action]
         deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
+        deps += self.pulls(unit.host, unit.spec.image)
         for key in self.index.after(unit):
             deps += self.ready.get(key, ())
         deps += list(extra)
@@ -531,7 +606,8 @@ class _Planner:
                 # A one-shot left behind by a killed run is removed first (its
                 # removal and the new run would race for the name).
                 leftover = f"remove:{self.key(shared.spec.name, shared.host)}"
-                deps = (leftover,) if leftover in self.placed else ()
+                deps = ((leftover,) if leftover in self.placed else ()) + tuple(self.pulls(shared.host,
+                                                                                            shared.spec.image))
                 ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}", "share_mount",
                                            shared.path, shared.service, shared.host,
                                            "bound with shared propagation by a container starting", deps,

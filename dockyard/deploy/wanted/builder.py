@@ -45,7 +45,8 @@ from .hashing import job_hash, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
-from .model import WantedContainer, WantedFile, WantedJob, WantedSharedMount, WantedState, WantedVolume
+from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState, WantedVolume
+from dockyard.registry.client import ImageSource, pull_ref, repository_and_tag
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 
@@ -162,13 +163,19 @@ class _Unit:
 class WantedBuilder:
     def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True,
                  facts: dict[str, HostFacts] | None = None, extra_variables: dict | None = None,
-                 site_label: str | None = None):
-        """``extra_variables``: more template variables (the registry's certificate);
-        ``site_label``: the owner label of its containers (default: the site's
-        folder; the registry's containers are owned apart, out of the site's reach)."""
+                 site_label: str | None = None, registry: ImageSource | None = None):
+        """``registry``: the site's registry; with it every host's images are the
+        registry's (ids from there, pulled where missing). ``extra_variables``:
+        more template variables (the registry's certificate); ``site_label``:
+        the owner label of its containers (default: the site's folder; the
+        registry's containers are owned apart, out of the site's reach)."""
         self.site = site
         self.extra_variables = dict(extra_variables or {})
         self.site_label = site_label or site_id(site)
+        self.registry = registry
+        self.images: dict[tuple[str, str], WantedImage] = {}     # (host, ref) -> what it must hold
+        self._registry_ids: dict[str, object] = {}
+        self.stale: dict[str, tuple[str, str]] = {}              # image -> (this engine's id, the registry's)
         self.facts = facts or {}            # host name -> what it can do; unprobed hosts get UNKNOWN
         self.catalogue = catalogue
         self.engine = engine
@@ -196,6 +203,8 @@ class WantedBuilder:
         """The id the reference resolves to now on the host's engine: a rebuilt
         image is a new hash. An unreachable host's engine is not asked."""
         ref = self.site.globals.image_ref(image, tag)
+        if self.registry is not None and self.resolve_images:
+            return self.registry_id(image, ref, host)
         engine = self.engine
         if engine is not None and hasattr(engine, "of"):       # a SiteEngines: each host its own
             engine = None if host in self.unreachable else engine.of(host)
@@ -207,6 +216,30 @@ class WantedBuilder:
                 self.missing_on.setdefault(host or "", set()).add(image)
             self._image_ids[key] = info.id if info else None
         return self._image_ids[key]
+
+    def registry_id(self, image: str, ref: str, host: str | None) -> str | None:
+        """The id of ``ref`` in the site's registry: what every host runs. The host
+        must hold it (a pull where it does not). A host on this machine's engine,
+        where images are built, holding another id under that name has an image
+        built after its last push: refused by prepare (push it first)."""
+        if ref not in self._registry_ids:
+            self._registry_ids[ref] = self.registry.lookup(*repository_and_tag(ref))
+        found = self._registry_ids[ref]
+        if found is None:
+            self.missing_images.add(image)
+            self.missing_on.setdefault(host or "", set()).add(image)
+            return None
+        name = host or ""
+        if name not in self.unreachable and (name, ref) not in self.images:
+            self.images[(name, ref)] = WantedImage(ref, name, found.id, pull_ref(self.registry.address, ref,
+                                                                                  found.digest))
+            site_host = self.site.inventory.hosts.get(name)
+            engine = self.engine.of(name) if self.engine is not None and hasattr(self.engine, "of") else self.engine
+            if engine is not None and site_host is not None and not site_host.remote:
+                local = engine.image(ref)
+                if local is not None and local.id != found.id:
+                    self.stale[image] = (local.id, found.id)
+        return found.id
 
     def hosts_in(self, groups: list[str]) -> list[Host]:
         hosts: dict[str, Host] = {}
@@ -529,8 +562,8 @@ class WantedBuilder:
         so that many hosts cost about one host's lookups. Only ids found are kept:
         a missing one is asked again where a unit needs it, and reported there."""
         engines = self.engine
-        if not (self.resolve_images and engines is not None and hasattr(engines, "each")):
-            return
+        if not (self.resolve_images and engines is not None and hasattr(engines, "each")) or self.registry is not None:
+            return                      # with a registry, ids come from there
         refs = [self.site.globals.image_ref(name) for name in self.catalogue.images(self.enabled)]
         hosts = [h for h in self.site.inventory.hosts if h not in self.unreachable]
         if not hosts or len(engines.groups(hosts)) < 2:
@@ -582,6 +615,9 @@ class WantedBuilder:
         state = WantedState()
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
+        state.images = list(self.images.values())
+        state.serial = {name: self.catalogue.services[name].spec.serial for name in self.enabled
+                        if self.catalogue.services[name].spec.serial}
         return state
 
 
@@ -611,12 +647,13 @@ class Wanted:
     unused_overrides: list[Path]        # files under config/ merged into nothing: typos, most likely
     ignored_overrides: list[Path] = field(default_factory=list)   # not .conf files: never merged
     missing_on: dict[str, list[str]] = field(default_factory=dict)   # host -> images its engine lacks
+    stale: dict[str, tuple[str, str]] = field(default_factory=dict)  # image -> (this engine's id, the registry's)
 
 
 def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
                  resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
                  unreachable: set[str] | frozenset[str] = frozenset(), extra_variables: dict | None = None,
-                 site_label: str | None = None) -> Wanted:
+                 site_label: str | None = None, registry: ImageSource | None = None) -> Wanted:
     """The wanted state, what it lacks, and what the operator wrote that it ignored.
 
     With ``resolve_images=False`` (export, a machine without images) hashes cover
@@ -624,9 +661,9 @@ def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None,
     ``facts`` (host name -> HostFacts) drive the data-plane choices; a host
     without facts gets the choices that work anywhere (netdev, qemu).
     """
-    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts, extra_variables, site_label)
+    builder = WantedBuilder(site, catalogue, engine, resolve_images, facts, extra_variables, site_label, registry)
     builder.unreachable = set(unreachable)
     state = builder.build()
     unused = overrides.unmatched(site.config_dir, builder.overrides_used)
     return Wanted(state, sorted(builder.missing_images), unused, overrides.ignored(site.config_dir),
-                  {host: sorted(images) for host, images in sorted(builder.missing_on.items())})
+                  {host: sorted(images) for host, images in sorted(builder.missing_on.items())}, builder.stale)

@@ -98,8 +98,22 @@ class WantedSharedMount:
     spec: ContainerSpec
 
 
+@dataclass(frozen=True)
+class WantedImage:
+    """An image a host must hold under ``ref`` (the name its containers use):
+    exactly ``id``, pulled from the site's registry as ``source``
+    (``registry/namespace/name@sha256:...``, by digest: the bytes that were built)."""
+
+    ref: str
+    host: str
+    id: str
+    source: str
+
+
 @dataclass
 class WantedState:
+    images: list[WantedImage] = field(default_factory=list)     # only when the site has a registry
+    serial: dict[str, int] = field(default_factory=dict)        # service -> hosts changed at a time
     shared_mounts: list[WantedSharedMount] = field(default_factory=list)
     volumes: list[WantedVolume] = field(default_factory=list)
     files: list[WantedFile] = field(default_factory=list)
