@@ -46,6 +46,11 @@ def test_up_makes_its_certificate_runs_it_healthy_and_trusts_it(setup):
     at = service.where(site)
     assert (folder / "registry.key").read_bytes() == at.tls.key.read_bytes()
     assert stat.S_IMODE(at.tls.key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / "registry.key").stat().st_mode) == 0o600
+    # The key is in a private file only: never in labels, environment or command.
+    key_lines = [line for line in at.tls.key.read_text().splitlines() if "-----" not in line]
+    shown = repr((spec.labels, spec.environment, spec.command, spec.healthcheck))
+    assert key_lines and not [line for line in key_lines if line in shown]
     assert stat.S_IMODE(at.tls.folder.stat().st_mode) == 0o700
     assert tls.is_current(at.tls.cert.read_bytes(), at.tls.ca.read_bytes(), "127.0.0.99")
     trusted = certs_d / "127.0.0.99:4999" / "ca.crt"

@@ -225,15 +225,13 @@ def _shown(a: Action) -> str:
 
 
 def _render_deps(deps: tuple[str, ...]) -> str:
-    # File and volume dependencies are implied ("its files"); name only the units.
-    units = [d for d in deps if not d.startswith(("write_file:", "create_volume:"))]
-    files = sum(1 for d in deps if d.startswith("write_file:"))
-    volumes = sum(1 for d in deps if d.startswith("create_volume:"))
-    parts = units[:]
-    if files:
-        parts.append(f"{files} file{'s' if files > 1 else ''}")
-    if volumes:
-        parts.append(f"{volumes} volume{'s' if volumes > 1 else ''}")
+    # File, volume and image dependencies are implied ("its files"); name only the units.
+    implied = {"write_file:": "file", "create_volume:": "volume", "pull_image:": "image"}
+    parts = [d for d in deps if not d.startswith(tuple(implied))]
+    for prefix, word in implied.items():
+        n = sum(1 for d in deps if d.startswith(prefix))
+        if n:
+            parts.append(f"{n} {word}{'s' if n > 1 else ''}")
     return ", ".join(parts)
 
 
