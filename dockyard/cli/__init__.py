@@ -43,9 +43,16 @@ def _register() -> None:
 
 def main() -> None:
     _register()
+    run(cli)
+
+
+def run(group: click.Group) -> None:
+    """Run a command group and leave as every dockyard command does: the exit
+    code the command returned, or the one its error carries (docs/cli.md), with
+    a message and no traceback. The testbed's command leaves this way too."""
     try:
         # Commands return their exit code (an int) or None for success.
-        rv = cli(standalone_mode=False)
+        rv = group(standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -225,7 +225,10 @@ def up(config_dir: Path, threads: int | None):
 @click.option("--services", metavar="A,B", help="Only these services (comma separated); the others stay as they are.")
 @click.option("--dry-run", is_flag=True, help="Print which services move, from which release to which, in which "
                                               "order, with every step; change nothing.")
-def upgrade(config_dir: Path, services: str | None, dry_run: bool):
+@click.option("--probe/--no-probe", default=True, show_default=True,
+              help="Poll every API while the upgrade runs and report each one's unavailable seconds (needs the "
+                   "clouds.yaml that post-deploy writes).")
+def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool):
     """Move the running site to the release globals.yml now names (`release`,
     `service_releases`), service by service: the infrastructure first, then
     each API before those that call it. Per service: its pre-upgrade check,
@@ -238,6 +241,10 @@ def upgrade(config_dir: Path, services: str | None, dry_run: bool):
     killed upgrade continues where it stopped when run again; once done, a
     second one does nothing.
 
+    While it runs, a probe asks every API (a new token, image, network, server
+    and resource provider lists) about three times a second; the report says how
+    long each one, and all of them at once, did not answer.
+
     \b
     Examples:
       dockyard build --release 2026.1        the new release's images first
@@ -246,5 +253,5 @@ def upgrade(config_dir: Path, services: str | None, dry_run: bool):
     """
     from dockyard.deploy.upgrade import upgrade as run_upgrade
 
-    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say)
+    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say, probe=probe)
     return result.exit_code if hasattr(result, "exit_code") and not dry_run else EXIT_OK

@@ -32,6 +32,7 @@ from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
+from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan, running_releases
@@ -44,6 +45,7 @@ from dockyard.releases import Releases, load_releases
 
 Say = Callable[[str], None]
 RECORD_NAME = "upgrade.json"
+AVAILABILITY_NAME = "upgrade-availability.json"     # the probe's figures of the last run
 
 
 # -- the record ------------------------------------------------------------------------
@@ -254,9 +256,14 @@ def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prep
 
 
 def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
-            engine: Engine | None = None, services_root: Path | None = None) -> RunResult | UpgradePlan:
+            engine: Engine | None = None, services_root: Path | None = None,
+            probe: bool = True) -> RunResult | UpgradePlan:
     """Move the running site to the releases globals.yml names. Returns the plan on
-    a dry run (nothing done), else the run's result."""
+    a dry run (nothing done), else the run's result.
+
+    With ``probe`` (and the ``clouds.yaml`` post-deploy wrote), every API is
+    polled while the upgrade runs; each one's unavailable seconds are printed at
+    the end and kept in ``<state_dir>/upgrade-availability.json``."""
     site, _ = api.load(Path(config_dir), services_root, need_passwords=False)
     with SiteLock(site.state_dir):
         prepared, upgrade_plan, decision, observed = plan_upgrade(config_dir, services=services, engine=engine,
@@ -280,13 +287,24 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
             say("resuming the upgrade a previous run started")
         for move in upgrade_plan.moves:
             say(f"  {move.line()}")
-        with Timeline(site.state_dir) as timeline:
-            say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
-            volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
-                                                        if a.kind == ActionKind.CREATE_VOLUME])
-            result = execute(upgrade_plan.plan, prepared.engine, parallelism=site.globals.parallelism,
-                             timeline=timeline, jobs_record=JobsRecord(site.state_dir),
-                             progress=lambda o: say(o.line()))
+        clouds = Path(config_dir) / "clouds.yaml"
+        watcher = AvailabilityProbe(cloud_auth(clouds)) if probe and clouds.exists() else None
+        if watcher is not None:
+            watcher.start()
+        try:
+            with Timeline(site.state_dir) as timeline:
+                say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
+                volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
+                                                            if a.kind == ActionKind.CREATE_VOLUME])
+                result = execute(upgrade_plan.plan, prepared.engine, parallelism=site.globals.parallelism,
+                                 timeline=timeline, jobs_record=JobsRecord(site.state_dir),
+                                 progress=lambda o: say(o.line()))
+        finally:
+            if watcher is not None:
+                report = watcher.stop()
+                write_atomic(Path(site.state_dir) / AVAILABILITY_NAME, report.to_json().encode(), 0o644)
+                for line in report.lines():
+                    say(line)
         if result.ok:
             record = load_record(site.state_dir)
             write_record(site.state_dir, {**record, "complete": True})

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from .net import TestbedError
+from dockyard.cli import run
+
 from .plan import (
     DEFAULT_STATE_DIR,
     DEFAULT_SUBNET,
-    PlanError,
     Layout,
     Subnet,
     docker_env,
@@ -176,17 +175,4 @@ def load(ctx: click.Context, image: str, hosts: tuple[str, ...], source: str) ->
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except PlanError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
-    except TestbedError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
+    run(cli)

@@ -7,6 +7,8 @@ being killed half-way, and only finishes what is missing.
 
 from __future__ import annotations
 
+from dockyard.errors import DockyardError
+
 import ipaddress
 import json
 import os
@@ -24,7 +26,7 @@ from .plan import (
 )
 
 
-class TestbedError(RuntimeError):
+class TestbedError(DockyardError, RuntimeError):
     """Something on the machine did not go as planned."""
 
     __test__ = False  # not a pytest class, whatever its name

@@ -21,6 +21,8 @@ No namespace of the testbed has a default route: its traffic stays on the /24.
 
 from __future__ import annotations
 
+from dockyard.errors import EXIT_INVALID, DockyardError
+
 import ipaddress
 import json
 import re
@@ -44,8 +46,10 @@ NETNS_DIR = Path("/run/netns")
 EXEC_ROOT = "/run/docker"         # inside the host's private /run
 
 
-class PlanError(ValueError):
+class PlanError(DockyardError, ValueError):
     """An impossible request (too many hosts, a bad subnet, an unknown host name)."""
+
+    exit_code = EXIT_INVALID
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,12 @@ def cloud(built_catalogue, engine):
     proc = dockyard("up", "--config-dir", str(CONFIG_DIR), timeout=3600)
     yield proc
     dockyard("destroy", "--yes", "--include-volumes", "--config-dir", str(CONFIG_DIR), check=False)
+
+
+@pytest.fixture(scope="session")
+def demo(cloud):
+    """``dockyard demo`` run twice on the cloud (the second must change nothing):
+    the guest image, networks, router, keypair and the provider network's far side."""
+    first = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=1800)
+    again = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=600)
+    return first, again

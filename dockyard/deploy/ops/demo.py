@@ -46,7 +46,6 @@ DEMO_CIDR = "10.0.0.0/24"
 EXTERNAL_NAMESPACE = "dockyard-external"
 # TEST-NET-3 (RFC 5737): an address range no real network uses, so the provider
 # network of the all-in-one cannot collide with one the host already reaches.
-EXTERNAL_CIDR = "203.0.113.0/24"
 FLAVORS = {"m1.tiny": (1, 256, 1), "m1.small": (1, 512, 2)}    # vCPUs, MiB, GiB
 
 
@@ -62,12 +61,12 @@ class External:
 
     @classmethod
     def of(cls, site: Site) -> External:
-        options = site.globals.services.get("neutron-agents", {})
+        options = agent_options(site)
         where = Path(site.config_dir) / "globals.yml"
         try:
-            net = ipaddress.IPv4Network(options.get("external_cidr", EXTERNAL_CIDR))
-            gateway = ipaddress.IPv4Address(options.get("external_gateway", str(net.network_address + 1)))
-            pool = options.get("external_pool", [str(net.network_address + 100), str(net.network_address + 199)])
+            net = ipaddress.IPv4Network(options["external_cidr"])
+            gateway = ipaddress.IPv4Address(options["external_gateway"] or str(net.network_address + 1))
+            pool = options["external_pool"] or [str(net.network_address + 100), str(net.network_address + 199)]
             first, last = (ipaddress.IPv4Address(a) for a in pool)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid provider network address: {exc}", path=where,
@@ -75,8 +74,19 @@ class External:
         if not (gateway in net and first in net and last in net and first <= last):
             raise ConfigError(f"external_gateway and external_pool must lie in {net}", path=where,
                               key="services.neutron-agents")
-        return cls(str(net), str(gateway), (str(first), str(last)),
-                   options.get("physical_network", "physnet1"), options.get("external_bridge", "br-ex"))
+        return cls(str(net), str(gateway), (str(first), str(last)), options["physical_network"],
+                   options["external_bridge"])
+
+
+def agent_options(site: Site) -> dict:
+    """The Neutron agents' options as their templates see them: globals.yml's,
+    checked, with the defaults services/neutron-agents.yml declares (the
+    provider network, its bridge), so the demo and the clean-up agree with
+    what the agents were given."""
+    from dockyard.deploy.wanted.catalogue import load_services
+
+    service = load_services().services["neutron-agents"]
+    return service.options(site.globals.services.get("neutron-agents", {}), Path(site.config_dir) / "globals.yml")
 
 
 @dataclass

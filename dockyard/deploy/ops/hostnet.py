@@ -18,15 +18,14 @@ from dockyard.deploy.wanted.builder import share_mount_spec, site_id
 from dockyard.engine.driver import ContainerSpec, Engine, Mount
 from dockyard.labels import LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 
-from .demo import EXTERNAL_NAMESPACE
+from .demo import EXTERNAL_NAMESPACE, agent_options
 
 NAMESPACE_PATTERNS = ("qrouter-*", "qdhcp-*", "snat-*", "fip-*", EXTERNAL_NAMESPACE)
 TOOLS_IMAGE = "openvswitch-vswitchd"      # ip, ovs-vsctl; on every network and compute host
 
 
 def bridges(site: Site) -> list[str]:
-    options = site.globals.services.get("neutron-agents", {})
-    return ["br-int", "br-tun", str(options.get("external_bridge", "br-ex"))]
+    return ["br-int", "br-tun", str(agent_options(site)["external_bridge"])]
 
 
 def cleanup_script(site: Site) -> str:

@@ -1,0 +1,76 @@
+"""Guests on the all-in-one: boot them and reach them, as a user would.
+
+Shared by the data-plane story and the upgrade. Traffic goes only from the
+namespace ``dockyard-external`` that ``dockyard demo`` made (the provider
+network's far side) to the guests' addresses. Every wait polls with a deadline;
+none sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from dockyard.guestimage import CONSOLE_SSHD
+
+from .client import openstack, openstack_json
+from .conftest import CONFIG_DIR
+
+NAMESPACE = "dockyard-external"
+KEY = CONFIG_DIR / "demo" / "id_ed25519"
+BOOT_TIMEOUT = 600          # QEMU emulation on a busy 2-core machine
+
+
+def in_namespace(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", NAMESPACE, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def ssh(address: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return in_namespace("ssh", "-i", str(KEY), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                        f"root@{address}", command, timeout=timeout)
+
+
+def poll(what: str, check, timeout: float = BOOT_TIMEOUT, every: float = 2.0, on_timeout=None):
+    """Call ``check`` until it returns something true, at most ``timeout`` seconds;
+    between tries, wait on nothing but the clock (bounded, one try per ``every``).
+    ``on_timeout`` says more (a console log) when it gives up."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        last = check()
+        if last:
+            return last
+        time.sleep(max(0.0, every - (time.monotonic() - started)))
+    more = f"\n{on_timeout()}" if on_timeout else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){more}")
+
+
+def console(server: str) -> str:
+    return openstack("console", "log", "show", server, check=False).stdout
+
+
+def answers_ping(address: str) -> bool:
+    return in_namespace("ping", "-c", "1", "-W", "2", address).returncode == 0
+
+
+def boot(name: str, image: str = "dockyard-guest") -> dict:
+    t0 = time.monotonic()
+    openstack("server", "create", "--image", image, "--flavor", "m1.tiny", "--network", "demo-net",
+              "--security-group", "demo", "--key-name", "demo", name)
+    server = poll(f"{name} ACTIVE", lambda: active(name))
+    active = time.monotonic() - t0
+    poll(f"{name}'s sshd on its console", lambda: CONSOLE_SSHD in console(name))
+    return {"server": server, "active_s": round(active, 1), "sshd_s": round(time.monotonic() - t0, 1), "t0": t0}
+
+
+def active(name: str):
+    server = openstack_json("server", "show", name)
+    assert server["status"] != "ERROR", f"{name} went to ERROR: {server.get('fault')}"
+    return server if server["status"] == "ACTIVE" else None
+
+
+def fixed_address(name: str) -> str:
+    addresses = openstack_json("server", "show", name)["addresses"]
+    return addresses["demo-net"][0] if isinstance(addresses["demo-net"], list) else addresses["demo-net"]
