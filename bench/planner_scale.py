@@ -1,7 +1,7 @@
 """Planner scale: the real pipeline's wanted state and plans for sites of 1, 10, 100 and 1000 hosts.
 
-Each size is a real site in a temporary folder: ``globals.yml`` as ``dockyard
-init`` writes it, passwords made as ``dockyard genpwd`` makes them, and an
+Each size is a real site in a temporary folder: the default ``globals.yml`` (as
+``dockyard up`` writes it), passwords made as ``dockyard genpwd`` makes them, and an
 ``inventory.yml`` of one control host ``ctl`` (groups control and network) and
 N-1 compute hosts ``cmp0001``... (group compute); a site of one host has it in
 every group (the all-in-one). Every host names its own engine over TCP with TLS,
