@@ -106,7 +106,7 @@ def test_after_edges(aio):
     assert set(u["keystone"].after) == {"mariadb", "memcached", "keystone_admin"}
     assert u["glance_register"].after == ("keystone",)                   # in parallel with the db sync
     assert set(u["glance_api"].after) == {"mariadb", "memcached", "keystone", "glance_bootstrap", "glance_register"}
-    assert {"rabbitmq", "placement_api", "nova_bootstrap", "nova_register"} <= set(u["nova_conductor"].after)
+    assert {"rabbitmq", "placement_api", "nova_cells", "nova_register"} <= set(u["nova_conductor"].after)
     assert set(u["horizon"].after) == {"memcached", "keystone"}
     assert u["rabbitmq"].after == ()
     # Every name waited for exists, and the order has no cycle.
