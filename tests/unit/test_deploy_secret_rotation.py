@@ -188,3 +188,20 @@ def test_a_new_hash_key_says_re_keyed_not_every_secret(site):
     plan = rotate(site, "dockyard_hash_key")
     assert plan.secrets == {}
     assert all("hashes re-keyed" in a.reason for a in plan.actions if a.kind == "recreate")
+
+
+def test_the_admins_client_files_follow_its_password_after_the_deploy(site):
+    site_dir, engine = site
+    api.post_deploy(site_dir)
+    lines: list[str] = []
+    set_password(site_dir, "keystone_admin_password", NEW)
+    plan = dry_run(site_dir, engine)
+    assert NEW not in (site_dir / "clouds.yaml").read_text()            # a dry run changes nothing
+    assert plan.secrets["keystone_admin_password"]
+    assert api.deploy(site_dir, engine=engine, say=lines.append).ok
+    assert yaml.safe_load((site_dir / "clouds.yaml").read_text())["clouds"]["dockyard"]["auth"]["password"] == NEW
+    assert NEW in (site_dir / "admin-openrc.sh").read_text()
+    for name in ("clouds.yaml", "admin-openrc.sh"):
+        assert (site_dir / name).stat().st_mode & 0o777 == 0o600
+    assert any("rewrote" in line and "clouds.yaml" in line for line in lines)
+    assert not any(NEW in line for line in lines)
