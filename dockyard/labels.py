@@ -19,6 +19,7 @@ LABEL_HASH = "dockyard.config-hash"         # hash of everything that defines th
 LABEL_HASH_PART_PREFIX = "dockyard.hash."   # + a part: image, files, env, command, volumes, runtime
 LABEL_HASH_FILE_PREFIX = LABEL_HASH_PART_PREFIX + "file."  # + a config file's name: dockyard.hash.file.keystone.conf
 LABEL_HASH_KEY = "dockyard.hash-key"        # the id of the key the hashes are keyed with (not the key)
+LABEL_HASH_SECRET_PREFIX = LABEL_HASH_PART_PREFIX + "secret."  # + a password's name: a keyed hash of its value
 
 # On every image a build makes (dockyard.image).
 LABEL_IMAGE_HASH = "dockyard.hash"          # the image's tree hash: equal means no build needed

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, make_private
+from dockyard.deploy.site.passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, make_private,
+                                            rotate_all_names, rotate_passwords)
 from dockyard.deploy.site.loader import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
 from dockyard.errors import EXIT_OK
 
@@ -25,14 +26,42 @@ def password_names() -> list[str]:
 @click.option("--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV,
               default=str(DEFAULT_CONFIG_DIR), show_default=True,
               help=f"The site's configuration folder (env {CONFIG_DIR_ENV}); created if missing.")
-def genpwd(config_dir: Path) -> int:
+@click.option("--rotate", "rotate", multiple=True, metavar="NAME",
+              help="Give this secret a new random value (repeat for several); the old file is kept as a 0600 backup.")
+@click.option("--rotate-all", is_flag=True, help="Give every secret a new random value (dockyard_hash_key aside).")
+def genpwd(config_dir: Path, rotate: tuple[str, ...], rotate_all: bool) -> int:
     """Generate passwords.yml: a strong random value for every password the
     services need. Existing values are never changed; the file is mode 0600.
-    No value is ever printed."""
+    No value is ever printed.
+
+    With --rotate NAME (or --rotate-all), the named secrets get new random
+    values instead, and nothing else changes: the old file is kept beside it
+    (passwords.yml.<time>.bak, 0600). `dockyard deploy` then carries them to
+    every place they are used (docs/secrets.md). An unknown name, or a secret
+    that cannot change in place, is refused (exit 2) with nothing changed.
+
+    \b
+    Examples:
+      dockyard genpwd --rotate glance_keystone_password && dockyard deploy
+      dockyard genpwd --rotate-all && dockyard deploy
+    """
     folder = config_dir_from(config_dir)
     names = password_names()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / PASSWORDS_FILE
+    if rotate or rotate_all:
+        if rotate and rotate_all:
+            raise click.UsageError("--rotate and --rotate-all: one or the other")
+        chosen = list(rotate)
+        if rotate_all:
+            chosen, left_out = rotate_all_names(names)
+            for name, why in left_out.items():
+                click.echo(f"{name} left as it is: {why}")
+        rotated, backup = rotate_passwords(path, chosen, names)
+        click.echo(f"{len(rotated)} secrets given new values in {path}: {', '.join(rotated)}")
+        click.echo(f"the old file is kept as {backup} (mode 0600; delete it once the deploy has carried them)")
+        click.echo(f"now run: dockyard deploy --config-dir {folder}")
+        return EXIT_OK
+    folder.mkdir(parents=True, exist_ok=True)
     old_mode = make_private(path)
     if old_mode is not None:
         click.echo(f"{path} was mode {old_mode:04o} (readable by group or others): now 0600")

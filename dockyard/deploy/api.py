@@ -290,6 +290,10 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         if observed.multi_host and result.outcomes:
             for line in result.host_summaries():
                 say(line)
+        if result.ok and "keystone" in prepared.wanted.services() and "keystone_admin_password" in site.passwords:
+            # The admin's client files follow its password once keystone has it.
+            for path in postdeploy.refresh_client_config(site):
+                say(f"rewrote {path} (its admin password is the site's again)")
         say(result.summary())
         return result
 

@@ -245,7 +245,7 @@ def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prep
     if wanted.missing_images:
         raise ConfigError(f"the images the site runs now are gone ({', '.join(wanted.missing_images)}): the site "
                           f"cannot be checked converged before its upgrade", path=path, key="release")
-    plan = make_plan(wanted.state, observed, only_services=services)
+    plan = make_plan(wanted.state, observed, only_services=services, secret_order=False)
     pending = [a for a in plan.actions if a.changes_something or a.kind == ActionKind.WAIT_HEALTHY]
     if pending:
         shown = "; ".join(f"{a.id} ({a.reason})" for a in pending[:5])

@@ -106,7 +106,7 @@ def test_after_edges(aio):
     assert set(u["keystone"].after) == {"mariadb", "memcached", "keystone_admin"}
     assert u["glance_register"].after == ("keystone",)                   # in parallel with the db sync
     assert set(u["glance_api"].after) == {"mariadb", "memcached", "keystone", "glance_bootstrap", "glance_register"}
-    assert {"rabbitmq", "placement_api", "nova_bootstrap", "nova_register"} <= set(u["nova_conductor"].after)
+    assert {"rabbitmq", "placement_api", "nova_cells", "nova_register"} <= set(u["nova_conductor"].after)
     assert set(u["horizon"].after) == {"memcached", "keystone"}
     assert u["rabbitmq"].after == ()
     # Every name waited for exists, and the order has no cycle.
@@ -360,58 +360,6 @@ def test_multi_host_inventory_places_units_on_their_groups(site_dir):
     assert u["openvswitch_db_server"].host == "net"
     keystone_conf = next(f for f in wanted.files if f.path.endswith("/keystone/keystone.conf")).content.decode()
     assert "@127.0.0.97:3306/keystone" in keystone_conf                # the database's host
-
-
-def _load_register_script(site_dir, tmp_path, monkeypatch):
-    """The rendered glance register.py as a module, on stand-ins for the SDK."""
-    import importlib.util
-    import sys
-    import types
-
-    class ConnectFailure(Exception):
-        pass
-
-    keystoneauth1 = types.ModuleType("keystoneauth1")
-    keystoneauth1.exceptions = types.SimpleNamespace(ConnectFailure=ConnectFailure, Unauthorized=Exception)
-    monkeypatch.setitem(sys.modules, "openstack", types.ModuleType("openstack"))
-    monkeypatch.setitem(sys.modules, "keystoneauth1", keystoneauth1)
-    _, wanted = wanted_of(site_dir)
-    source = next(f for f in wanted.files if f.path.endswith("/glance_register/register.py")).content
-    script = tmp_path / "register.py"
-    script.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("register_under_test", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    waits: list[float] = []
-    module.time = types.SimpleNamespace(sleep=waits.append)
-    return module, ConnectFailure, waits
-
-
-def test_register_script_runs_again_after_a_dropped_keystone_connection(site_dir, tmp_path, monkeypatch):
-    module, ConnectFailure, waits = _load_register_script(site_dir, tmp_path, monkeypatch)
-    calls = []
-
-    def flaky_main():
-        calls.append(1)
-        if len(calls) < 3:
-            raise ConnectFailure("Remote end closed connection without response")
-        return 0
-
-    module.main = flaky_main
-    assert module.main_with_retries(attempts=5) == 0
-    assert len(calls) == 3 and waits == [2, 4]
-
-
-def test_register_script_gives_up_after_its_attempts(site_dir, tmp_path, monkeypatch):
-    module, ConnectFailure, waits = _load_register_script(site_dir, tmp_path, monkeypatch)
-
-    def down():
-        raise ConnectFailure("connection refused")
-
-    module.main = down
-    with pytest.raises(ConnectFailure):
-        module.main_with_retries(attempts=3)
-    assert len(waits) == 2
 
 
 # -- the data plane: what each host can do decides datapath and virt type ---------------------

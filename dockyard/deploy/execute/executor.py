@@ -34,6 +34,7 @@ from dockyard.deploy.engines import SiteEngines, brief
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
+from dockyard.deploy.wanted.hashing import secrets_of
 from dockyard.deploy.plan.planner import Action, ActionKind, Plan
 from .timeline import Timeline
 
@@ -211,7 +212,7 @@ class _Applier:
         if result.exit_code != 0:
             raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
                                + _tail(result.logs))
-        self.jobs_record.mark_done(job.name, job.hash)
+        self.jobs_record.mark_done(job.name, job.hash, secrets_of(job.spec.labels))
 
     def upgrade_step(self, a: Action) -> None:
         # A one-shot like a job, recorded like one: a killed upgrade does not run it again.

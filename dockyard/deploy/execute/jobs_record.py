@@ -16,6 +16,10 @@ from pathlib import Path
 from dockyard.deploy.files import write_atomic
 
 RECORD_NAME = "jobs.json"
+# Beside the hashes: job name -> {secret name: keyed hash} of the secrets its last
+# successful run read (hashing.secret_labels), so a plan can say which secret a
+# job runs again for. Not a job name: unit names have no "@".
+SECRETS_KEY = "@secrets"
 
 
 def record_path(state_dir: Path) -> Path:
@@ -35,7 +39,20 @@ def load_jobs(state_dir: Path) -> dict[str, str]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {str(k): str(v) for k, v in data.items()}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+def load_job_secrets(state_dir: Path) -> dict[str, dict[str, str]]:
+    """Job name -> {secret name: keyed hash} of its last success (empty when unknown)."""
+    try:
+        data = json.loads(record_path(state_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    secrets = data.get(SECRETS_KEY) if isinstance(data, dict) else None
+    if not isinstance(secrets, dict):
+        return {}
+    return {str(job): {str(k): str(v) for k, v in found.items()} for job, found in secrets.items()
+            if isinstance(found, dict)}
 
 
 class JobsRecord:
@@ -51,10 +68,17 @@ class JobsRecord:
     def is_done(self, name: str, job_hash: str) -> bool:
         return self.load().get(name) == job_hash
 
-    def mark_done(self, name: str, job_hash: str) -> None:
+    def mark_done(self, name: str, job_hash: str, secrets: dict[str, str] | None = None) -> None:
         # Read-modify-write under a lock, so two jobs finishing at once both stay recorded.
         with self._lock:
-            record = self.load()
+            record: dict = self.load()
             record[name] = job_hash
+            kept = load_job_secrets(self.path.parent)
+            if secrets:
+                kept[name] = dict(secrets)
+            else:
+                kept.pop(name, None)
+            if kept:
+                record[SECRETS_KEY] = kept
             data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
             write_atomic(self.path, data)      # 0600: hashes of files that hold secrets (keyed, all the same)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine
 
-from dockyard.deploy.execute.jobs_record import load_jobs
+from dockyard.deploy.execute.jobs_record import load_job_secrets, load_jobs
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.wanted.model import WantedState, unit_key
 
@@ -31,6 +31,7 @@ class ObservedState:
     files: dict[str, bytes | None] = field(default_factory=dict)          # wanted path -> bytes, None if absent
     file_modes: dict[str, int] = field(default_factory=dict)              # wanted path -> permission bits
     jobs_done: dict[str, str] = field(default_factory=dict)               # job name -> hash of last success
+    job_secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # job name -> {secret: keyed hash} then
     foreign: dict[str, str] = field(default_factory=dict)                 # another site's container -> its site
     multi_host: bool = False                  # keys are name@host (more than one host observed or wanted)
     hosts: dict[str, str] = field(default_factory=dict)                   # container key -> host it was seen on
@@ -70,6 +71,7 @@ def observe(engine, wanted: WantedState, state_dir: Path, site: str | None = Non
         if mode is not None:
             observed.file_modes[f.path] = mode
     observed.jobs_done = load_jobs(state_dir)
+    observed.job_secrets = load_job_secrets(state_dir)
     return observed
 
 

@@ -37,7 +37,8 @@ from enum import StrEnum
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
 
-from dockyard.deploy.wanted.hashing import differing_files, differing_parts, file_key, job_rekeyed, rekeyed
+from dockyard.deploy.wanted.hashing import (changed_secrets, differing_files, differing_parts, file_key, job_rekeyed,
+                                            rekeyed, secrets_differing, secrets_of)
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount,
                                           WantedState, WantedVolume, unit_key)
@@ -139,6 +140,8 @@ class Action:
 @dataclass
 class Plan:
     actions: list[Action] = field(default_factory=list)
+    # Secret name -> ids of the actions its change makes (by name; never a value).
+    secrets: dict[str, list[str]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not self.actions
@@ -195,11 +198,15 @@ class Plan:
         if not self.actions:
             return "nothing to do: everything is as wanted"
         names = {a.id: _shown(a) for a in self.actions}
+        by_id = self.by_id()
+        lines = []
+        for secret, ids in self.secrets.items():
+            touched = ", ".join(f"{by_id[i].kind} {names[i]}" for i in ids)
+            lines.append(f"secret {secret} changed: {touched}")
         width = min(max(len(n) for n in names.values()), 60)
         services: dict[str, list[Action]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             services.setdefault(a.service or "(no service)", []).append(a)
-        lines = []
         for service, actions in services.items():
             lines.append(f"{service}:")
             for a in actions:
@@ -216,7 +223,8 @@ class Plan:
     def to_json(self) -> str:
         counts = Counter(a.kind for a in self.actions)
         return json.dumps({"actions": [a.to_dict() for a in self.actions],
-                           "counts": {k: counts[k] for k in ActionKind if counts[k]}}, indent=2)
+                           "counts": {k: counts[k] for k in ActionKind if counts[k]},
+                           "secrets": self.secrets}, indent=2)
 
 
 def _shown(a: Action) -> str:
@@ -250,6 +258,7 @@ def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
     if why:
         return f"config-hash differs ({why})"
     details = []
+    secrets = changed_secrets(observed_labels, wanted_labels)
     for part in differing_parts(observed_labels, wanted_labels):
         if part == "files":
             files = differing_files(observed_labels, wanted_labels)
@@ -261,7 +270,15 @@ def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
                 details.append(PART_NAMES[part])
         else:
             details.append(PART_NAMES[part])
-    return f"config-hash differs ({', '.join(details)})" if details else "config-hash differs"
+    said = ", ".join(details)
+    if secrets:
+        said += ("; " if said else "") + secrets_said(secrets)
+    return f"config-hash differs ({said})" if said else "config-hash differs"
+
+
+def secrets_said(names: list[str]) -> str:
+    """How a reason names changed secrets: by name, never by value."""
+    return f"secret{'s' if len(names) > 1 else ''} {', '.join(names)} changed"
 
 
 def container_change(c: WantedContainer, current: ContainerState | None,
@@ -301,8 +318,9 @@ class UnitIndex:
     one, else that name on every host it runs on. Raises ConfigError on a unit
     wanted twice on one host."""
 
-    def __init__(self, wanted: WantedState, multi_host: bool):
+    def __init__(self, wanted: WantedState, multi_host: bool, secret_order: bool = True):
         self.multi = multi_host
+        self.secret_order = secret_order
         self.units: dict[str, Unit] = {}
         self.by_name: dict[str, list[str]] = {}
         for unit in [*wanted.jobs, *wanted.containers]:
@@ -322,7 +340,7 @@ class UnitIndex:
         """The keys of the units ``unit`` waits for (names outside the wanted
         state are not ours to order)."""
         keys: list[str] = []
-        for name in unit.after:
+        for name in (*unit.after, *unit.secret_after) if self.secret_order else unit.after:
             own = unit_key(name, unit.host, self.multi)
             keys += [own] if own in self.units else self.by_name.get(name, [])
         return keys
@@ -357,7 +375,8 @@ def unit_order(wanted: WantedState, multi_host: bool = False, index: UnitIndex |
 # -- the planner ----------------------------------------------------------------------
 
 def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None,
-              only_hosts: set[str] | None = None, serial: int | None = None) -> Plan:
+              only_hosts: set[str] | None = None, serial: int | None = None,
+              secret_order: bool = True) -> Plan:
     """The actions that converge ``observed`` on ``wanted``.
 
     ``only_services`` limits the plan to those services' objects, ``only_hosts``
@@ -365,6 +384,8 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     neither acted on nor waited for. ``serial`` (deploy --serial) rolls every
     service through its hosts that many at a time; without it, services whose
     catalogue entry sets ``serial`` roll so.
+    ``secret_order`` off leaves out the waits on the units that make a changed
+    secret true (``secret_after``): an upgrade orders services its own way.
     """
     # Planning allocates many small objects and no reference cycles; the cyclic
     # collector would rescan the growing heap again and again, which makes a
@@ -372,7 +393,7 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Planner(wanted, observed, only_services, only_hosts, serial).run()
+        return _Planner(wanted, observed, only_services, only_hosts, serial, secret_order).run()
     finally:
         if was_enabled:
             gc.enable()
@@ -380,13 +401,13 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
 
 class _Planner:
     def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None,
-                 only_hosts: set[str] | None = None, serial: int | None = None):
+                 only_hosts: set[str] | None = None, serial: int | None = None, secret_order: bool = True):
         self.wanted = wanted
         self.observed = observed
         self.only = only_services
         self.only_hosts = only_hosts
         self.multi = observed.multi_host or len(wanted.hosts()) > 1
-        self.index = UnitIndex(wanted, self.multi)
+        self.index = UnitIndex(wanted, self.multi, secret_order)
         self.actions: list[Action] = []
         # Volume and file actions are decided first, and placed in the plan just
         # before the first unit that needs them, so the plan reads in order.
@@ -402,6 +423,11 @@ class _Planner:
         self.reach: dict[str, Action] = {}            # unreachable host -> its reach_engine action
         self.pull_action: dict[tuple[str, str], Action] = {}   # (host, image ref) -> its pull_image action
         self.serial = serial
+        self.secrets: dict[str, list[str]] = {}       # changed secret -> ids of the actions it makes
+
+    def note_secrets(self, names: list[str], action_id: str) -> None:
+        for name in names:
+            self.secrets.setdefault(name, []).append(action_id)
 
     def key(self, name: str, host: str) -> str:
         return unit_key(name, host, self.multi)
@@ -440,7 +466,7 @@ class _Planner:
                        *self.reach.values()]:
             self.add(action)
         self.roll_serially()
-        return Plan(self.actions)
+        return Plan(self.actions, {name: ids for name, ids in sorted(self.secrets.items())})
 
     # -- objects --------------------------------------------------------------------------
     def plan_unreachable(self, units: list[Unit]) -> None:
@@ -585,8 +611,13 @@ class _Planner:
         elif job_rekeyed(done, job.hash):
             reason = str(job_rekeyed(done, job.hash))
         else:
-            changed = self.rewritten(job.files)
-            reason = "inputs changed since its last run" + (f" ({', '.join(changed)} changed)" if changed else "")
+            files = self.rewritten(job.files)
+            changed = [f"{', '.join(files)} changed"] if files else []
+            secrets = secrets_differing(self.observed.job_secrets.get(job.name, {}), secrets_of(job.spec.labels))
+            if secrets:
+                changed.append(secrets_said(secrets))
+            reason = "inputs changed since its last run" + (f" ({'; '.join(changed)})" if changed else "")
+            self.note_secrets(secrets, f"job:{key}")
         volumes = tuple(m.source for m in job.spec.mounts if m.is_volume)
         action = self.add(Action(f"job:{key}", ActionKind.RUN_JOB, job.name, job.service, job.host, reason,
                                  self.deps_of(job, job.files, volumes), job=job))
@@ -621,7 +652,10 @@ class _Planner:
 
     def plan_container(self, c: WantedContainer) -> None:
         key = self.index.key(c)
-        kind, reason = container_change(c, self.observed.containers.get(key), self.rewritten(c.files))
+        current = self.observed.containers.get(key)
+        kind, reason = container_change(c, current, self.rewritten(c.files))
+        if kind == ActionKind.RECREATE and current is not None and not rekeyed(current.labels, c.spec.labels):
+            self.note_secrets(changed_secrets(current.labels, c.spec.labels), f"{kind}:{key}")
         if kind is None:
             self.pass_through(c)
             return

@@ -121,7 +121,7 @@ class UpgradePlan:
 def make_upgrade_plan(wanted: WantedState, observed: ObservedState, moves: list[Move], *,
                       only_services: set[str] | None = None) -> Plan:
     """The deploy plan of ``wanted``, with ``moves`` (in order) woven in."""
-    base = make_plan(wanted, observed, only_services=only_services)
+    base = make_plan(wanted, observed, only_services=only_services, secret_order=False)
     return _Weaver(base, observed, moves).run()
 
 

@@ -7,8 +7,10 @@ password's *name*, never a value.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -195,3 +197,97 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
         raise ConfigError(f"password missing{more}; run `dockyard genpwd --config-dir {path.parent}` to generate "
                           f"the missing ones (existing values are kept)", path=path, key=missing[0])
     return {name: value for name, value in data.items() if _is_set(value)}
+
+
+# -- rotation ----------------------------------------------------------------------------
+
+# Secrets that cannot be given a new value here, and why (`genpwd --rotate`
+# refuses them by name, with the reason, and changes nothing).
+NOT_ROTATABLE = {
+    "keystone_credential_keys": (
+        "keystone's credential keys are not in passwords.yml: they encrypt the credentials stored in keystone's "
+        "database (application credentials' secrets, EC2 and TOTP credentials), and a new key needs keystone-manage "
+        "credential_rotate, then credential_migrate of every stored credential, which dockyard does not run; "
+        "they stay on their volume"),
+    "keystone_fernet_keys": (
+        "the token keys are not in passwords.yml: rotate them with `dockyard rotate-fernet`, which keeps tokens "
+        "issued before the rotation valid until they expire"),
+}
+# Left out of `--rotate-all` (a name given on its own is rotated): why.
+NOT_IN_ROTATE_ALL = {
+    HASH_KEY_NAME: ("it keys the hash labels only and reaches no service; a new one recreates every container "
+                    "once (the plan says: hashes re-keyed). Name it on its own to rotate it"),
+}
+
+
+def backup_path(path: Path) -> Path:
+    """Where the file before a rotation is kept: beside it, stamped (UTC), so a
+    second rotation before a deploy never loses the values the cloud still runs."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = path.with_name(f"{path.name}.{stamp}.bak")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{stamp}-{n}.bak")
+    return candidate
+
+
+def rotate_passwords(path: Path, names: Iterable[str], known: Iterable[str]) -> tuple[list[str], Path]:
+    """New random values for ``names`` in ``path``; returns (names rotated,
+    backup of the old file). Everything is checked before anything is written:
+    an unknown name, a refused one (NOT_ROTATABLE) or a broken file raises
+    ConfigError naming it, and nothing changes. The old file is kept, mode
+    0600, as :func:`backup_path`; the new one replaces it atomically, 0600.
+    Comments and the other values stay as they were."""
+    path = Path(path)
+    known = set(known) | {HASH_KEY_NAME}
+    wanted = _unique(names)
+    if not wanted:
+        raise ConfigError("no secret named to rotate (--rotate NAME, or --rotate-all)", key="--rotate")
+    for name in wanted:
+        if name in NOT_ROTATABLE:
+            raise ConfigError(f"cannot be rotated here: {NOT_ROTATABLE[name]}", key=name)
+        if name not in known:
+            raise ConfigError(f"unknown secret (known: {', '.join(sorted(known))})", path=path, key=name)
+    if not path.exists():
+        raise ConfigError("not found: run `dockyard genpwd` first", path=path)
+    make_private(path)
+    old = path.read_text(encoding="utf-8")
+    existing = read_mapping(path)                        # a broken file raises here: nothing is written
+    values = {name: new_password() for name in wanted}
+    expected = {**existing, **values}
+    text = _with_replaced(old, values)
+    try:
+        if (strict_load(text) or {}) != expected:
+            text = None
+    except yaml.YAMLError:
+        text = None
+    if text is None:                                     # not one plain line per name: the whole mapping afresh
+        text = HEADER + yaml.safe_dump(expected, default_flow_style=False, sort_keys=False)
+    backup = backup_path(path)
+    write_private(backup, old)
+    write_private(path, text)
+    return wanted, backup
+
+
+def _with_replaced(text: str, values: dict[str, str]) -> str:
+    """The file's text with each name's line (``name: value``) given its new
+    value, and the names it lacks appended."""
+    lines = text.splitlines(keepends=True)
+    missing = dict(values)
+    for i, line in enumerate(lines):
+        match = re.match(r"^([A-Za-z0-9_]+)\s*:", line)
+        if match and match.group(1) in missing:
+            name = match.group(1)
+            lines[i] = yaml.safe_dump({name: missing.pop(name)}, default_flow_style=False)
+    out = "".join(lines)
+    if out and not out.endswith("\n"):
+        out += "\n"
+    return out + "".join(yaml.safe_dump({n: v}, default_flow_style=False) for n, v in missing.items())
+
+
+def rotate_all_names(known: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """What ``--rotate-all`` rotates (every known secret, as genpwd makes them),
+    and what it leaves out, with why."""
+    names = [n for n in _unique(known) if n not in NOT_IN_ROTATE_ALL]
+    return names, {n: why for n, why in NOT_IN_ROTATE_ALL.items()}

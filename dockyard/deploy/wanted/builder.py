@@ -41,7 +41,7 @@ from dockyard.errors import ConfigError
 from dockyard.deploy.site import ini, overrides
 from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, ConfigFile, ContainerDef, JobDef,
                         Service, ServiceCatalogue, VolumeMount, unit_name)
-from .hashing import job_hash, spec_hashes
+from .hashing import job_hash, secret_labels, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
@@ -148,6 +148,21 @@ def _compiled(env: jinja2.Environment, text: str) -> jinja2.Template:
     return env.from_string(text)
 
 
+class _Read(dict):
+    """The passwords as templates see them, noting which are read (``passwords.x``
+    and ``passwords[x]`` both come here): what a unit reads is what a change of
+    it touches (hashing.secret_labels)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name):
+        value = super().__getitem__(name)
+        self.read.add(name)
+        return value
+
+
 @dataclass
 class _Unit:
     """A job or container being assembled: what goes in its config folder."""
@@ -158,6 +173,7 @@ class _Unit:
     files: dict[str, bytes] = field(default_factory=dict)
     entries: list[tuple[str, ConfigFile]] = field(default_factory=list)
     tag: str | None = None           # its image's tag, when not its service's release's (upgrade steps)
+    secrets: set[str] = field(default_factory=set)   # names of the passwords its files read
 
 
 class WantedBuilder:
@@ -197,6 +213,11 @@ class WantedBuilder:
         self._containers_of: dict[str, list[str]] = {}
         self._choices: dict[str, dict[str, str]] = {}
         self._options: dict[str, dict] = {}
+        # For the order of a secret's change: unit name -> (service, secrets its
+        # files read), and secret name -> the units that make it true where it
+        # is checked (see appliers_first).
+        self.readers: dict[str, tuple[str, set[str]]] = {}
+        self.appliers: dict[str, list[tuple[str, str]]] = {}     # secret -> [(service, unit name)]
 
     # -- lookups ---------------------------------------------------------------------
     def image_id(self, image: str, host: str | None = None, tag: str | None = None) -> str | None:
@@ -271,7 +292,8 @@ class WantedBuilder:
         database_hosts = self.hosts_in(self._groups_of(DATABASE_SERVICE)) or [host]
         # Only the passwords the service declares: a template that uses another
         # one fails here, instead of working until someone runs genpwd afresh.
-        passwords = {name: self.site.passwords[name] for name in service.passwords() if name in self.site.passwords}
+        passwords = _Read({name: self.site.passwords[name] for name in service.passwords()
+                           if name in self.site.passwords})
         return {
             "service": service.name,
             "host": host,
@@ -342,6 +364,7 @@ class WantedBuilder:
                 text = ini.merge(text, *((str(p), overrides.read(p)) for p in found))
         unit.files[fname] = text.encode()
         unit.entries.append((fname, cfile))
+        unit.secrets.update(variables["passwords"].read)
 
     def config_json(self, unit: _Unit, command: str | None, user: str | None, permissions: list | None = None) -> None:
         doc: dict = {}
@@ -408,7 +431,9 @@ class WantedBuilder:
         labels = spec_hashes(spec, dict(unit.files), self.image_id(image, unit.host.name,
                                                                    unit.tag or self.tag(unit.service, image)),
                              key=self.hash_key)
-        spec = replace(spec, labels={**spec.labels, **labels})
+        secrets = {name: self.site.passwords[name] for name in unit.secrets}
+        spec = replace(spec, labels={**spec.labels, **labels, **secret_labels(secrets, self.hash_key)})
+        self.readers[unit.name] = (unit.service.name, set(unit.secrets))
         return spec, self.wanted_files(unit)
 
     def shared_mounts(self, unit: _Unit, mounts: tuple[Mount, ...], image: str, state: WantedState) -> None:
@@ -501,8 +526,44 @@ class WantedBuilder:
         for fname in job.config:
             self.config_file(unit, fname, variables)
         command = self.render_string(job.command, variables, service, f"{key}.command") if job.command else None
-        return self.job(unit, job.image, command, job.bootstrap, job.user, job.volumes, job.environment,
+        name = self.job(unit, job.image, command, job.bootstrap, job.user, job.volumes, job.environment,
                         [*after, *(unit_name(a) for a in job.after)], key, job.timeout, state)
+        for secret in job.applies:
+            self.applies(secret, service, name)
+        return name
+
+    def applies(self, secret: str, service: Service, unit: str) -> None:
+        self.appliers.setdefault(secret, []).append((service.name, unit))
+
+    def appliers_first(self, state: WantedState) -> None:
+        """A unit that reads a secret another service makes true where it is
+        checked (a service user's password, set in keystone by that service's
+        registration; RabbitMQ's, by RabbitMQ) waits for that: after a change,
+        nova gets neutron's new password only once keystone knows it. Within a
+        service the catalogue's own order holds (it already runs the makers
+        first); a wait on a unit with nothing to do costs nothing (planner)."""
+        graph: dict[str, set[str]] = {}
+        for u in [*state.jobs, *state.containers]:
+            graph.setdefault(u.name, set()).update(u.after)
+        seen: dict[str, set[str]] = {}
+
+        def ancestors(name: str) -> set[str]:
+            # What a unit already waits for, directly or not (the catalogue's
+            # graph is acyclic: unit_order checks it).
+            if name not in seen:
+                seen[name] = set()
+                for dep in graph.get(name, ()):
+                    seen[name] |= {dep, *ancestors(dep)}
+            return seen[name]
+
+        def extra(name: str) -> tuple[str, ...]:
+            service, secrets = self.readers.get(name, ("", set()))
+            more = [unit for secret in sorted(secrets) for other, unit in self.appliers.get(secret, ())
+                    if other != service and unit != name and unit not in ancestors(name)]
+            return tuple(dict.fromkeys(more))
+
+        state.jobs[:] = [replace(j, secret_after=extra(j.name)) for j in state.jobs]
+        state.containers[:] = [replace(c, secret_after=extra(c.name)) for c in state.containers]
 
     def toolbox_job(self, service: Service, name: str, files: dict[str, str], command: str, after: list[str],
                     key: str, state: WantedState) -> str:
@@ -513,6 +574,7 @@ class WantedBuilder:
         variables = self.variables(service, host)
         for fname, template in files.items():
             unit.files[fname] = self.render(template, variables, service, key).encode()
+            unit.secrets.update(variables["passwords"].read)
             unit.entries.append((fname, ConfigFile(template=template, dest=f"{TOOLBOX_HOME}/{fname}",
                                                    owner="dockyard", perm="0600", override=False)))
         return self.job(unit, TOOLBOX_IMAGE, command, False, None, [], {}, after, key, 900.0, state)
@@ -531,6 +593,8 @@ class WantedBuilder:
                 f"< {TOOLBOX_HOME}/create-databases.sql'",
                 self._containers_of.get(DATABASE_SERVICE, []), "databases", state)
             previous = [db]
+            for d in spec.databases:
+                self.applies(d.password, service, db)
         ready: list[str] = []                 # what the containers wait for, besides the dependencies
         index = {id(j): i for i, j in enumerate(spec.jobs)}
         for job in service.pre_jobs():
@@ -543,6 +607,7 @@ class WantedBuilder:
                                                  "register.py": "common/register.py.j2"},
                 f"python3 {TOOLBOX_HOME}/register.py", self._containers_of.get(IDENTITY_SERVICE, []),
                 "register", state))
+            self.applies(spec.registration.password, service, ready[-1])
         names: list[str] = []
         for cname, c in spec.containers.items():
             hosts = self.hosts_in(c.groups)
@@ -551,6 +616,8 @@ class WantedBuilder:
                                   key=f"containers.{cname}.group")
             for host in hosts:
                 names.append(self.container(service, cname, c, host, [*deps, *ready], state))
+                for secret in c.applies:
+                    self.applies(secret, service, names[-1])
         self._containers_of[service.name] = list(dict.fromkeys(names))
         # Jobs that wait for a container: each also after the one before it.
         previous = []
@@ -618,6 +685,7 @@ class WantedBuilder:
         state.images = list(self.images.values())
         state.serial = {name: self.catalogue.services[name].spec.serial for name in self.enabled
                         if self.catalogue.services[name].spec.serial}
+        self.appliers_first(state)
         return state
 
 

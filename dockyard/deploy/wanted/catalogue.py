@@ -195,6 +195,10 @@ class ContainerDef(StrictModel):
     healthcheck: HealthSpec | None = None
     ports: list[int] = Field(default_factory=list)         # TCP ports it binds: checked free first
     after: list[str] = Field(default_factory=list)         # units of this or a dependency service
+    # The secrets this container makes true where they are checked (RabbitMQ its
+    # user's password): units of other services that read one wait for it, so a
+    # changed secret reaches its checker before its users (docs/secrets.md).
+    applies: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -235,6 +239,7 @@ class JobDef(StrictModel):
     user: str | None = None
     after: list[str] = Field(default_factory=list)
     timeout: float = Field(default=900.0, gt=0)
+    applies: list[str] = Field(default_factory=list)      # as ContainerDef.applies
 
     @field_validator("group")
     @classmethod
@@ -613,6 +618,10 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
             if unit_name(ref) not in units_in_reach:
                 raise ConfigError(f"unknown unit {ref!r}: `after` names a job or container of this service "
                                   f"or of one it depends on", path=path, key=f"{key}.after")
+        for i, name in enumerate(getattr(unit, "applies", ())):
+            if name not in svc.passwords():
+                raise ConfigError(f"unknown password {name!r}: `applies` names passwords the service uses",
+                                  path=path, key=f"{key}.applies[{i}]")
         for var, value in unit.environment.items():
             if _PASSWORD_REFERENCE.search(value):
                 raise ConfigError("secrets never go in the environment: put them in a config file",

@@ -26,7 +26,8 @@ from pathlib import PurePosixPath
 
 from dockyard.engine.driver import ContainerSpec
 
-from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY, LABEL_HASH_PART_PREFIX
+from dockyard.labels import (LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY, LABEL_HASH_PART_PREFIX,
+                             LABEL_HASH_SECRET_PREFIX)
 
 # dockyard.config-hash (LABEL_HASH) holds the overall hash; dockyard.hash.<part> the
 # parts: the image id (or reference when no id is known), every config file by name
@@ -173,3 +174,33 @@ def differing_files(observed: Mapping[str, str], wanted: Mapping[str, str]) -> d
         elif old[name] != new[name]:
             out[name] = "changed"
     return out
+
+
+# -- which secrets a unit reads -----------------------------------------------------------
+# A unit's config files are hashed whole, so a changed password shows as a changed
+# file; to say *which* password (by name, never by value), each secret a unit
+# reads gets a keyed hash of its own: a label on containers, beside the hash in
+# the jobs record for jobs. They are not part of the config-hash (the files
+# already are), so adding them recreates nothing.
+
+def secret_labels(values: Mapping[str, str], key: bytes) -> dict[str, str]:
+    """``dockyard.hash.secret.<name>`` -> a keyed hash of the name and value."""
+    return {LABEL_HASH_SECRET_PREFIX + name: _mac(key, b"dockyard secret\0" + name.encode() + b"\0" + value.encode())
+            for name, value in sorted(values.items())}
+
+
+def secrets_of(labels: Mapping[str, str]) -> dict[str, str]:
+    """Secret name -> its keyed hash, from labels (or a jobs record entry)."""
+    return {k[len(LABEL_HASH_SECRET_PREFIX):]: v for k, v in labels.items() if k.startswith(LABEL_HASH_SECRET_PREFIX)}
+
+
+def changed_secrets(observed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    """The names of the secrets both sides know whose hashes differ. A secret the
+    observed side has no hash of (made by an older dockyard, or newly read) is
+    not named: nothing says it changed."""
+    return secrets_differing(secrets_of(observed), secrets_of(wanted))
+
+
+def secrets_differing(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """As :func:`changed_secrets`, for two maps of secret name -> keyed hash."""
+    return sorted(name for name in old.keys() & new.keys() if old[name] != new[name])

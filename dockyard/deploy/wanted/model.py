@@ -55,6 +55,11 @@ class WantedJob:
     spec: ContainerSpec
     hash: str
     after: tuple[str, ...] = ()     # names of jobs/containers that must be done/healthy first
+    # After a change of a secret it reads, the units that make that secret true
+    # where it is checked (another service's registration, RabbitMQ): a
+    # deploy's order; an upgrade, which moves services in an order of its own
+    # and changes no secret, leaves it out.
+    secret_after: tuple[str, ...] = ()
     files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
     timeout: float = 900.0
     copy_in: tuple[FileCopy, ...] = field(default=(), repr=False)   # its config, on a remote engine
@@ -69,6 +74,11 @@ class WantedContainer:
     spec: ContainerSpec
     hash: str
     after: tuple[str, ...] = ()     # names of jobs/containers that must be done/healthy first
+    # After a change of a secret it reads, the units that make that secret true
+    # where it is checked (another service's registration, RabbitMQ): a
+    # deploy's order; an upgrade, which moves services in an order of its own
+    # and changes no secret, leaves it out.
+    secret_after: tuple[str, ...] = ()
     files: tuple[str, ...] = ()     # host paths of WantedFiles it reads
     volumes: tuple[str, ...] = ()   # named volumes it mounts
     health_timeout: float = 300.0
