@@ -253,96 +253,124 @@ def execute(plan: Plan, engine: Engine | SiteEngines, *, parallelism: int, timel
     """
     plan.validate()
     engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
-    actions = plan.by_id()
-    dependents = plan.dependents()
-    waiting_on = {a.id: set(a.deps) for a in plan.actions}
-    results: dict[str, Outcome] = {}
-    finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-    started = time.monotonic()
-    timeline.run_start(actions=len(plan.actions), changes=plan.changes())
+    return Executor(plan, engines, parallelism=parallelism, timeline=timeline, jobs_record=jobs_record,
+                    progress=progress).run()
 
-    def run_one(action: Action) -> None:
-        # In a worker thread. Whatever happens, exactly one outcome is queued.
-        timeline.action_start(action)
+
+class Executor:
+    """One run of one plan. The calling thread schedules; worker threads apply.
+
+    The state below is touched by the calling thread only: the workers' one way
+    back is the ``finished`` queue, each putting exactly one outcome per action.
+    """
+
+    def __init__(self, plan: Plan, engines: SiteEngines, *, parallelism: int, timeline: Timeline,
+                 jobs_record: JobsRecord, progress: Progress | None = None):
+        self.plan = plan
+        self.engines = engines
+        self.timeline = timeline
+        self.jobs_record = jobs_record
+        self.progress = progress
+        self.actions = plan.by_id()
+        self.dependents = plan.dependents()
+        self.waiting_on = {a.id: set(a.deps) for a in plan.actions}   # action -> deps not yet succeeded
+        # Action id -> its outcome; None once submitted and not yet finished.
+        self.results: dict[str, Outcome | None] = {}
+        self.finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.priority = chain_weights(plan)
+        self.position = {a.id: i for i, a in enumerate(plan.actions)}
+        self.ready: list[tuple[int, int, str]] = []    # heap: heaviest chain first, then plan order
+        self.in_flight = 0           # submitted, outcome not yet taken from the queue
+        self.busy_slots = 0          # of those, the ones holding a parallelism slot
+        self.slots = max(1, parallelism)
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        self.timeline.run_start(actions=len(self.plan.actions), changes=self.plan.changes())
+        self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="dockyard-action")
+        # A thread per wait, each blocked on one event stream; beyond MAX_WAITS they queue.
+        wait_count = sum(a.kind in SLOTLESS_KINDS for a in self.plan.actions)
+        self.waits = ThreadPoolExecutor(max_workers=max(1, min(wait_count, MAX_WAITS)),
+                                        thread_name_prefix="dockyard-wait")
+        try:
+            self.submit_ready([a.id for a in self.plan.actions])
+            while self.in_flight:
+                self.take(self.finished.get())
+        finally:
+            # On an interrupt, queued actions are dropped; those running finish.
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.waits.shutdown(wait=True, cancel_futures=True)
+        outcomes = [o for o in (self.results.get(a.id) for a in self.plan.actions) if o is not None]
+        result = RunResult(outcomes, time.monotonic() - started)
+        self.timeline.run_end(OK if result.ok else FAILED, changed=result.changed, failed=result.failed,
+                              skipped=result.skipped, seconds=round(result.seconds, 3))
+        return result
+
+    # -- the calling thread -----------------------------------------------------------
+    def submit_ready(self, candidates: list[str]) -> None:
+        """Submit the candidates whose dependencies all succeeded: a wait at once
+        (it takes no slot), the rest by priority while slots are free."""
+        for action_id in candidates:
+            if action_id not in self.results and not self.waiting_on[action_id]:
+                self.results[action_id] = None          # claimed: submitted once only
+                if self.actions[action_id].kind in SLOTLESS_KINDS:
+                    self.in_flight += 1
+                    self.waits.submit(self.run_one, self.actions[action_id])
+                else:
+                    heapq.heappush(self.ready, (-self.priority[action_id], self.position[action_id], action_id))
+        while self.ready and self.busy_slots < self.slots:
+            _, _, action_id = heapq.heappop(self.ready)
+            self.in_flight += 1
+            self.busy_slots += 1
+            self.pool.submit(self.run_one, self.actions[action_id])
+
+    def take(self, outcome: Outcome) -> None:
+        """An action finished: free its slot, report it, and go on with what it freed
+        (or skip what needed it)."""
+        self.in_flight -= 1
+        if outcome.action.kind not in SLOTLESS_KINDS:
+            self.busy_slots -= 1
+        self.report(outcome)
+        if outcome.result == OK:
+            freed = []
+            for d in self.dependents[outcome.action.id]:
+                self.waiting_on[d].discard(outcome.action.id)
+                if not self.waiting_on[d]:
+                    freed.append(d)
+            self.submit_ready(freed)
+        else:
+            self.skip_dependents(outcome.action)
+            self.submit_ready([])                       # its slot is free for another branch
+
+    def report(self, outcome: Outcome) -> None:
+        self.results[outcome.action.id] = outcome
+        if self.progress:
+            self.progress(outcome)
+
+    def skip_dependents(self, failed: Action) -> None:
+        """Everything that needs ``failed``, transitively, is skipped, naming what it missed."""
+        because = f"needs {failed.readiness()}"
+        stack = list(self.dependents[failed.id])
+        while stack:
+            action_id = stack.pop(0)
+            if action_id in self.results:
+                continue
+            outcome = Outcome(self.actions[action_id], SKIPPED, error=because)
+            self.timeline.action_end(outcome.action, SKIPPED, because)
+            self.report(outcome)
+            stack.extend(self.dependents[action_id])
+
+    # -- a worker thread --------------------------------------------------------------
+    def run_one(self, action: Action) -> None:
+        """Whatever happens, exactly one outcome is queued."""
+        self.timeline.action_start(action)
         t0 = time.monotonic()
         try:
-            _Applier(engines, jobs_record)(action)
+            _Applier(self.engines, self.jobs_record)(action)
             outcome = Outcome(action, OK, time.monotonic() - t0)
         except Exception as exc:          # one action's failure is reported, not raised
             outcome = Outcome(action, FAILED, time.monotonic() - t0, failure_text(action, exc))
         try:
-            timeline.action_end(action, outcome.result, outcome.error)
+            self.timeline.action_end(action, outcome.result, outcome.error)
         finally:
-            finished.put(outcome)
-
-    def report(outcome: Outcome) -> None:
-        results[outcome.action.id] = outcome
-        if progress:
-            progress(outcome)
-
-    def skip_dependents(failed: Action) -> None:
-        because = f"needs {failed.readiness()}"
-        stack = list(dependents[failed.id])
-        while stack:
-            action_id = stack.pop(0)
-            if action_id in results:
-                continue
-            outcome = Outcome(actions[action_id], SKIPPED, error=because)
-            timeline.action_end(outcome.action, SKIPPED, because)
-            report(outcome)
-            stack.extend(dependents[action_id])
-
-    priority = chain_weights(plan)
-    position = {a.id: i for i, a in enumerate(plan.actions)}
-    ready: list[tuple[int, int, str]] = []      # heap: heaviest chain first, then plan order
-    in_flight = 0
-    busy_slots = 0
-    slots = max(1, parallelism)
-    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="dockyard-action")
-    # A thread per wait, each blocked on one event stream; beyond MAX_WAITS they queue.
-    wait_count = sum(a.kind in SLOTLESS_KINDS for a in plan.actions)
-    waits = ThreadPoolExecutor(max_workers=max(1, min(wait_count, MAX_WAITS)), thread_name_prefix="dockyard-wait")
-    try:
-        def submit_ready(candidates: list[str]) -> None:
-            nonlocal in_flight, busy_slots
-            for action_id in candidates:
-                if action_id not in results and not waiting_on[action_id]:
-                    results[action_id] = None          # claimed: submitted once only
-                    if actions[action_id].kind in SLOTLESS_KINDS:
-                        in_flight += 1
-                        waits.submit(run_one, actions[action_id])
-                    else:
-                        heapq.heappush(ready, (-priority[action_id], position[action_id], action_id))
-            while ready and busy_slots < slots:
-                _, _, action_id = heapq.heappop(ready)
-                in_flight += 1
-                busy_slots += 1
-                pool.submit(run_one, actions[action_id])
-
-        submit_ready([a.id for a in plan.actions])
-        while in_flight:
-            outcome = finished.get()
-            in_flight -= 1
-            if outcome.action.kind not in SLOTLESS_KINDS:
-                busy_slots -= 1
-            report(outcome)
-            if outcome.result == OK:
-                freed = []
-                for d in dependents[outcome.action.id]:
-                    waiting_on[d].discard(outcome.action.id)
-                    if not waiting_on[d]:
-                        freed.append(d)
-                submit_ready(freed)
-            else:
-                skip_dependents(outcome.action)
-                submit_ready([])                       # its slot is free for another branch
-    finally:
-        # On an interrupt, queued actions are dropped; those running finish.
-        pool.shutdown(wait=True, cancel_futures=True)
-        waits.shutdown(wait=True, cancel_futures=True)
-
-    result = RunResult([results[a.id] for a in plan.actions if results.get(a.id) is not None],
-                       time.monotonic() - started)
-    timeline.run_end(OK if result.ok else FAILED, changed=result.changed, failed=result.failed,
-                     skipped=result.skipped, seconds=round(result.seconds, 3))
-    return result
+            self.finished.put(outcome)
