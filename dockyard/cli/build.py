@@ -1,7 +1,7 @@
 """``dockyard build``, ``dockyard images`` and ``dockyard images diff``.
 
 Options are parsed here; the work is :mod:`dockyard.image`. Errors are raised
-(ConfigError: exit 2, EngineError: exit 4) and turned into messages by
+(ConfigError: exit 2, EngineUnavailable: exit 4, EngineError: exit 1) and turned into messages by
 ``dockyard.cli.main``.
 """
 

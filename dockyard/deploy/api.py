@@ -17,7 +17,7 @@ import yaml
 
 from dockyard.engine import connect
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
-from dockyard.errors import ConfigError, DockyardError, EngineError
+from dockyard.errors import ConfigError, DockyardError, EngineUnavailable
 from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
@@ -103,14 +103,9 @@ def site_engines(site: Site, engine: Engine | SiteEngines | None = None) -> tupl
     unreachable = engines.unreachable(hosts)
     if unreachable and len(unreachable) == len(hosts):
         if len(hosts) == 1:
-            try:
-                engines.of(hosts[0]).ping()             # again, for the engine's own words
-            except EngineError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a driver that does not wrap its errors
-                raise EngineError(f"cannot reach the container engine: {exc}") from exc
-            raise EngineError(f"cannot reach the container engine: {unreachable[hosts[0]]}")
-        raise EngineError("no engine of the site answers: " + "; ".join(
+            engines.of(hosts[0]).ping()                 # again, for the engine's own words (EngineUnavailable)
+            raise EngineUnavailable(f"cannot reach the container engine: {unreachable[hosts[0]]}")
+        raise EngineUnavailable("no engine of the site answers: " + "; ".join(
             f"host {h} ({engines.url(h)}): {why}" for h, why in unreachable.items()))
     return engines, unreachable
 

@@ -8,30 +8,14 @@ container wanted twice on one engine.
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from dockyard.engine import connect
-from dockyard.engine.driver import Engine
-from dockyard.errors import EngineError
+from dockyard.engine.driver import Engine, brief  # noqa: F401  (brief: re-exported for the deploy stages)
+from dockyard.errors import EngineUnavailable
 
 from dockyard.deploy.site.loader import Site
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-def brief(exc: BaseException) -> str:
-    """Why an engine did not answer, in a few words (``Connection refused``) when
-    the error says so among the layers of requests' and urllib3's wording."""
-    text = str(exc) or type(exc).__name__
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(1).strip().rstrip(".")
-    if "timed out" in text.lower():
-        return "timed out"
-    return text
 
 
 class SiteEngines:
@@ -51,7 +35,7 @@ class SiteEngines:
     def of(self, host: str) -> Engine:
         engine = self.by_host.get(host, self.default)
         if engine is None:
-            raise EngineError(f"host {host}: no engine is known for it")
+            raise EngineUnavailable(f"host {host}: no engine is known for it")
         return engine
 
     def url(self, host: str) -> str:

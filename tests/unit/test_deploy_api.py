@@ -454,3 +454,51 @@ def test_the_cleanup_touches_only_names_the_data_plane_makes(site_dir):
     assert "del-br $b" in script and "br-int br-tun br-ex" in script
     spec = hostnet.cleanup_spec(site)
     assert spec.cap_add == ("NET_ADMIN", "SYS_ADMIN") and spec.pid_mode is None
+
+
+# -- the engine dying mid-run ----------------------------------------------------------------
+
+def test_an_engine_that_dies_mid_deploy_fails_the_action_by_name_exit_1(monkeypatch, site_dir, capsys):
+    engine = full_engine()
+    create = engine.create
+
+    def die_at_keystone(spec):
+        if spec.name == "keystone":
+            engine.down = True
+        return create(spec)
+    engine.create = die_at_keystone
+    code = run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir))
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.out + captured.err
+    failed = [line for line in captured.out.splitlines() if line.startswith("  FAILED")]
+    assert any(line.split()[1] == "create:keystone" and "its engine did not answer: Connection refused" in line
+               for line in failed), failed
+    assert re.search(r"^\d+ changes, [1-9]\d* failed, [1-9]\d* skipped in ", captured.out, re.M)
+
+
+def test_an_engine_gone_before_the_run_is_exit_4_in_its_own_words(monkeypatch, site_dir, capsys):
+    engine = full_engine()
+    engine.down = True
+    assert run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir)) == 4
+    err = capsys.readouterr().err
+    assert "cannot reach the container engine" in err and "Connection refused" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [("deploy",), ("stop",), ("destroy", "--yes")])
+def test_the_real_driver_on_a_dead_socket_is_exit_4_without_a_traceback(monkeypatch, site_dir, capsys, tmp_path,
+                                                                         command):
+    from dockyard import cli
+    from dockyard.engine import connect
+
+    dead = tmp_path / "dead.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(dead))
+    sock.close()
+    monkeypatch.setattr(api, "connect", lambda name="docker": connect(name, base_url=f"unix://{dead}"))
+    monkeypatch.setattr(sys, "argv", ["dockyard", *command, "--config-dir", str(site_dir)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 4, err
+    assert f"cannot reach the container engine at unix://{dead}: Connection refused" in err
+    assert "Traceback" not in err

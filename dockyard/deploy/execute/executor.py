@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from dockyard.engine.driver import ContainerDied, Engine, HealthTimeout
-from dockyard.errors import DockyardError, EXIT_FAILED, EXIT_OK
+from dockyard.errors import DockyardError, EngineUnavailable, EXIT_FAILED, EXIT_OK
 
 from dockyard.deploy.engines import SiteEngines, brief
 from dockyard.deploy.files import write_atomic
@@ -136,6 +136,8 @@ Progress = Callable[[Outcome], None]
 def _unreachable(exc: BaseException | None) -> bool:
     """Did the engine not answer (refused, reset, timed out), rather than answer
     with an error? An error that carries the engine's response is an answer."""
+    if isinstance(exc, EngineUnavailable):     # what the engine drivers raise
+        return True
     seen = 0
     while exc is not None and seen < 5:
         if getattr(exc, "response", None) is not None:
