@@ -9,13 +9,16 @@ container wanted twice on one engine.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, TypeVar
 
 from dockyard.engine import connect
 from dockyard.engine.driver import Engine, brief  # noqa: F401  (brief: re-exported for the deploy stages)
 from dockyard.errors import EngineUnavailable
 
 from dockyard.deploy.site.loader import Site
+
+
+T = TypeVar("T")
 
 
 class SiteEngines:
@@ -49,7 +52,7 @@ class SiteEngines:
             out.setdefault(id(engine), (engine, []))[1].append(host)
         return list(out.values())
 
-    def each(self, hosts: list[str], fn: Callable[[Engine, list[str]], object]) -> dict[int, object]:
+    def each(self, hosts: list[str], fn: Callable[[Engine, list[str]], T]) -> dict[int, T | Exception]:
         """``fn(engine, its hosts)`` for every engine at once (threads: the calls
         wait on the network). Returns index of the group -> its result, or the
         exception it raised (never raised here: one host down stops no other)."""
@@ -60,7 +63,7 @@ class SiteEngines:
                 return {0: fn(engine, served)}
             except Exception as exc:  # noqa: BLE001 - reported per host by the caller
                 return {0: exc}
-        results: dict[int, object] = {}
+        results: dict[int, T | Exception] = {}
         with ThreadPoolExecutor(max_workers=min(16, len(groups)), thread_name_prefix="dockyard-engine") as pool:
             futures = {i: pool.submit(fn, engine, served) for i, (engine, served) in enumerate(groups)}
             for i, future in futures.items():

@@ -30,6 +30,7 @@ from dockyard.deploy.execute import volumes_record
 from dockyard.deploy.execute.executor import RunResult, execute
 from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
+from dockyard.deploy.execute.records import UPGRADE_RECORD
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.plan.observe import ObservedState, observe
@@ -43,7 +44,7 @@ from dockyard.errors import ConfigError
 from dockyard.releases import Releases, load_releases
 
 Say = Callable[[str], None]
-RECORD_NAME = "upgrade.json"
+RECORD_NAME = UPGRADE_RECORD          # forgotten with the data by destroy --include-volumes
 
 
 # -- the record ------------------------------------------------------------------------

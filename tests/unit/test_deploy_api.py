@@ -232,7 +232,8 @@ def test_status_says_what_is_missing_then_up_to_date(site_dir):
 def test_stop_then_deploy_starts_them_again(deployed):
     site_dir, engine = deployed
     stopped = api.stop(site_dir, engine=engine, say=quiet)
-    assert stopped == len(engine.containers()) and not [c for c in engine.containers() if c.running]
+    assert stopped.ok and stopped.changed == len(engine.containers())
+    assert not [c for c in engine.containers() if c.running]
     stops = [c[1] for c in engine.calls if c[0] == "stop"]
     assert stops.index("nova_api") < stops.index("rabbitmq") and stops.index("keystone") < stops.index("mariadb")
     engine.calls.clear()
@@ -439,7 +440,8 @@ def test_destroy_removes_the_data_planes_namespaces_and_bridge_taps_through_the_
     jobs = [c[1] for c in engine.calls if c[0] == "job"]
     # Shared first (as after a reboot), then the cleanup; after the containers are gone.
     assert jobs == ["dockyard_share_run_netns", "dockyard_hostnet_cleanup"]
-    assert "  namespace qrouter-1 removed" in said
+    assert any(line.startswith("  ok      clean_host_network:localhost") and
+               line.endswith("\n      namespace qrouter-1 removed") for line in said), said
     assert [c[0] for c in engine.calls].index("job") > max(i for i, c in enumerate(engine.calls) if c[0] == "remove")
 
 
@@ -464,7 +466,8 @@ def test_an_engine_that_dies_mid_deploy_fails_the_action_by_name_exit_1(monkeypa
 
     def die_at_keystone(spec):
         if spec.name == "keystone":
-            engine.down = True
+            engine.down = True              # every call from now on is refused, this one too
+            return engine.create(spec)
         return create(spec)
     engine.create = die_at_keystone
     code = run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir))

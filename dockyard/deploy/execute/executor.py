@@ -33,6 +33,7 @@ from dockyard.errors import DockyardError, EngineUnavailable, EXIT_FAILED, EXIT_
 from dockyard.deploy.engines import SiteEngines, brief
 from dockyard.deploy.files import write_atomic
 from .jobs_record import JobsRecord
+from .records import forget_all
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import Action, ActionKind, Plan
 from .timeline import Timeline
@@ -44,7 +45,8 @@ MAX_WAITS = 64                                  # health waits watched at once
 # How long an action of each kind usually takes, relatively: jobs and health waits
 # run for seconds, the rest for milliseconds. Only the order of priorities matters.
 KIND_WEIGHT = {ActionKind.RUN_JOB: 10, ActionKind.WAIT_HEALTHY: 10, ActionKind.CREATE: 2, ActionKind.RECREATE: 2,
-               ActionKind.START: 2, ActionKind.UPGRADE_STEP: 10}
+               ActionKind.START: 2, ActionKind.UPGRADE_STEP: 10, ActionKind.STOP: 2,
+               ActionKind.CLEAN_HOST_NETWORK: 10}
 
 
 def chain_weights(plan: Plan) -> dict[str, int]:
@@ -70,14 +72,18 @@ class Outcome:
     result: str              # ok | failed | skipped
     seconds: float = 0.0
     error: str = ""          # why it failed or was skipped (may span lines: log excerpts)
+    note: str = ""           # what a successful action has to say (the namespaces a cleanup removed)
 
     def line(self) -> str:
-        """The progress line of docs/cli.md: result, action id, time, and why."""
+        """The progress line of docs/cli.md: result, action id, time, and why;
+        a note follows on lines of its own."""
         result = "FAILED" if self.result == FAILED else self.result
         took = "" if self.result == SKIPPED else f"{self.seconds:.1f}s"
         text = f"  {result:<7} {self.action.id:<44} {took:>7}"
         if self.error:
             text += "  " + self.error
+        if self.note:
+            text += "\n" + "\n".join("      " + line for line in self.note.splitlines())
         return text
 
 
@@ -171,10 +177,17 @@ class _Applier:
     def __init__(self, engines: SiteEngines, jobs_record: JobsRecord):
         self.engines = engines
         self.jobs_record = jobs_record
+        self.host = ""
 
-    def __call__(self, action: Action) -> None:
-        self.engine = self.engines.of(action.host)     # a fresh applier per action: see execute()
-        getattr(self, action.kind.value)(action)       # one method per ActionKind
+    @property
+    def engine(self) -> Engine:
+        """The engine of the action's host (asked for only by actions that use one)."""
+        return self.engines.of(self.host)
+
+    def __call__(self, action: Action) -> str | None:
+        """Apply ``action``; returns what it has to say, if anything."""
+        self.host = action.host                        # a fresh applier per action: see Executor.run_one
+        return getattr(self, action.kind.value)(action)    # one method per ActionKind
 
     def reach_engine(self, a: Action) -> None:
         # Nothing was planned on the host: whether it answers now or not, its
@@ -243,20 +256,42 @@ class _Applier:
         self.engine.stop(a.target)
         self.engine.remove(a.target)
 
+    def stop(self, a: Action) -> None:
+        self.engine.stop(a.target)
+
+    def clean_host_network(self, a: Action) -> str:
+        job = a.job
+        result = self.engine.run_job(job.spec, timeout=job.timeout)
+        if result.exit_code != 0:
+            raise ActionFailed(f"the host network cleanup on {a.host} exited with code {result.exit_code}; last "
+                               f"log lines:\n" + _tail(result.logs))
+        return "\n".join(line.strip() for line in result.logs.splitlines() if line.strip())
+
+    def remove_volume(self, a: Action) -> None:
+        # An engine refuses to remove a volume a container still uses (one not of
+        # this site): the refusal, naming the container, fails this action.
+        self.engine.remove_volume(a.target)
+
+    def forget_records(self, a: Action) -> str:
+        gone = forget_all(Path(a.target))
+        return f"forgotten: {', '.join(gone)}" if gone else ""
+
 
 def execute(plan: Plan, engine: Engine | SiteEngines, *, parallelism: int, timeline: Timeline,
-            jobs_record: JobsRecord, progress: Progress | None = None) -> RunResult:
+            jobs_record: JobsRecord, progress: Progress | None = None, command: str | None = None) -> RunResult:
     """Apply ``plan``: each action once its dependencies succeeded, at most
     ``parallelism`` at a time, on its host's engine (``engine``: one for every
     host, or a SiteEngines). Returns every action's outcome, in plan order.
 
     ``progress`` is called in the calling thread with each outcome as it is known
-    (skips included). Raises ValueError, before doing anything, on a malformed plan.
+    (skips included). ``command`` names the run in its timeline (``stop``,
+    ``destroy``) when it is not a deploy's. Raises ValueError, before doing
+    anything, on a malformed plan.
     """
     plan.validate()
     engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
     return Executor(plan, engines, parallelism=parallelism, timeline=timeline, jobs_record=jobs_record,
-                    progress=progress).run()
+                    progress=progress, command=command).run()
 
 
 class Executor:
@@ -267,8 +302,9 @@ class Executor:
     """
 
     def __init__(self, plan: Plan, engines: SiteEngines, *, parallelism: int, timeline: Timeline,
-                 jobs_record: JobsRecord, progress: Progress | None = None):
+                 jobs_record: JobsRecord, progress: Progress | None = None, command: str | None = None):
         self.plan = plan
+        self.command = command
         self.engines = engines
         self.timeline = timeline
         self.jobs_record = jobs_record
@@ -288,7 +324,8 @@ class Executor:
 
     def run(self) -> RunResult:
         started = time.monotonic()
-        self.timeline.run_start(actions=len(self.plan.actions), changes=self.plan.changes())
+        self.timeline.run_start(actions=len(self.plan.actions), changes=self.plan.changes(),
+                                **({"command": self.command} if self.command else {}))
         self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="dockyard-action")
         # A thread per wait, each blocked on one event stream; beyond MAX_WAITS they queue.
         wait_count = sum(a.kind in SLOTLESS_KINDS for a in self.plan.actions)
@@ -368,8 +405,8 @@ class Executor:
         self.timeline.action_start(action)
         t0 = time.monotonic()
         try:
-            _Applier(self.engines, self.jobs_record)(action)
-            outcome = Outcome(action, OK, time.monotonic() - t0)
+            note = _Applier(self.engines, self.jobs_record)(action) or ""
+            outcome = Outcome(action, OK, time.monotonic() - t0, note=note)
         except Exception as exc:          # one action's failure is reported, not raised
             outcome = Outcome(action, FAILED, time.monotonic() - t0, failure_text(action, exc))
         try:

@@ -55,7 +55,12 @@ class ActionKind(StrEnum):
     RECREATE = "recreate"
     START = "start"
     WAIT_HEALTHY = "wait_healthy"
-    REMOVE = "remove"
+    REMOVE = "remove"                   # stop and remove a container (deploy: unwanted; destroy: every one)
+    # dockyard stop and destroy (plan/teardown.py)
+    STOP = "stop"
+    CLEAN_HOST_NETWORK = "clean_host_network"   # the data plane's namespaces and bridge taps (ops/hostnet.py)
+    REMOVE_VOLUME = "remove_volume"
+    FORGET_RECORDS = "forget_records"   # the jobs, volumes and upgrade records: the data they describe is gone
 
 
 # Kinds that change something on the host; waiting on health changes nothing.
@@ -122,6 +127,10 @@ class Action:
             ActionKind.START: f"{self.target} started",
             ActionKind.WAIT_HEALTHY: f"{self.target} healthy",
             ActionKind.REMOVE: f"{self.target} removed",
+            ActionKind.STOP: f"{self.target} stopped",
+            ActionKind.CLEAN_HOST_NETWORK: f"the host network of {self.host} cleaned",
+            ActionKind.REMOVE_VOLUME: f"volume {self.target} removed",
+            ActionKind.FORGET_RECORDS: "the records forgotten",
         }[self.kind]
 
     def to_dict(self) -> dict:
@@ -189,6 +198,7 @@ class Plan:
             return "nothing to do: everything is as wanted"
         names = {a.id: _shown(a) for a in self.actions}
         width = min(max(len(n) for n in names.values()), 60)
+        kind_width = max(13, *(len(a.kind) for a in self.actions))
         services: dict[str, list[Action]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             services.setdefault(a.service or "(no service)", []).append(a)
@@ -196,7 +206,7 @@ class Plan:
         for service, actions in services.items():
             lines.append(f"{service}:")
             for a in actions:
-                line = f"  {a.kind:<13} {names[a.id]:<{width}}  {a.reason}"
+                line = f"  {a.kind:<{kind_width}} {names[a.id]:<{width}}  {a.reason}"
                 after = _render_deps(a.deps)
                 if after:
                     line += f"  [after {after}]"
@@ -217,12 +227,21 @@ def _shown(a: Action) -> str:
     return f"{a.target}@{a.host}" if a.host and a.id.endswith(f"@{a.host}") else a.target
 
 
+# Waits on many stops or removals (a volume waits for every container of its
+# engine to be removed) are counted rather than listed, past this many.
+LISTED_TEARDOWN_DEPS = 4
+
+
 def _render_deps(deps: tuple[str, ...]) -> str:
     # File and volume dependencies are implied ("its files"); name only the units.
     units = [d for d in deps if not d.startswith(("write_file:", "create_volume:"))]
     files = sum(1 for d in deps if d.startswith("write_file:"))
     volumes = sum(1 for d in deps if d.startswith("create_volume:"))
     parts = units[:]
+    for kind, done in ((ActionKind.STOP, "stopped"), (ActionKind.REMOVE, "removed")):
+        ids = [d for d in parts if d.startswith(f"{kind}:")]
+        if len(ids) > LISTED_TEARDOWN_DEPS:
+            parts = [f"{len(ids)} containers {done}", *(d for d in parts if d not in ids)]
     if files:
         parts.append(f"{files} file{'s' if files > 1 else ''}")
     if volumes:
