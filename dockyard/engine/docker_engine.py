@@ -68,6 +68,8 @@ def _reason(exc: BaseException) -> str:
         seen.append(current)
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
+        if isinstance(current, ConnectionError) and str(current):
+            return str(current)                 # http.client's "Remote end closed connection without response"
         if isinstance(current, (TimeoutError, requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
             return "timed out"
         stack += [a for a in current.args if isinstance(a, BaseException)]

@@ -137,3 +137,28 @@ def test_no_library_exception_leaves_the_driver(dead_socket):
         except BaseException as exc:    # noqa: BLE001 - what this test is about
             raise AssertionError(f"{name} let {type(exc).__module__}.{type(exc).__name__} through") from exc
     assert "docker" in sys.modules      # the SDK was in use, not bypassed
+
+
+class _Hangup(socketserver.BaseRequestHandler):
+    """Reads a request's first bytes, then hangs up without an answer: an
+    engine that died while the call was on its way."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.close()
+
+
+def test_an_engine_that_hangs_up_mid_call_is_engine_unavailable(tmp_path):
+    path = tmp_path / "hangup.sock"
+    server = _UnixServer(str(path), _Hangup)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(EngineUnavailable) as err:
+            DockerEngine(base_url=f"unix://{path}").create(SPEC)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert err.value.exit_code == EXIT_ENGINE
+    assert err.value.reason == "Remote end closed connection without response"
