@@ -65,6 +65,8 @@ class Progress:
             self.console.print(escape(f"{prefix} building (attempt {event.attempt}{retry})"))
             return
         o = event.outcome
+        if o is None:                    # only `done` events carry one, and every one does
+            return
         line = f"{prefix} {o.status}"
         if o.attempts:
             line += f" in {o.seconds:.1f}s"
@@ -259,7 +261,7 @@ def images(ctx, catalogue_dir, config_file, tag, release, namespace, registry):
     if engine is not None:
         root_state = "  [green]current[/]" if is_current(engine, config) else "  [yellow]not current[/]"
     tree = Tree(f"[bold]{escape(config.rootfs_ref())}[/] (debootstrap {escape(config.base.suite)}){root_state}")
-    nodes = {}
+    nodes: dict[str, Tree] = {}
     for name in catalogue.topological():
         img = catalogue.images[name]
         profiles = f" [dim]({', '.join(img.meta.profiles)})[/]" if img.meta.profiles else ""

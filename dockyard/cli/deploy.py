@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from dockyard.deploy import api
+from dockyard.deploy.execute.executor import RunResult
 from dockyard.deploy.files import write_atomic
+from dockyard.deploy.plan.planner import Plan
 from dockyard.deploy.ops import status as status_view
 from dockyard.deploy.ops.prechecks import failed
 from dockyard.errors import EXIT_FAILED, EXIT_OK
@@ -41,9 +43,14 @@ def prechecks(config_dir: Path):
     return EXIT_FAILED if failed(api.prechecks(config_dir, say=say)) else EXIT_OK
 
 
+def _exit_code(result: RunResult | Plan) -> int:
+    """A run's exit code; a dry run's plan is a success."""
+    return result.exit_code if isinstance(result, RunResult) else EXIT_OK
+
+
 def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None) -> int:
-    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say, limit=_services(limit))
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say,
+                                 limit=_services(limit)))
 
 
 @cli.command()
@@ -103,8 +110,7 @@ def stop(config_dir: Path, dry_run: bool):
     Exit codes: 0 stopped, 1 an action failed (or a host's engine did not
     answer), 3 another run holds the lock, 4 engine unreachable.
     """
-    result = api.stop(config_dir, dry_run=dry_run, say=say)
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(api.stop(config_dir, dry_run=dry_run, say=say))
 
 
 @cli.command()
@@ -125,8 +131,7 @@ def destroy(config_dir: Path, include_volumes: bool, yes: bool, dry_run: bool):
     what = "containers AND VOLUMES (all data)" if include_volumes else "containers (volumes are kept)"
     if not yes and not dry_run:
         click.confirm(f"Remove the site's {what}?", abort=True)
-    result = api.destroy(config_dir, include_volumes, dry_run=dry_run, say=say)
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(api.destroy(config_dir, include_volumes, dry_run=dry_run, say=say))
 
 
 @cli.command()

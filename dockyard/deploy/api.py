@@ -56,6 +56,12 @@ class Prepared:
     warnings: list[str]
     unreachable: dict[str, str] = field(default_factory=dict)   # host -> why its engine did not answer
 
+    def engines(self) -> SiteEngines:
+        """The engines of a command that resolved images (and so connected)."""
+        if self.engine is None:
+            raise ValueError("prepared with resolve_images=False: no engine was connected")
+        return self.engine
+
 
 # -- loading and validating ----------------------------------------------------------
 
@@ -89,7 +95,9 @@ def host_facts(site: Site) -> dict[str, HostFacts]:
     is this machine, probed once; a remote host is not probed from here, and
     gets the choices that work anywhere."""
     local = [name for name, host in site.inventory.hosts.items() if not host.remote]
-    facts = probe_host() if local else None
+    if not local:
+        return {}
+    facts = probe_host()
     return {name: facts for name in local}
 
 
@@ -117,12 +125,13 @@ def engine_for(site: Site, engine: Engine | None = None) -> Engine:
     return engine
 
 
-def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None, *,
+def prepare(config_dir: Path, engine: Engine | SiteEngines | None = None, services_root: Path | None = None, *,
             resolve_images: bool = True, allow_missing_images: bool = False) -> Prepared:
     """Load and render everything, resolve every image: all before any action.
     A missing image is an error unless ``allow_missing_images`` (read-only uses)."""
     site, catalogue = load(config_dir, services_root)
-    engines, unreachable = None, {}
+    engines: SiteEngines | None = None
+    unreachable: dict[str, str] = {}
     if resolve_images:
         engines, unreachable = site_engines(site, engine)
     wanted = wanted_state(site, catalogue, engines, resolve_images=resolve_images, facts=host_facts(site),
@@ -143,8 +152,9 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                 for path in wanted.unused_overrides]
     warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
                  f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
-    warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
-                 f"this run, the other hosts' goes on" for h, why in unreachable.items()]
+    if engines is not None:
+        warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
+                     f"this run, the other hosts' goes on" for h, why in unreachable.items()]
     return Prepared(site, catalogue, engines, wanted.state, warnings, unreachable)
 
 
@@ -163,7 +173,7 @@ def _check_services(prepared: Prepared, services: set[str] | None) -> None:
 def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
     """Another site's container of the same name is never touched (exit 2)."""
     multi = observed.multi_host
-    wanted = {unit_key(u.name, u.host, multi) for u in [*prepared.wanted.containers, *prepared.wanted.jobs]}
+    wanted = {unit_key(u.name, u.host, multi) for u in prepared.wanted.units()}
     for key in sorted(wanted & set(observed.foreign)):
         raise ConfigError(f"container {key} belongs to another dockyard site ({observed.foreign[key]}); one "
                           f"engine runs one site", path=prepared.site.config_dir)
@@ -227,7 +237,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     site = prepared.site
     # A dry run writes nothing, not even the lock (nor the state folder it is in).
     with nullcontext() if dry_run else SiteLock(site.state_dir):
-        observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
+        observed = observe(prepared.engines(), prepared.wanted, site.state_dir, site_id(site),
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
         _check_releases(prepared, observed, services)
@@ -243,7 +253,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
             # them known as this site's, for destroy --include-volumes.
             volumes_record.add_volumes(site.state_dir,
                                        [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
-            result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
+            result = execute(plan, prepared.engines(), parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         if observed.multi_host and result.outcomes:
             for line in result.host_summaries():
@@ -504,6 +514,8 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
                                 release=release):
                 return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
+    if not isinstance(result, RunResult):
+        raise TypeError("deploy returned a plan: it was not asked for a dry run")
     if not result.ok:
         return result
     for path in post_deploy(config_dir, services_root):

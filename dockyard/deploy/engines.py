@@ -79,9 +79,10 @@ class SiteEngines:
         results = self.each(hosts, lambda engine, _: engine.ping())
         out = {}
         for i, (_, served) in enumerate(groups):
-            if isinstance(results[i], Exception):
+            result = results[i]
+            if isinstance(result, Exception):
                 for host in served:
-                    out[host] = brief(results[i])
+                    out[host] = brief(result)
         return out
 
 

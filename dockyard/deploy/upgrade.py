@@ -189,7 +189,7 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
     prepared = api.prepare(Path(config_dir), engine, services_root)
     api._check_services(prepared, services)
     site, catalogue = prepared.site, prepared.catalogue
-    observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
+    observed = observe(prepared.engines(), prepared.wanted, site.state_dir, site_id(site))
     api._check_foreign(prepared, observed)
     decision = decide(site, catalogue, observed, services)
     if decision.moves and not decision.resuming:
@@ -209,10 +209,9 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
         first = next(iter(svc.spec.containers.values()), None)
         if first is not None:
             g = site.globals
-            engine = prepared.engine
             hosts = site.inventory.hosts_in(first.groups[0])
-            if engine is not None and hasattr(engine, "of") and hosts:      # a site's engines: the service's host's
-                engine = engine.of(hosts[0].name)
+            # The engine of the service's (first) host.
+            engine = prepared.engines().of(hosts[0].name if hosts else "")
             versions = package_versions(engine, g.image_ref(first.image, g.release_tag(source)),
                                         g.image_ref(first.image, g.release_tag(target)), _main_packages(first.image))
         moves.append(Move(service, source, target, steps,
@@ -230,9 +229,10 @@ def _main_packages(image: str) -> list[str]:
 
     images = load_catalogue()
     names: list[str] = []
-    while image:
-        names += list(images.images[image].meta.packages)
-        image = images.images[image].parent
+    current: str | None = image
+    while current:
+        names += list(images.images[current].meta.packages)
+        current = images.images[current].parent
     return names
 
 
@@ -285,7 +285,7 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
             say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
             volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
                                                         if a.kind == ActionKind.CREATE_VOLUME])
-            result = execute(upgrade_plan.plan, prepared.engine, parallelism=site.globals.parallelism,
+            result = execute(upgrade_plan.plan, prepared.engines(), parallelism=site.globals.parallelism,
                              timeline=timeline, jobs_record=JobsRecord(site.state_dir),
                              progress=lambda o: say(o.line()))
         if result.ok:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import math
 import shutil
 import tarfile
 import time
@@ -114,6 +115,16 @@ def _boundary(method: Callable[Concatenate[DockerEngine, P], R]) -> Callable[Con
         except _UNANSWERED as exc:
             raise self._unavailable(exc) from exc
     return call
+
+
+def _tmpfs(entries: tuple[str, ...]) -> dict[str, str] | None:
+    """``/run:size=64m`` entries as the engine's path -> options (what the SDK
+    makes of a list of them)."""
+    out = {}
+    for entry in entries:
+        path, _, options = entry.partition(":")
+        out[path] = options
+    return out or None
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -308,6 +319,8 @@ class DockerEngine:
                 if member is None or not member.isfile():
                     raise EngineError(f"{path} is not a regular file in image {image}")
                 source = tar.extractfile(member)
+                if source is None:          # a regular file always has its data; said in case it has not
+                    raise EngineError(f"{path} has no data in image {image}")
                 with open(dest, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
                 return member.size
@@ -365,7 +378,7 @@ class DockerEngine:
             security_opt=list(spec.security_opt) or None,
             cap_add=list(spec.cap_add) or None,
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
-            tmpfs=list(spec.tmpfs) or None,
+            tmpfs=_tmpfs(spec.tmpfs),
         )
         if spec.writable_proc_sys:
             host_config["ReadonlyPaths"] = [p for p in DEFAULT_READONLY_PATHS if p != "/proc/sys"]
@@ -443,7 +456,7 @@ class DockerEngine:
                 self.copy_in(spec.name, files)
             self.api.start(spec.name)
             try:
-                result = self.api.wait(spec.name, timeout=timeout)
+                result = self.api.wait(spec.name, timeout=math.ceil(timeout))
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 # The engine answered the start, then held the wait open as long as
                 # it was asked to: the job ran too long (the engine is not gone).

@@ -193,8 +193,10 @@ class Builder:
             self.options.logs.mkdir(parents=True, exist_ok=True)
             with open(self.options.logs / f"{name}.log", "a") as log:  # keep the log of its build
                 log.write(f"# dockyard: push {planned.ref} ({outcome.status})\n")
+                def write(line: str) -> None:
+                    log.write(line + "\n")
                 try:
-                    engine.push(planned.ref, log=lambda line: log.write(line + "\n"))
+                    engine.push(planned.ref, log=write)
                 except Exception as exc:
                     log.write(f"# dockyard: push failed: {exc}\n")
                     results[name] = Outcome(name, FAILED, outcome.seconds, outcome.attempts,

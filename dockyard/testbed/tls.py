@@ -77,6 +77,8 @@ def make_ca() -> tuple[bytes, bytes]:
 def _leaf(ca_cert_pem: bytes, ca_key_pem: bytes, cn: str, usage, sans: list | None) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):      # make_ca's keys are
+        raise ValueError("the CA key is not an elliptic-curve key")
     key = _key()
     builder = (_builder(cn, ca_cert.subject, key.public_key())
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -104,8 +106,10 @@ def is_current(cert_pem: bytes, ca_cert_pem: bytes, address: str | None = None) 
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         ca = x509.load_pem_x509_certificate(ca_cert_pem)
-        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                               ec.ECDSA(cert.signature_hash_algorithm))
+        public, algorithm = ca.public_key(), cert.signature_hash_algorithm
+        if not isinstance(public, ec.EllipticCurvePublicKey) or algorithm is None:
+            return False                # not made by make_ca
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
     except (ValueError, InvalidSignature, TypeError):
         return False
     if cert.issuer != ca.subject or cert.not_valid_after_utc - RENEW_BEFORE < _now():

@@ -196,7 +196,7 @@ class _Applier:
                            f"{self.engines.url(a.host)} answers)")
 
     def share_mount(self, a: Action) -> None:
-        result = self.engine.run_job(a.spec, timeout=60)
+        result = self.engine.run_job(a.wanted_spec(), timeout=60)
         if result.exit_code != 0:
             raise ActionFailed(f"making {a.target} a shared mount on {a.host} failed (exit code "
                                f"{result.exit_code}):\n" + _tail(result.logs))
@@ -205,11 +205,11 @@ class _Applier:
         self.engine.create_volume(a.target, {LABEL_MANAGED: "true", LABEL_SERVICE: a.service, LABEL_HOST: a.host})
 
     def write_file(self, a: Action) -> None:
-        f = a.file
+        f = a.wanted_file()
         write_atomic(Path(f.path), f.content, f.mode)
 
     def run_job(self, a: Action) -> None:
-        job = a.job
+        job = a.wanted_job()
         result = self.engine.run_job(job.spec, timeout=job.timeout, **({"files": job.copy_in} if job.copy_in else {}))
         if result.exit_code != 0:
             raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
@@ -218,7 +218,7 @@ class _Applier:
 
     def upgrade_step(self, a: Action) -> None:
         # A one-shot like a job, recorded like one: a killed upgrade does not run it again.
-        job = a.job
+        job = a.wanted_job()
         result = self.engine.run_job(job.spec, timeout=job.timeout)
         if result.exit_code != 0:
             raise ActionFailed(f"upgrade step {job.name} ({a.service}) exited with code {result.exit_code}; "
@@ -228,11 +228,12 @@ class _Applier:
     def create(self, a: Action) -> None:
         # `create` means create and start. A container of that name that dockyard
         # does not manage is not ours to replace: the engine's refusal is reported.
-        self.engine.create(a.container.spec)
-        if a.container.copy_in:
+        container = a.wanted_container()
+        self.engine.create(container.spec)
+        if container.copy_in:
             # A remote engine's container gets its configuration before it starts
             # (never started, it is made again by the next run: see the planner).
-            self.engine.copy_in(a.target, a.container.copy_in)
+            self.engine.copy_in(a.target, container.copy_in)
         self.engine.start(a.target)
 
     def recreate(self, a: Action) -> None:
@@ -246,7 +247,7 @@ class _Applier:
 
     def wait_healthy(self, a: Action) -> None:
         try:
-            self.engine.wait_healthy(a.target, a.container.health_timeout)
+            self.engine.wait_healthy(a.target, a.wanted_container().health_timeout)
         except (HealthTimeout, ContainerDied) as exc:
             logs = self.engine.logs(a.target, tail=LOG_LINES)
             raise ActionFailed(f"{a.target} ({a.service}) is not healthy: {exc}; last log lines of {a.target}:\n"
@@ -260,7 +261,7 @@ class _Applier:
         self.engine.stop(a.target)
 
     def clean_host_network(self, a: Action) -> str:
-        job = a.job
+        job = a.wanted_job()
         result = self.engine.run_job(job.spec, timeout=job.timeout)
         if result.exit_code != 0:
             raise ActionFailed(f"the host network cleanup on {a.host} exited with code {result.exit_code}; last "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -108,6 +109,27 @@ class Action:
         if self.shared_mount is not None:
             return self.shared_mount.spec
         return None
+
+    # The payload an action of its kind needs; a plan whose action lacks it is malformed.
+    def wanted_job(self) -> WantedJob:
+        if self.job is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its job")
+        return self.job
+
+    def wanted_container(self) -> WantedContainer:
+        if self.container is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its container")
+        return self.container
+
+    def wanted_file(self) -> WantedFile:
+        if self.file is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its file")
+        return self.file
+
+    def wanted_spec(self) -> ContainerSpec:
+        if self.spec is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its container's definition")
+        return self.spec
 
     @property
     def changes_something(self) -> bool:
@@ -252,7 +274,7 @@ def _render_deps(deps: tuple[str, ...]) -> str:
 # -- decisions shared with `dockyard status` -------------------------------------------
 
 def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
-                rewritten_files: list[str] = ()) -> str:
+                rewritten_files: Sequence[str] = ()) -> str:
     """Why a container's config-hash differs, naming the parts (and files) at fault.
 
     ``rewritten_files`` names the container's files this plan rewrites; it is the
@@ -279,7 +301,7 @@ def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
 
 
 def container_change(c: WantedContainer, current: ContainerState | None,
-                     rewritten_files: list[str] = ()) -> tuple[ActionKind | None, str]:
+                     rewritten_files: Sequence[str] = ()) -> tuple[ActionKind | None, str]:
     """What a container needs: (kind or None, reason). The one place that decides."""
     if current is None:
         return ActionKind.CREATE, "not present"
@@ -319,7 +341,7 @@ class UnitIndex:
         self.multi = multi_host
         self.units: dict[str, Unit] = {}
         self.by_name: dict[str, list[str]] = {}
-        for unit in [*wanted.jobs, *wanted.containers]:
+        for unit in wanted.units():
             key = unit_key(unit.name, unit.host, multi_host)
             if key in self.units:
                 other = self.units[key]
@@ -507,7 +529,7 @@ class _Planner:
 
     # -- units ----------------------------------------------------------------------------
     def deps_of(self, unit: Unit, files: tuple[str, ...], volumes: tuple[str, ...],
-                extra: list[str] = ()) -> tuple[str, ...]:
+                extra: Sequence[str] = ()) -> tuple[str, ...]:
         deps = [self.add(self.volume_action[k]).id for k in (self.key(v, unit.host) for v in volumes)
                 if k in self.volume_action]
         deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
@@ -551,7 +573,8 @@ class _Planner:
                 # removal and the new run would race for the name).
                 leftover = f"remove:{self.key(shared.spec.name, shared.host)}"
                 deps = (leftover,) if leftover in self.placed else ()
-                ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}", "share_mount",
+                ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}",
+                                           ActionKind.SHARE_MOUNT,
                                            shared.path, shared.service, shared.host,
                                            "bound with shared propagation by a container starting", deps,
                                            shared_mount=shared)).id)
