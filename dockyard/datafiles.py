@@ -18,6 +18,7 @@ from typing import Any, Iterable, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from dockyard.errors import ConfigError
 
@@ -150,7 +151,7 @@ def _yaml_kind(value: Any) -> str | None:
     return None
 
 
-def _describe(error: dict, model: type[BaseModel] | None) -> str:
+def _describe(error: ErrorDetails, model: type[BaseModel] | None) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":

@@ -39,7 +39,22 @@ class ConfigError(DockyardError):
 
 
 class EngineError(DockyardError):
+    """The container engine answered a call with an error (a conflict, a missing
+    object, a failed build). The engine drivers raise nothing else (and
+    :class:`EngineUnavailable`): their library's exceptions stop at their boundary."""
+
+    exit_code = EXIT_FAILED
+
+
+class EngineUnavailable(EngineError):
+    """The container engine did not answer: no socket, refused, reset, timed out.
+    ``reason`` says why in a few words (``Connection refused``)."""
+
     exit_code = EXIT_ENGINE
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class LockedError(DockyardError):

@@ -170,9 +170,10 @@ class Releases:
         users: dict[str, set[str]] = {}
         for service, images in images_of.items():
             for image in images:
-                while image is not None:
-                    users.setdefault(image, set()).add(service)
-                    image = parents.get(image)
+                current: str | None = image
+                while current is not None:
+                    users.setdefault(current, set()).add(service)
+                    current = parents.get(current)
         return {image for image, services in users.items() if services and services <= held}
 
 

@@ -1,7 +1,7 @@
 """``dockyard build``, ``dockyard images`` and ``dockyard images diff``.
 
 Options are parsed here; the work is :mod:`dockyard.image`. Errors are raised
-(ConfigError: exit 2, EngineError: exit 4) and turned into messages by
+(ConfigError: exit 2, EngineUnavailable: exit 4, EngineError: exit 1) and turned into messages by
 ``dockyard.cli.main``.
 """
 
@@ -65,6 +65,8 @@ class Progress:
             self.console.print(escape(f"{prefix} building (attempt {event.attempt}{retry})"))
             return
         o = event.outcome
+        if o is None:                    # only `done` events carry one, and every one does
+            return
         line = f"{prefix} {o.status}"
         if o.attempts:
             line += f" in {o.seconds:.1f}s"
@@ -278,7 +280,7 @@ def images(ctx, catalogue_dir, config_file, tag, release, namespace, registry):
     if engine is not None:
         root_state = "  [green]current[/]" if is_current(engine, config) else "  [yellow]not current[/]"
     tree = Tree(f"[bold]{escape(config.rootfs_ref())}[/] (debootstrap {escape(config.base.suite)}){root_state}")
-    nodes = {}
+    nodes: dict[str, Tree] = {}
     for name in catalogue.topological():
         img = catalogue.images[name]
         profiles = f" [dim]({', '.join(img.meta.profiles)})[/]" if img.meta.profiles else ""

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from dockyard.deploy import api
+from dockyard.deploy.execute.executor import RunResult
 from dockyard.deploy.files import write_atomic
+from dockyard.deploy.plan.planner import Plan
 from dockyard.deploy.ops import status as status_view
 from dockyard.deploy.ops.prechecks import failed
 from dockyard.errors import EXIT_FAILED, EXIT_OK
@@ -41,11 +43,15 @@ def prechecks(config_dir: Path):
     return EXIT_FAILED if failed(api.prechecks(config_dir, say=say)) else EXIT_OK
 
 
+def _exit_code(result: RunResult | Plan) -> int:
+    """A run's exit code; a dry run's plan is a success."""
+    return result.exit_code if isinstance(result, RunResult) else EXIT_OK
+
+
 def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None,
               serial: int | None = None) -> int:
-    result = api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say, limit=_services(limit),
-                        serial=serial)
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say,
+                                 limit=_services(limit), serial=serial))
 
 
 serial_option = click.option(
@@ -125,23 +131,38 @@ def status(config_dir: Path, fmt: str):
 
 @cli.command()
 @config_dir_option
-def stop(config_dir: Path):
-    """Stop every container of the site (volumes and configuration stay)."""
-    api.stop(config_dir, say=say)
-    return EXIT_OK
+@click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing.")
+def stop(config_dir: Path, dry_run: bool):
+    """Stop every container of the site, on every host (volumes and
+    configuration stay): each service once those depending on it are stopped,
+    independent ones in parallel. `dockyard deploy` starts them again.
+
+    \b
+    Exit codes: 0 stopped, 1 an action failed (or a host's engine did not
+    answer), 3 another run holds the lock, 4 engine unreachable.
+    """
+    return _exit_code(api.stop(config_dir, dry_run=dry_run, say=say))
 
 
 @cli.command()
 @config_dir_option
 @click.option("--include-volumes", is_flag=True, help="Also remove the named volumes: ALL DATA IS LOST.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def destroy(config_dir: Path, include_volumes: bool, yes: bool):
-    """Remove every container of the site; with --include-volumes, its data too."""
+@click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing "
+                                              "(and ask nothing).")
+def destroy(config_dir: Path, include_volumes: bool, yes: bool, dry_run: bool):
+    """Remove every container of the site, on every host, and what the data
+    plane left on the hosts' networks (namespaces, bridge taps); with
+    --include-volumes, its data too.
+
+    \b
+    Exit codes: 0 removed, 1 an action failed (or a host's engine did not
+    answer), 3 another run holds the lock, 4 engine unreachable.
+    """
     what = "containers AND VOLUMES (all data)" if include_volumes else "containers (volumes are kept)"
-    if not yes:
+    if not yes and not dry_run:
         click.confirm(f"Remove the site's {what}?", abort=True)
-    api.destroy(config_dir, include_volumes, say=say)
-    return EXIT_OK
+    return _exit_code(api.destroy(config_dir, include_volumes, dry_run=dry_run, say=say))
 
 
 @cli.command()

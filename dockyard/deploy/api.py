@@ -16,8 +16,8 @@ from typing import Callable
 import yaml
 
 from dockyard.engine import connect
-from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
-from dockyard.errors import ConfigError, DockyardError, EngineError
+from dockyard.engine.driver import Engine
+from dockyard.errors import ConfigError, DockyardError, EngineUnavailable
 from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
@@ -29,12 +29,12 @@ from dockyard.deploy.engines import SiteEngines, connect_site
 from dockyard.deploy.execute.executor import RunResult, execute
 from .files import write_atomic
 from dockyard.deploy.site.hostfacts import HostFacts, probe as probe_host
-from dockyard.deploy.execute.jobs_record import JobsRecord, record_path
+from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
-from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 from dockyard.deploy.wanted.model import WantedState, unit_key
-from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.observe import ObservedState, SiteObjects, observe, observe_site
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
+from dockyard.deploy.plan.teardown import VolumeOwnership, make_destroy_plan, make_stop_plan
 from dockyard.deploy.ops.prechecks import Check, bind_error, run_prechecks
 from dockyard.deploy.site.passwords import generate_passwords, make_private
 from dockyard.deploy.site.loader import Site, load_site, write_defaults
@@ -56,6 +56,12 @@ class Prepared:
     wanted: WantedState
     warnings: list[str]
     unreachable: dict[str, str] = field(default_factory=dict)   # host -> why its engine did not answer
+
+    def engines(self) -> SiteEngines:
+        """The engines of a command that resolved images (and so connected)."""
+        if self.engine is None:
+            raise ValueError("prepared with resolve_images=False: no engine was connected")
+        return self.engine
 
 
 # -- loading and validating ----------------------------------------------------------
@@ -94,7 +100,9 @@ def host_facts(site: Site) -> dict[str, HostFacts]:
     is this machine, probed once; a remote host is not probed from here, and
     gets the choices that work anywhere."""
     local = [name for name, host in site.inventory.hosts.items() if not host.remote]
-    facts = probe_host() if local else None
+    if not local:
+        return {}
+    facts = probe_host()
     return {name: facts for name in local}
 
 
@@ -108,14 +116,9 @@ def site_engines(site: Site, engine: Engine | SiteEngines | None = None) -> tupl
     unreachable = engines.unreachable(hosts)
     if unreachable and len(unreachable) == len(hosts):
         if len(hosts) == 1:
-            try:
-                engines.of(hosts[0]).ping()             # again, for the engine's own words
-            except EngineError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a driver that does not wrap its errors
-                raise EngineError(f"cannot reach the container engine: {exc}") from exc
-            raise EngineError(f"cannot reach the container engine: {unreachable[hosts[0]]}")
-        raise EngineError("no engine of the site answers: " + "; ".join(
+            engines.of(hosts[0]).ping()                 # again, for the engine's own words (EngineUnavailable)
+            raise EngineUnavailable(f"cannot reach the container engine: {unreachable[hosts[0]]}")
+        raise EngineUnavailable("no engine of the site answers: " + "; ".join(
             f"host {h} ({engines.url(h)}): {why}" for h, why in unreachable.items()))
     return engines, unreachable
 
@@ -139,14 +142,15 @@ def site_registry(site: Site, registry: ImageSource | None = None) -> ImageSourc
     return service.where(site).client()
 
 
-def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path | None = None, *,
+def prepare(config_dir: Path, engine: Engine | SiteEngines | None = None, services_root: Path | None = None, *,
             resolve_images: bool = True, allow_missing_images: bool = False,
             registry: ImageSource | None = None) -> Prepared:
     """Load and render everything, resolve every image: all before any action.
     A missing image is an error unless ``allow_missing_images`` (read-only uses).
     With a registry, images are resolved there: what every host must hold."""
     site, catalogue = load(config_dir, services_root)
-    engines, unreachable = None, {}
+    engines: SiteEngines | None = None
+    unreachable: dict[str, str] = {}
     if resolve_images:
         engines, unreachable = site_engines(site, engine)
     source = site_registry(site, registry) if resolve_images else None
@@ -177,8 +181,9 @@ def prepare(config_dir: Path, engine: Engine | None = None, services_root: Path 
                 for path in wanted.unused_overrides]
     warnings += [f"warning: {path} is ignored: overrides are .conf files (did you mean "
                  f"{path.name.split('.')[0]}.conf?)" for path in wanted.ignored_overrides]
-    warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
-                 f"this run, the other hosts' goes on" for h, why in unreachable.items()]
+    if engines is not None:
+        warnings += [f"warning: host {h}: its engine ({engines.url(h)}) does not answer: {why}; its work fails "
+                     f"this run, the other hosts' goes on" for h, why in unreachable.items()]
     return Prepared(site, catalogue, engines, wanted.state, warnings, unreachable)
 
 
@@ -197,7 +202,7 @@ def _check_services(prepared: Prepared, services: set[str] | None) -> None:
 def _check_foreign(prepared: Prepared, observed: ObservedState) -> None:
     """Another site's container of the same name is never touched (exit 2)."""
     multi = observed.multi_host
-    wanted = {unit_key(u.name, u.host, multi) for u in [*prepared.wanted.containers, *prepared.wanted.jobs]}
+    wanted = {unit_key(u.name, u.host, multi) for u in prepared.wanted.units()}
     for key in sorted(wanted & set(observed.foreign)):
         raise ConfigError(f"container {key} belongs to another dockyard site ({observed.foreign[key]}); one "
                           f"engine runs one site", path=prepared.site.config_dir)
@@ -267,7 +272,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
     site = prepared.site
     # A dry run writes nothing, not even the lock (nor the state folder it is in).
     with nullcontext() if dry_run else SiteLock(site.state_dir):
-        observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site),
+        observed = observe(prepared.engines(), prepared.wanted, site.state_dir, site_id(site),
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
         _check_releases(prepared, observed, services)
@@ -285,7 +290,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
             # them known as this site's, for destroy --include-volumes.
             volumes_record.add_volumes(site.state_dir,
                                        [a.target for a in plan.actions if a.kind == ActionKind.CREATE_VOLUME])
-            result = execute(plan, prepared.engine, parallelism=site.globals.parallelism, timeline=timeline,
+            result = execute(plan, prepared.engines(), parallelism=site.globals.parallelism, timeline=timeline,
                              jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()))
         if observed.multi_host and result.outcomes:
             for line in result.host_summaries():
@@ -318,119 +323,79 @@ def status(config_dir: Path, engine: Engine | None = None, services_root: Path |
                      hosts=list(prepared.site.inventory.hosts), unreachable=prepared.unreachable)
 
 
-def _ours(engine: Engine, site: Site) -> list[ContainerState]:
-    """This site's containers, jobs' leftovers included. Stopping and removing
-    are not undone by a deploy, so only containers labelled for this very site
-    qualify: never another site's on a shared engine, nor an unlabelled one."""
-    return [c for c in engine.containers(label=f"{LABEL_MANAGED}=true") if c.labels.get(LABEL_SITE) == site_id(site)]
+def service_depends(catalogue: ServiceCatalogue) -> dict[str, tuple[str, ...]]:
+    """Service -> the services it depends on: the order stop and destroy reverse."""
+    return {name: tuple(service.spec.depends_on) for name, service in catalogue.services.items()}
 
 
-def _dependents_first(containers: list[ContainerState], catalogue: ServiceCatalogue) -> list[ContainerState]:
-    """Stop order: a service before the services it depends on (nova before
-    rabbitmq before nothing), unknown ones first."""
-    order = {name: i for i, name in enumerate(catalogue.closure(sorted(catalogue.services)))}
-    return sorted(containers, key=lambda c: (-order.get(c.labels.get(LABEL_SERVICE, ""), len(order)), c.name))
-
-
-def _volume_is_ours(volume: VolumeInfo, site: Site, catalogue: ServiceCatalogue) -> bool:
-    """Names are global on an engine, so a volume is this site's to delete when
-    the site recorded making it, or it is labelled for the site, or (made before
-    either existed) it carries no site label and the site's services use that
-    name. The engine itself refuses to delete a volume a container still uses."""
-    if volume.name in volumes_record.load_volumes(site.state_dir):
-        return True
-    if LABEL_SITE in volume.labels:
-        return volume.labels[LABEL_SITE] == site_id(site)
-    enabled = catalogue.closure(site.globals.enabled_services)
-    return volume.labels.get(LABEL_MANAGED) == "true" and \
-        volume.name in {v for name in enabled for v in catalogue.services[name].spec.volumes}
-
-
-def _each_engine(site: Site, engine: Engine | SiteEngines | None, say: Say
-                 ) -> tuple[list[tuple[Engine, list[str]]], dict[str, str]]:
-    """The reachable engines of the site, each with its hosts, and the hosts
-    that do not answer (said at once: the others are acted on all the same)."""
+def _teardown(config_dir: Path, command: str, dry_run: bool, say: Say, engine: Engine | SiteEngines | None,
+              services_root: Path | None, make: Callable[[Site, ServiceCatalogue, SiteObjects], Plan]
+              ) -> tuple[RunResult | Plan, Plan]:
+    """Observe the site's objects on every engine, plan with ``make``, then
+    print the plan (dry run) or apply it as a deploy is applied. Returns the
+    result (the plan on a dry run) and the plan."""
+    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
     engines, unreachable = site_engines(site, engine)
     for host, why in unreachable.items():
-        say(f"  host {host}: its engine ({engines.url(host)}) does not answer: {why}")
-    return engines.groups([h for h in site.inventory.hosts if h not in unreachable]), unreachable
+        say(f"warning: host {host}: its engine ({engines.url(host)}) does not answer: {why}; nothing is "
+            f"{command}ed there this run, the other hosts are")
+    # A dry run writes nothing, not even the lock (nor the state folder it is in).
+    with nullcontext() if dry_run else SiteLock(site.state_dir):
+        objects = observe_site(engines, site_id(site), list(site.inventory.hosts), unreachable,
+                               images=(hostnet.host_network(site).image,))
+        plan = make(site, catalogue, objects)
+        if dry_run:
+            say(plan.render())
+            say(f"{plan.changes()} changes planned (dry run: nothing done)")
+            return plan, plan
+        with Timeline(site.state_dir) as timeline:
+            say(f"dockyard: run {timeline.run_id} on {config_dir}")
+            result = execute(plan, engines, parallelism=site.globals.parallelism, timeline=timeline,
+                             jobs_record=JobsRecord(site.state_dir), progress=lambda o: say(o.line()),
+                             command=command)
+        if objects.multi_host and result.outcomes:
+            for line in result.host_summaries():
+                say(line)
+        say(result.summary())
+        return result, plan
 
 
-def _left_out(unreachable: dict[str, str], what: str) -> None:
-    if unreachable:
-        raise DockyardError(f"{what} on every host but {', '.join(unreachable)}: their engines do not answer; "
-                            f"run it again once they do")
+def _done(result: RunResult, *kinds: ActionKind) -> int:
+    return sum(1 for o in result.outcomes if o.result == "ok" and o.action.kind in kinds)
 
 
-def stop(config_dir: Path, say: Say = print, engine: Engine | SiteEngines | None = None,
-         services_root: Path | None = None) -> int:
-    """Stop every container of the site, on every host; volumes and configuration stay."""
-    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
-    groups, unreachable = _each_engine(site, engine, say)
-    multi = len(site.inventory.hosts) > 1
-    count = 0
-    with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
-        timeline.run_start(command="stop")
-        for eng, hosts in groups:
-            for c in _dependents_first(_ours(eng, site), catalogue):
-                if c.running:
-                    eng.stop(c.name)
-                    where = f" on {c.labels.get(LABEL_HOST) or hosts[0]}" if multi else ""
-                    timeline.write(event="stop", target=c.name + where.replace(" on ", "@"))
-                    say(f"  stopped {c.name}{where}")
-                    count += 1
-        timeline.run_end("ok" if not unreachable else "failed", stopped=count)
-    say(f"{count} containers stopped")
-    _left_out(unreachable, f"{count} containers stopped")
-    return count
+def stop(config_dir: Path, *, dry_run: bool = False, say: Say = print, engine: Engine | SiteEngines | None = None,
+         services_root: Path | None = None) -> RunResult | Plan:
+    """Stop every container of the site, on every host, dependents first;
+    volumes and configuration stay. Returns the plan on a dry run (nothing
+    done), else the run's result (failed where a host's engine did not answer)."""
+    result, _ = _teardown(config_dir, "stop", dry_run, say, engine, services_root,
+                          lambda site, catalogue, objects: make_stop_plan(objects, service_depends(catalogue)))
+    if isinstance(result, RunResult):
+        say(f"{_done(result, ActionKind.STOP)} containers stopped")
+    return result
 
 
-def destroy(config_dir: Path, include_volumes: bool, say: Say = print, engine: Engine | SiteEngines | None = None,
-            services_root: Path | None = None) -> int:
-    """Remove every container of the site, on every host; with ``include_volumes``
-    its named volumes too (all data), and the jobs record, so every bootstrap
-    runs again (kept while a host does not answer: its volumes stay)."""
-    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
-    groups, unreachable = _each_engine(site, engine, say)
-    multi = len(site.inventory.hosts) > 1
-    removed = 0
-    with SiteLock(site.state_dir), Timeline(site.state_dir) as timeline:
-        timeline.run_start(command="destroy", include_volumes=include_volumes)
-        network = {"openvswitch", "neutron-agents"} & set(catalogue.closure(site.globals.enabled_services))
-        for eng, hosts in groups:
-            on = f" on {', '.join(hosts)}" if multi else ""
-            for c in _dependents_first(_ours(eng, site), catalogue):
-                if c.running:
-                    eng.stop(c.name)
-                eng.remove(c.name)
-                timeline.write(event="remove", target=c.name)
-                say(f"  removed container {c.name}{on}")
-                removed += 1
-            # The agents' network namespaces and the bridges' taps outlive the containers.
-            if network:
-                for line in hostnet.clean(site, eng):
-                    timeline.write(event="host_network", detail=line)
-                    say(f"  {line}{on}")
-            if include_volumes:
-                for v in eng.volumes():
-                    if not _volume_is_ours(v, site, catalogue):
-                        continue
-                    try:
-                        eng.remove_volume(v.name)
-                    except Exception as exc:        # noqa: BLE001 - the engine refuses a volume in use
-                        say(f"  kept volume {v.name}{on}: {exc}")
-                        continue
-                    timeline.write(event="remove_volume", target=v.name)
-                    say(f"  removed volume {v.name}{on}")
-                    removed += 1
-        if include_volumes and not unreachable:
-            record_path(site.state_dir).unlink(missing_ok=True)
-            volumes_record.forget(site.state_dir)
-            (site.state_dir / "upgrade.json").unlink(missing_ok=True)      # an upgrade of data that is gone
-        timeline.run_end("ok" if not unreachable else "failed", removed=removed)
-    say(f"{removed} removed")
-    _left_out(unreachable, f"{removed} removed")
-    return removed
+def destroy(config_dir: Path, include_volumes: bool, *, dry_run: bool = False, say: Say = print,
+            engine: Engine | SiteEngines | None = None, services_root: Path | None = None) -> RunResult | Plan:
+    """Remove every container of the site, on every host, dependents first, and
+    what the data plane left on the hosts' networks; with ``include_volumes`` its
+    named volumes too (all data), and the records of what they held, so every
+    bootstrap runs again (kept while a host does not answer: its volumes stay)."""
+
+    def make(site: Site, catalogue: ServiceCatalogue, objects: SiteObjects) -> Plan:
+        enabled = catalogue.closure(site.globals.enabled_services)
+        used = frozenset(v for name in enabled for v in catalogue.services[name].spec.volumes)
+        ownership = VolumeOwnership(site_id(site), frozenset(volumes_record.load_volumes(site.state_dir)), used)
+        network = {"openvswitch", "neutron-agents"} & set(enabled)
+        return make_destroy_plan(objects, service_depends(catalogue), include_volumes=include_volumes,
+                                 ownership=ownership, host_network=hostnet.host_network(site) if network else None,
+                                 state_dir=site.state_dir)
+
+    result, _ = _teardown(config_dir, "destroy", dry_run, say, engine, services_root, make)
+    if isinstance(result, RunResult):
+        say(f"{_done(result, ActionKind.REMOVE, ActionKind.REMOVE_VOLUME)} removed")
+    return result
 
 
 # -- the rest -------------------------------------------------------------------------
@@ -596,6 +561,8 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
                                 release=release):
                 return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
+    if not isinstance(result, RunResult):
+        raise TypeError("deploy returned a plan: it was not asked for a dry run")
     if not result.ok:
         return result
     for path in post_deploy(config_dir, services_root):

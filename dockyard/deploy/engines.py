@@ -8,30 +8,17 @@ container wanted twice on one engine.
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, TypeVar
 
 from dockyard.engine import connect
-from dockyard.engine.driver import Engine
-from dockyard.errors import EngineError
+from dockyard.engine.driver import Engine, brief  # noqa: F401  (brief: re-exported for the deploy stages)
+from dockyard.errors import EngineUnavailable
 
 from dockyard.deploy.site.loader import Site
 
 
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-def brief(exc: BaseException) -> str:
-    """Why an engine did not answer, in a few words (``Connection refused``) when
-    the error says so among the layers of requests' and urllib3's wording."""
-    text = str(exc) or type(exc).__name__
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(1).strip().rstrip(".")
-    if "timed out" in text.lower():
-        return "timed out"
-    return text
+T = TypeVar("T")
 
 
 class SiteEngines:
@@ -51,7 +38,7 @@ class SiteEngines:
     def of(self, host: str) -> Engine:
         engine = self.by_host.get(host, self.default)
         if engine is None:
-            raise EngineError(f"host {host}: no engine is known for it")
+            raise EngineUnavailable(f"host {host}: no engine is known for it")
         return engine
 
     def url(self, host: str) -> str:
@@ -65,7 +52,7 @@ class SiteEngines:
             out.setdefault(id(engine), (engine, []))[1].append(host)
         return list(out.values())
 
-    def each(self, hosts: list[str], fn: Callable[[Engine, list[str]], object]) -> dict[int, object]:
+    def each(self, hosts: list[str], fn: Callable[[Engine, list[str]], T]) -> dict[int, T | Exception]:
         """``fn(engine, its hosts)`` for every engine at once (threads: the calls
         wait on the network). Returns index of the group -> its result, or the
         exception it raised (never raised here: one host down stops no other)."""
@@ -76,7 +63,7 @@ class SiteEngines:
                 return {0: fn(engine, served)}
             except Exception as exc:  # noqa: BLE001 - reported per host by the caller
                 return {0: exc}
-        results: dict[int, object] = {}
+        results: dict[int, T | Exception] = {}
         with ThreadPoolExecutor(max_workers=min(16, len(groups)), thread_name_prefix="dockyard-engine") as pool:
             futures = {i: pool.submit(fn, engine, served) for i, (engine, served) in enumerate(groups)}
             for i, future in futures.items():
@@ -92,9 +79,10 @@ class SiteEngines:
         results = self.each(hosts, lambda engine, _: engine.ping())
         out = {}
         for i, (_, served) in enumerate(groups):
-            if isinstance(results[i], Exception):
+            result = results[i]
+            if isinstance(result, Exception):
                 for host in served:
-                    out[host] = brief(results[i])
+                    out[host] = brief(result)
         return out
 
 

@@ -30,6 +30,7 @@ from dockyard.deploy.execute import volumes_record
 from dockyard.deploy.execute.executor import RunResult, execute
 from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
+from dockyard.deploy.execute.records import UPGRADE_RECORD
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
@@ -44,7 +45,7 @@ from dockyard.errors import ConfigError
 from dockyard.releases import Releases, load_releases
 
 Say = Callable[[str], None]
-RECORD_NAME = "upgrade.json"
+RECORD_NAME = UPGRADE_RECORD          # forgotten with the data by destroy --include-volumes
 AVAILABILITY_NAME = "upgrade-availability.json"     # the probe's figures of the last run
 
 
@@ -190,7 +191,7 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
     prepared = api.prepare(Path(config_dir), engine, services_root)
     api._check_services(prepared, services)
     site, catalogue = prepared.site, prepared.catalogue
-    observed = observe(prepared.engine, prepared.wanted, site.state_dir, site_id(site))
+    observed = observe(prepared.engines(), prepared.wanted, site.state_dir, site_id(site))
     api._check_foreign(prepared, observed)
     decision = decide(site, catalogue, observed, services)
     if decision.moves and not decision.resuming:
@@ -210,10 +211,9 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
         first = next(iter(svc.spec.containers.values()), None)
         if first is not None:
             g = site.globals
-            engine = prepared.engine
             hosts = site.inventory.hosts_in(first.groups[0])
-            if engine is not None and hasattr(engine, "of") and hosts:      # a site's engines: the service's host's
-                engine = engine.of(hosts[0].name)
+            # The engine of the service's (first) host.
+            engine = prepared.engines().of(hosts[0].name if hosts else "")
             versions = package_versions(engine, g.image_ref(first.image, g.release_tag(source)),
                                         g.image_ref(first.image, g.release_tag(target)), _main_packages(first.image))
         moves.append(Move(service, source, target, steps,
@@ -231,9 +231,10 @@ def _main_packages(image: str) -> list[str]:
 
     images = load_catalogue()
     names: list[str] = []
-    while image:
-        names += list(images.images[image].meta.packages)
-        image = images.images[image].parent
+    current: str | None = image
+    while current:
+        names += list(images.images[current].meta.packages)
+        current = images.images[current].parent
     return names
 
 
@@ -296,7 +297,7 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
                 say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
                 volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
                                                             if a.kind == ActionKind.CREATE_VOLUME])
-                result = execute(upgrade_plan.plan, prepared.engine, parallelism=site.globals.parallelism,
+                result = execute(upgrade_plan.plan, prepared.engines(), parallelism=site.globals.parallelism,
                                  timeline=timeline, jobs_record=JobsRecord(site.state_dir),
                                  progress=lambda o: say(o.line()))
         finally:

@@ -1,24 +1,35 @@
 """The Docker Engine driver, on the Docker SDK for Python.
 
 Podman serves the same API: point ``DOCKER_HOST`` at its socket.
+
+Every call of the :class:`~dockyard.engine.driver.Engine` interface goes through
+:func:`_boundary`: what the SDK, requests and urllib3 raise stops here and
+becomes :class:`EngineUnavailable` (the engine did not answer: exit 4, or the
+failing action named) or :class:`EngineError` (it answered with an error), so no
+caller sees a library's exception, and no operator a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
+import math
 import shutil
 import tarfile
 import time
 from pathlib import Path
+from typing import Callable, Concatenate, ParamSpec, TypeVar
 
 import docker
 import docker.errors
 import docker.tls
+import requests.exceptions
+import urllib3.exceptions
 from docker.types import Healthcheck as SdkHealthcheck
 from docker.types import Mount as SdkMount
 
-from dockyard.errors import EngineError
+from dockyard.errors import DockyardError, EngineError, EngineUnavailable
 
 from .driver import (
     ContainerDied,
@@ -31,6 +42,7 @@ from .driver import (
     JobResult,
     LogSink,
     VolumeInfo,
+    brief,
 )
 
 _NS = 1_000_000_000
@@ -39,6 +51,85 @@ _NS = 1_000_000_000
 # its first real call, not here) and every engine from Docker 20.10 on answers.
 PINNED_API_VERSION = "1.41"
 PING_TIMEOUT = 10       # seconds a named engine has to answer a ping
+
+
+# What an engine that is not there (stopped, its socket gone, a host off) makes
+# the client raise: no answer came. An answer with an error status is an APIError.
+_UNANSWERED = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+               requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why no answer came, in a few words: the innermost socket error's own
+    (``Connection refused``, ``No such file or directory``) when there is one."""
+    seen: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack and len(seen) < 12:
+        current = stack.pop()
+        seen.append(current)
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        if isinstance(current, ConnectionError) and str(current):
+            return str(current)                 # http.client's "Remote end closed connection without response"
+        if isinstance(current, (TimeoutError, requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
+            return "timed out"
+        stack += [a for a in current.args if isinstance(a, BaseException)]
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None and e not in seen]
+    return brief(exc)
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """Did no answer come, here or in what caused it (the SDK wraps a refused
+    connection in a DockerException when it asks the API version)?"""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 6:
+        if isinstance(current, docker.errors.APIError):
+            return False
+        if isinstance(current, _UNANSWERED):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _boundary(method: Callable[Concatenate[DockerEngine, P], R]) -> Callable[Concatenate[DockerEngine, P], R]:
+    """An engine call whose failures leave as the project's own errors."""
+
+    @functools.wraps(method)
+    def call(self: DockerEngine, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except DockyardError:
+            raise                                       # ours already (a nested call, a clear message)
+        except docker.errors.DockerException as exc:
+            if _unanswered(exc):
+                raise self._unavailable(exc) from exc
+            if isinstance(exc, docker.errors.APIError):
+                raise EngineError(f"the container engine{self._where()} refused it: {_explanation(exc)}") from exc
+            raise EngineError(f"the container engine{self._where()}: {exc}") from exc
+        except _UNANSWERED as exc:
+            raise self._unavailable(exc) from exc
+    return call
+
+
+def _tmpfs(entries: tuple[str, ...]) -> dict[str, str] | None:
+    """``/run:size=64m`` entries as the engine's path -> options (what the SDK
+    makes of a list of them)."""
+    out = {}
+    for entry in entries:
+        path, _, options = entry.partition(":")
+        out[path] = options
+    return out or None
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    text = str(exc.explanation or exc)
+    return f"{text} (HTTP {exc.status_code})" if exc.status_code else text
 
 
 class _ChunkReader(io.RawIOBase):
@@ -82,7 +173,7 @@ class DockerEngine:
                 if base_url.startswith("ssh://"):
                     if importlib.util.find_spec("paramiko") is None:
                         # The SDK's ssh transport imports it even to run the ssh command.
-                        raise EngineError(f"an engine at {base_url} needs the paramiko package (the Docker SDK's "
+                        raise EngineUnavailable(f"an engine at {base_url} needs the paramiko package (the Docker SDK's "
                                           f"ssh transport): pip install 'dockyard[ssh]'")
                     kwargs["use_ssh_client"] = True
                 self.client = docker.DockerClient(base_url=base_url, timeout=timeout, version=PINNED_API_VERSION,
@@ -91,13 +182,18 @@ class DockerEngine:
             else:
                 self.client = docker.from_env(timeout=timeout)
         except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot reach the container engine{self._where()}: {exc}") from exc
+            raise self._unavailable(exc) from exc
         self.api = self.client.api
 
     def _where(self) -> str:
         return f" at {self.base_url}" if self.base_url else ""
 
+    def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        reason = _reason(exc)
+        return EngineUnavailable(f"cannot reach the container engine{self._where()}: {reason}", reason)
+
     # -- images ----------------------------------------------------------------
+    @_boundary
     def ping(self) -> None:
         try:
             if self.base_url:
@@ -108,8 +204,8 @@ class DockerEngine:
                 response.raise_for_status()
             else:
                 self.api.ping()
-        except Exception as exc:  # the SDK raises several unrelated types here
-            raise EngineError(f"cannot reach the container engine{self._where()}: {exc}") from exc
+        except Exception as exc:  # the SDK raises several unrelated types here; any means no engine
+            raise self._unavailable(exc) from exc
 
     @staticmethod
     def _image_info(attrs: dict) -> ImageInfo:
@@ -123,6 +219,7 @@ class DockerEngine:
             digests=tuple(attrs.get("RepoDigests") or ()),
         )
 
+    @_boundary
     def image(self, ref: str) -> ImageInfo | None:
         try:
             return self._image_info(self.api.inspect_image(ref))
@@ -131,6 +228,7 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
 
+    @_boundary
     def images(self, label: str | None = None) -> list[ImageInfo]:
         filters = {"label": label} if label else None
         out = []
@@ -141,6 +239,7 @@ class DockerEngine:
                 continue
         return out
 
+    @_boundary
     def build(self, context: Path, tag: str, labels: dict[str, str], *, nocache: bool = False,
               log: LogSink | None = None) -> str:
         image_id = None
@@ -165,6 +264,7 @@ class DockerEngine:
             raise EngineError(f"build of {tag} produced no image")
         return image_id or info.id
 
+    @_boundary
     def import_rootfs(self, tarball: Path, tag: str, labels: dict[str, str]) -> str:
         repository, _, version = tag.rpartition(":")
         changes = [f'LABEL "{k}"="{v}"' for k, v in labels.items()]
@@ -176,10 +276,12 @@ class DockerEngine:
             raise EngineError(f"import of {tag} produced no image")
         return info.id
 
+    @_boundary
     def tag(self, ref: str, new_ref: str) -> None:
         repository, version = self._split(new_ref)
         self.api.tag(ref, repository, version or "latest")
 
+    @_boundary
     def tags(self) -> dict[str, str]:
         out = {}
         for summary in self.api.images():
@@ -197,6 +299,7 @@ class DockerEngine:
             return ref, None
         return repository, tag
 
+    @_boundary
     def push(self, ref: str, log: LogSink | None = None) -> str:
         repository, version = self._split(ref)
         digest = ""
@@ -215,6 +318,7 @@ class DockerEngine:
             raise EngineError(f"push of {ref}: the engine reported no digest")
         return digest
 
+    @_boundary
     def pull(self, ref: str, log: LogSink | None = None) -> None:
         try:
             for chunk in self.api.pull(ref, stream=True, decode=True):
@@ -225,6 +329,7 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             raise EngineError(f"pull of {ref} failed: {exc.explanation or exc}") from exc
 
+    @_boundary
     def read_file(self, image: str, path: str) -> bytes:
         """Read one file from an image without starting a container."""
         container = self.api.create_container(image, command=["true"])
@@ -242,6 +347,7 @@ class DockerEngine:
         finally:
             self.api.remove_container(container["Id"], force=True)
 
+    @_boundary
     def copy_file(self, image: str, path: str, dest: Path) -> int:
         """Stream one regular file out of an image (a created, never started
         container; removed afterwards) into ``dest``."""
@@ -253,6 +359,8 @@ class DockerEngine:
                 if member is None or not member.isfile():
                     raise EngineError(f"{path} is not a regular file in image {image}")
                 source = tar.extractfile(member)
+                if source is None:          # a regular file always has its data; said in case it has not
+                    raise EngineError(f"{path} has no data in image {image}")
                 with open(dest, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
                 return member.size
@@ -278,6 +386,7 @@ class DockerEngine:
             exit_code=state.get("ExitCode"),
         )
 
+    @_boundary
     def containers(self, label: str | None = None) -> list[ContainerState]:
         filters = {"label": label} if label else None
         out = []
@@ -288,6 +397,7 @@ class DockerEngine:
                 continue
         return out
 
+    @_boundary
     def container(self, name: str) -> ContainerState | None:
         try:
             return self._state(self.api.inspect_container(name))
@@ -308,7 +418,7 @@ class DockerEngine:
             security_opt=list(spec.security_opt) or None,
             cap_add=list(spec.cap_add) or None,
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
-            tmpfs=list(spec.tmpfs) or None,
+            tmpfs=_tmpfs(spec.tmpfs),
         )
         if spec.writable_proc_sys:
             host_config["ReadonlyPaths"] = [p for p in DEFAULT_READONLY_PATHS if p != "/proc/sys"]
@@ -332,30 +442,37 @@ class DockerEngine:
             detach=True,
         )
 
+    @_boundary
     def create(self, spec: ContainerSpec) -> str:
         return self.api.create_container(**self._create_kwargs(spec))["Id"]
 
+    @_boundary
     def start(self, name: str) -> None:
         self.api.start(name)
 
+    @_boundary
     def stop(self, name: str, timeout: int = 10) -> None:
         self.api.stop(name, timeout=timeout)
 
+    @_boundary
     def restart(self, name: str, timeout: int = 10) -> None:
         self.api.restart(name, timeout=timeout)
 
+    @_boundary
     def remove(self, name: str) -> None:
         try:
             self.api.remove_container(name, force=True)
         except docker.errors.NotFound:
             pass
 
+    @_boundary
     def logs(self, name: str, tail: int = 50) -> str:
         try:
             return self.api.logs(name, tail=tail).decode("utf-8", "replace")
         except docker.errors.NotFound:
             return ""
 
+    @_boundary
     def copy_in(self, name: str, files: tuple[FileCopy, ...]) -> None:
         """One tar archive, extracted at / in the container: each file owned by
         root with its own mode (a secret is 0600 from its first byte)."""
@@ -369,6 +486,7 @@ class DockerEngine:
         if not self.api.put_archive(name, "/", buf.getvalue()):
             raise EngineError(f"copying the configuration into {name} failed")
 
+    @_boundary
     def run_job(self, spec: ContainerSpec, timeout: float = 600, files: tuple[FileCopy, ...] = ()) -> JobResult:
         """Run a one-shot container to completion and return its exit code and logs."""
         self.remove(spec.name)
@@ -377,12 +495,20 @@ class DockerEngine:
             if files:
                 self.copy_in(spec.name, files)
             self.api.start(spec.name)
-            result = self.api.wait(spec.name, timeout=timeout)
+            try:
+                result = self.api.wait(spec.name, timeout=math.ceil(timeout))
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                # The engine answered the start, then held the wait open as long as
+                # it was asked to: the job ran too long (the engine is not gone).
+                if _reason(exc) != "timed out":
+                    raise
+                raise EngineError(f"{spec.name} did not finish within {timeout:.0f}s") from exc
             logs = self.api.logs(spec.name).decode("utf-8", "replace")
             return JobResult(exit_code=int(result.get("StatusCode", 1)), logs=logs)
         finally:
             self.remove(spec.name)
 
+    @_boundary
     def wait_healthy(self, name: str, timeout: float) -> ContainerState:
         """Wait on the engine's own health events, re-checking state as each arrives."""
         deadline = time.monotonic() + timeout
@@ -423,15 +549,18 @@ class DockerEngine:
                 events.close()
 
     # -- volumes -----------------------------------------------------------------
+    @_boundary
     def volumes(self, label: str | None = None) -> list[VolumeInfo]:
         filters = {"label": label} if label else None
         result = self.api.volumes(filters=filters) or {}
         return [VolumeInfo(name=v["Name"], labels=dict(v.get("Labels") or {}))
                 for v in result.get("Volumes") or []]
 
+    @_boundary
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
         self.api.create_volume(name=name, labels=labels)
 
+    @_boundary
     def remove_volume(self, name: str) -> None:
         try:
             self.api.remove_volume(name)

@@ -8,11 +8,30 @@ Unit tests use :class:`dockyard.engine.fake.FakeEngine`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from dockyard.errors import EngineUnavailable
+
 LogSink = Callable[[str], None]
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def brief(exc: BaseException) -> str:
+    """Why an engine did not answer, in a few words (``Connection refused``) when
+    the error says so among the layers of requests' and urllib3's wording."""
+    if isinstance(exc, EngineUnavailable):
+        return exc.reason
+    text = str(exc) or type(exc).__name__
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return text
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 It records every call in ``calls`` so tests can assert what was done, and can be
 told to fail builds (``fail_builds``: image tag -> number of failures before success,
 or -1 for always) or to leave containers unhealthy (``unhealthy``). With ``down``
-set, every engine call raises ``ConnectionRefusedError``, as an engine that is
-not running does. Engines given one :class:`FakeRegistry` push to and pull from
-it, by digest, as real engines do through a registry.
+set, every engine call raises what the real driver raises for an engine that is
+not running: :class:`EngineUnavailable` (from a ``ConnectionRefusedError``).
+Engines given one :class:`FakeRegistry` push to and pull from it, by digest, as
+real engines do through a registry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from dockyard.errors import EngineError
+from dockyard.errors import EngineError, EngineUnavailable
 
 from .driver import (
     ContainerDied,
@@ -100,7 +101,9 @@ class FakeEngine:
                 self.__dict__.pop(name, None)
 
     def _refuse(self, *args, **kwargs):
-        raise ConnectionRefusedError(111, f"Connection refused (fake engine {self.url})")
+        cause = ConnectionRefusedError(111, "Connection refused")
+        raise EngineUnavailable(f"cannot reach the container engine at {self.url}: Connection refused",
+                                "Connection refused") from cause
 
     def __init__(self, url: str = "fake://", registry: FakeRegistry | None = None) -> None:
         self.url = url

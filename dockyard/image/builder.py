@@ -254,8 +254,11 @@ class Builder:
             self.options.logs.mkdir(parents=True, exist_ok=True)
             with open(self.options.logs / f"{name}.log", "a") as log:  # keep the log of its build
                 log.write(f"# dockyard: {outcome.status}\n")
+
+                def write(line: str) -> None:
+                    log.write(line + "\n")
                 try:
-                    self._push(name, lambda line: log.write(line + "\n"))
+                    self._push(name, write)
                 except Exception as exc:
                     log.write(f"# dockyard: push failed: {exc}\n")
                     results[name] = Outcome(name, FAILED, outcome.seconds, outcome.attempts,

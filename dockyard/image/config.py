@@ -73,7 +73,8 @@ class BaseConfig(StrictModel):
 
     def apt_conf(self) -> list[str]:
         """``apt_options`` as apt.conf lines (``Acquire::Check-Valid-Until "false";``)."""
-        return ['{} "{}";'.format(*APT_OPTION_RE.fullmatch(o).groups()) for o in self.apt_options]
+        # Each was checked against APT_OPTION_RE when the file was read.
+        return ['{} "{}";'.format(*o.split("=", 1)) for o in self.apt_options]
 
     @field_validator("components")
     @classmethod

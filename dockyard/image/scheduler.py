@@ -111,9 +111,9 @@ class Scheduler:
             while changed:
                 changed = False
                 for name in sorted(pending, key=lambda n: len(self._chain(n))):
-                    if state_of_parent(name) == "blocked":
+                    parent = self.parents[name]
+                    if parent is not None and state_of_parent(name) == "blocked":     # blocked: it has one
                         pending.discard(name)
-                        parent = self.parents[name]
                         results[name] = Outcome(name, UNBUILDABLE, error=f"parent {parent} is {results[parent].status}")
                         self._emit(Event(name, "done", outcome=results[name]))
                         changed = True

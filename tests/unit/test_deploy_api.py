@@ -232,7 +232,8 @@ def test_status_says_what_is_missing_then_up_to_date(site_dir):
 def test_stop_then_deploy_starts_them_again(deployed):
     site_dir, engine = deployed
     stopped = api.stop(site_dir, engine=engine, say=quiet)
-    assert stopped == len(engine.containers()) and not [c for c in engine.containers() if c.running]
+    assert stopped.ok and stopped.changed == len(engine.containers())
+    assert not [c for c in engine.containers() if c.running]
     stops = [c[1] for c in engine.calls if c[0] == "stop"]
     assert stops.index("nova_api") < stops.index("rabbitmq") and stops.index("keystone") < stops.index("mariadb")
     engine.calls.clear()
@@ -439,7 +440,8 @@ def test_destroy_removes_the_data_planes_namespaces_and_bridge_taps_through_the_
     jobs = [c[1] for c in engine.calls if c[0] == "job"]
     # Shared first (as after a reboot), then the cleanup; after the containers are gone.
     assert jobs == ["dockyard_share_run_netns", "dockyard_hostnet_cleanup"]
-    assert "  namespace qrouter-1 removed" in said
+    assert any(line.startswith("  ok      clean_host_network:localhost") and
+               line.endswith("\n      namespace qrouter-1 removed") for line in said), said
     assert [c[0] for c in engine.calls].index("job") > max(i for i, c in enumerate(engine.calls) if c[0] == "remove")
 
 
@@ -454,3 +456,52 @@ def test_the_cleanup_touches_only_names_the_data_plane_makes(site_dir):
     assert "del-br $b" in script and "br-int br-tun br-ex" in script
     spec = hostnet.cleanup_spec(site)
     assert spec.cap_add == ("NET_ADMIN", "SYS_ADMIN") and spec.pid_mode is None
+
+
+# -- the engine dying mid-run ----------------------------------------------------------------
+
+def test_an_engine_that_dies_mid_deploy_fails_the_action_by_name_exit_1(monkeypatch, site_dir, capsys):
+    engine = full_engine()
+    create = engine.create
+
+    def die_at_keystone(spec):
+        if spec.name == "keystone":
+            engine.down = True              # every call from now on is refused, this one too
+            return engine.create(spec)
+        return create(spec)
+    engine.create = die_at_keystone
+    code = run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir))
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.out + captured.err
+    failed = [line for line in captured.out.splitlines() if line.startswith("  FAILED")]
+    assert any(line.split()[1] == "create:keystone" and "its engine did not answer: Connection refused" in line
+               for line in failed), failed
+    assert re.search(r"^\d+ changes, [1-9]\d* failed, [1-9]\d* skipped in ", captured.out, re.M)
+
+
+def test_an_engine_gone_before_the_run_is_exit_4_in_its_own_words(monkeypatch, site_dir, capsys):
+    engine = full_engine()
+    engine.down = True
+    assert run_cli(monkeypatch, engine, "deploy", "--config-dir", str(site_dir)) == 4
+    err = capsys.readouterr().err
+    assert "cannot reach the container engine" in err and "Connection refused" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [("deploy",), ("stop",), ("destroy", "--yes")])
+def test_the_real_driver_on_a_dead_socket_is_exit_4_without_a_traceback(monkeypatch, site_dir, capsys, tmp_path,
+                                                                         command):
+    from dockyard import cli
+    from dockyard.engine import connect
+
+    dead = tmp_path / "dead.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(dead))
+    sock.close()
+    monkeypatch.setattr(api, "connect", lambda name="docker": connect(name, base_url=f"unix://{dead}"))
+    monkeypatch.setattr(sys, "argv", ["dockyard", *command, "--config-dir", str(site_dir)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 4, err
+    assert f"cannot reach the container engine at unix://{dead}: Connection refused" in err
+    assert "Traceback" not in err

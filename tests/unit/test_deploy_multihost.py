@@ -238,13 +238,14 @@ def test_status_stop_and_destroy_cover_every_host(two_hosts):
     e2.down = True
     rows = api.status(config_dir, engine=engines)
     assert {(r.host, r.state) for r in rows} == {("h1", "running"), ("h2", "unreachable")}
-    with pytest.raises(DockyardError) as err:
-        api.stop(config_dir, engine=engines, say=quiet)
-    assert err.value.exit_code == EXIT_FAILED and "h2" in str(err.value)
+    result = api.stop(config_dir, engine=engines, say=quiet)
+    assert result.exit_code == EXIT_FAILED and [o.action.id for o in result.outcomes if o.result == "failed"] == \
+        ["reach_engine:h2"] and result.outcome("reach_engine:h2").error.startswith("host h2: engine unreachable")
     assert not e1.container("memcached").running
     e2.down = False
-    assert api.stop(config_dir, engine=engines, say=quiet) == 1
-    assert api.destroy(config_dir, include_volumes=False, engine=engines, say=quiet) == 2
+    assert api.stop(config_dir, engine=engines, say=quiet).changed == 1
+    result = api.destroy(config_dir, include_volumes=False, engine=engines, say=quiet)
+    assert result.ok and [o.action.id for o in result.outcomes] == ["remove:memcached@h1", "remove:memcached@h2"]
     assert e1.containers() == e2.containers() == []
 
 

@@ -14,7 +14,7 @@ import dockyard.engine
 from dockyard.labels import LABEL_IMAGE_HASH
 from dockyard.image.packages import MANIFEST
 from dockyard.cli import cli
-from dockyard.errors import DockyardError, EngineError
+from dockyard.errors import DockyardError, EngineUnavailable
 
 import dockyard.cli.build  # noqa: F401  (adds the commands to ``cli``)
 
@@ -31,7 +31,7 @@ class Connections:
     def __call__(self, *args, **kwargs):
         self.count += 1
         if self.engine is None:
-            raise EngineError("cannot reach the container engine: no socket")
+            raise EngineUnavailable("cannot reach the container engine: no socket")
         return self.engine
 
 

@@ -106,7 +106,7 @@ def _service(unit: WantedJob | WantedContainer, conditions: dict[str, str], need
 
 def export_compose(wanted: WantedState) -> str:
     """A compose file (YAML text) with the wanted containers and jobs."""
-    remote = sorted({u.host for u in [*wanted.jobs, *wanted.containers] if u.copy_in})
+    remote = sorted({u.host for u in wanted.units() if u.copy_in})
     if remote:
         raise ConfigError(f"a compose file runs on one engine with config folders on its disk; hosts "
                           f"{', '.join(remote)} are on remote engines: export compose covers a site on this "
@@ -119,7 +119,7 @@ def export_compose(wanted: WantedState) -> str:
     services = {unit.name: _service(unit, conditions, needed_vars) for unit in unit_order(wanted)}
 
     volumes: dict[str, dict] = {v.name: {"external": True} for v in wanted.volumes}
-    for unit in [*wanted.jobs, *wanted.containers]:
+    for unit in wanted.units():
         for m in unit.spec.mounts:
             if m.is_volume and m.source not in volumes:
                 volumes[m.source] = {"name": m.source}

@@ -6,16 +6,18 @@ they outlive the agents' containers; ``dockyard demo`` makes
 ``dockyard-external``; Open vSwitch's userspace datapath makes a persistent tap
 device for each bridge's own port. None of that goes with the containers, so
 ``dockyard destroy`` removes it, through the engine (one-shot containers, as
-everything dockyard does to a host), and only what these names say is ours.
+everything dockyard does to a host), and only what these names say is ours:
+the destroy plan's ``share_mount`` and ``clean_host_network`` actions.
 """
 
 from __future__ import annotations
 
 import shlex
 
+from dockyard.deploy.plan.teardown import HostNetwork
 from dockyard.deploy.site.loader import Site
 from dockyard.deploy.wanted.builder import share_mount_spec, site_id
-from dockyard.engine.driver import ContainerSpec, Engine, Mount
+from dockyard.engine.driver import ContainerSpec, Mount
 from dockyard.labels import LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 
 from .demo import EXTERNAL_NAMESPACE, agent_options
@@ -52,19 +54,11 @@ def cleanup_spec(site: Site) -> ContainerSpec:
         cap_add=("NET_ADMIN", "SYS_ADMIN"), security_opt=("apparmor=unconfined",), restart_policy="no")
 
 
-def clean(site: Site, engine: Engine) -> list[str]:
-    """Remove the namespaces and bridge ports the data plane left; returns what
-    was removed, in words. Nothing to do where the tools image is missing (no
-    network or compute service ever ran here)."""
+def host_network(site: Site) -> HostNetwork:
+    """The cleanup as the destroy plan carries it (plan/teardown.py): /run/netns
+    made a shared mount first (after a reboot it is not, and the cleanup binds it
+    shared), then the cleanup; planned on a host whose engine has the tools image
+    (where it is missing, no network or compute service ever ran)."""
     image = site.globals.image_ref(TOOLS_IMAGE)
-    if engine.image(image) is None:
-        return []
     labels = {LABEL_MANAGED: "true", LABEL_SITE: site_id(site), LABEL_JOB: "true"}
-    shared = engine.run_job(share_mount_spec("/run/netns", image, labels), timeout=60)
-    if shared.exit_code != 0:
-        return [f"/run/netns not cleaned: it could not be made a shared mount ({shared.logs.strip()[-300:]})"]
-    result = engine.run_job(cleanup_spec(site), timeout=120)
-    lines = [line for line in result.logs.splitlines() if line.strip()]
-    if result.exit_code != 0:
-        lines.append(f"host network cleanup exited {result.exit_code}")
-    return lines
+    return HostNetwork(share=share_mount_spec("/run/netns", image, labels), clean=cleanup_spec(site), image=image)

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.engine.driver import ContainerState, Engine
+from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
 
 from dockyard.deploy.execute.jobs_record import load_job_secrets, load_jobs
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SITE
@@ -122,3 +122,64 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
             if tags:
                 observed.images[host] = images
     return observed
+
+
+# -- what stop and destroy act on -------------------------------------------------------
+
+@dataclass
+class SiteObjects:
+    """What a site has on its engines, for ``dockyard stop`` and ``destroy``
+    (plan/teardown.py). Keys are as in :class:`ObservedState`. What an engine
+    holds once (a volume, the host's network) is put on the first of its hosts."""
+
+    containers: dict[str, ContainerState] = field(default_factory=dict)   # key -> the site's container
+    hosts: dict[str, str] = field(default_factory=dict)                   # container key -> its host
+    volumes: dict[str, VolumeInfo] = field(default_factory=dict)          # key -> every volume of an engine
+    volume_hosts: dict[str, str] = field(default_factory=dict)            # volume key -> host
+    engine_hosts: dict[str, str] = field(default_factory=dict)            # host -> first host of its engine
+    images: dict[str, set[str]] = field(default_factory=dict)             # first host -> asked-for images present
+    multi_host: bool = False
+    unreachable: dict[str, str] = field(default_factory=dict)             # host -> why its engine did not answer
+
+
+def observe_site(engine, site: str, hosts: list[str], unreachable: dict[str, str] | None = None,
+                 images: tuple[str, ...] = ()) -> SiteObjects:
+    """The containers labelled for ``site`` (only those: stopping and removing
+    are not undone by a deploy, so never another site's, nor an unlabelled
+    one), every volume, and which of ``images`` each engine holds; one call
+    of each per engine, every engine at once. An engine that does not answer
+    puts its hosts in ``unreachable``."""
+    from dockyard.deploy.engines import SiteEngines, brief
+
+    engines = engine if isinstance(engine, SiteEngines) else SiteEngines.single(engine)
+    names = list(hosts) or [""]
+    objects = SiteObjects(multi_host=len(names) > 1)
+    objects.unreachable.update({h: why for h, why in (unreachable or {}).items() if h in names})
+    asked = [h for h in names if h not in objects.unreachable]
+
+    def facts(e: Engine, _: list[str]) -> tuple[list[ContainerState], list[VolumeInfo], set[str]]:
+        ours = [c for c in e.containers(label=f"{LABEL_MANAGED}=true") if c.labels.get(LABEL_SITE) == site]
+        return ours, e.volumes(), {ref for ref in images if e.image(ref) is not None}
+
+    groups = engines.groups(asked)
+    results = engines.each(asked, facts) if asked else {}
+    for i, (_, served) in enumerate(groups):
+        result = results[i]
+        if isinstance(result, Exception):
+            objects.unreachable.update({host: brief(result) for host in served})
+            continue
+        containers, volumes, present = result
+        first = served[0]
+        objects.engine_hosts.update({host: first for host in served})
+        objects.images[first] = present
+        for c in containers:
+            labelled = c.labels.get(LABEL_HOST, "")
+            host = labelled if labelled in served else first
+            key = unit_key(c.name, host, objects.multi_host)
+            objects.containers[key] = c
+            objects.hosts[key] = host
+        for v in volumes:
+            key = unit_key(v.name, first, objects.multi_host)
+            objects.volumes[key] = v
+            objects.volume_hosts[key] = first
+    return objects

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -61,7 +62,12 @@ class ActionKind(StrEnum):
     RECREATE = "recreate"
     START = "start"
     WAIT_HEALTHY = "wait_healthy"
-    REMOVE = "remove"
+    REMOVE = "remove"                   # stop and remove a container (deploy: unwanted; destroy: every one)
+    # dockyard stop and destroy (plan/teardown.py)
+    STOP = "stop"
+    CLEAN_HOST_NETWORK = "clean_host_network"   # the data plane's namespaces and bridge taps (ops/hostnet.py)
+    REMOVE_VOLUME = "remove_volume"
+    FORGET_RECORDS = "forget_records"   # the jobs, volumes and upgrade records: the data they describe is gone
 
 
 # Kinds that change something on the host; waiting on health changes nothing.
@@ -111,6 +117,27 @@ class Action:
             return self.shared_mount.spec
         return None
 
+    # The payload an action of its kind needs; a plan whose action lacks it is malformed.
+    def wanted_job(self) -> WantedJob:
+        if self.job is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its job")
+        return self.job
+
+    def wanted_container(self) -> WantedContainer:
+        if self.container is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its container")
+        return self.container
+
+    def wanted_file(self) -> WantedFile:
+        if self.file is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its file")
+        return self.file
+
+    def wanted_spec(self) -> ContainerSpec:
+        if self.spec is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its container's definition")
+        return self.spec
+
     @property
     def changes_something(self) -> bool:
         return self.kind in CHANGING_KINDS
@@ -130,6 +157,10 @@ class Action:
             ActionKind.START: f"{self.target} started",
             ActionKind.WAIT_HEALTHY: f"{self.target} healthy",
             ActionKind.REMOVE: f"{self.target} removed",
+            ActionKind.STOP: f"{self.target} stopped",
+            ActionKind.CLEAN_HOST_NETWORK: f"the host network of {self.host} cleaned",
+            ActionKind.REMOVE_VOLUME: f"volume {self.target} removed",
+            ActionKind.FORGET_RECORDS: "the records forgotten",
         }[self.kind]
 
     def to_dict(self) -> dict:
@@ -204,13 +235,14 @@ class Plan:
             touched = ", ".join(f"{by_id[i].kind} {names[i]}" for i in ids)
             lines.append(f"secret {secret} changed: {touched}")
         width = min(max(len(n) for n in names.values()), 60)
+        kind_width = max(13, *(len(a.kind) for a in self.actions))
         services: dict[str, list[Action]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             services.setdefault(a.service or "(no service)", []).append(a)
         for service, actions in services.items():
             lines.append(f"{service}:")
             for a in actions:
-                line = f"  {a.kind:<13} {names[a.id]:<{width}}  {a.reason}"
+                line = f"  {a.kind:<{kind_width}} {names[a.id]:<{width}}  {a.reason}"
                 after = _render_deps(a.deps)
                 if after:
                     line += f"  [after {after}]"
@@ -232,10 +264,19 @@ def _shown(a: Action) -> str:
     return f"{a.target}@{a.host}" if a.host and a.id.endswith(f"@{a.host}") else a.target
 
 
+# Waits on many stops or removals (a volume waits for every container of its
+# engine to be removed) are counted rather than listed, past this many.
+LISTED_TEARDOWN_DEPS = 4
+
+
 def _render_deps(deps: tuple[str, ...]) -> str:
     # File, volume and image dependencies are implied ("its files"); name only the units.
     implied = {"write_file:": "file", "create_volume:": "volume", "pull_image:": "image"}
     parts = [d for d in deps if not d.startswith(tuple(implied))]
+    for kind, done in ((ActionKind.STOP, "stopped"), (ActionKind.REMOVE, "removed")):
+        ids = [d for d in parts if d.startswith(f"{kind}:")]
+        if len(ids) > LISTED_TEARDOWN_DEPS:
+            parts = [f"{len(ids)} containers {done}", *(d for d in parts if d not in ids)]
     for prefix, word in implied.items():
         n = sum(1 for d in deps if d.startswith(prefix))
         if n:
@@ -246,7 +287,7 @@ def _render_deps(deps: tuple[str, ...]) -> str:
 # -- decisions shared with `dockyard status` -------------------------------------------
 
 def hash_reason(observed_labels: dict[str, str], wanted_labels: dict[str, str],
-                rewritten_files: list[str] = ()) -> str:
+                rewritten_files: Sequence[str] = ()) -> str:
     """Why a container's config-hash differs, naming the parts (and files) at fault.
 
     ``rewritten_files`` names the container's files this plan rewrites; it is the
@@ -282,7 +323,7 @@ def secrets_said(names: list[str]) -> str:
 
 
 def container_change(c: WantedContainer, current: ContainerState | None,
-                     rewritten_files: list[str] = ()) -> tuple[ActionKind | None, str]:
+                     rewritten_files: Sequence[str] = ()) -> tuple[ActionKind | None, str]:
     """What a container needs: (kind or None, reason). The one place that decides."""
     if current is None:
         return ActionKind.CREATE, "not present"
@@ -323,7 +364,7 @@ class UnitIndex:
         self.secret_order = secret_order
         self.units: dict[str, Unit] = {}
         self.by_name: dict[str, list[str]] = {}
-        for unit in [*wanted.jobs, *wanted.containers]:
+        for unit in wanted.units():
             key = unit_key(unit.name, unit.host, multi_host)
             if key in self.units:
                 other = self.units[key]
@@ -586,7 +627,7 @@ class _Planner:
 
     # -- units ----------------------------------------------------------------------------
     def deps_of(self, unit: Unit, files: tuple[str, ...], volumes: tuple[str, ...],
-                extra: list[str] = ()) -> tuple[str, ...]:
+                extra: Sequence[str] = ()) -> tuple[str, ...]:
         deps = [self.add(self.volume_action[k]).id for k in (self.key(v, unit.host) for v in volumes)
                 if k in self.volume_action]
         deps += [self.add(self.file_action[p]).id for p in files if p in self.file_action]
@@ -637,7 +678,8 @@ class _Planner:
                 leftover = f"remove:{self.key(shared.spec.name, shared.host)}"
                 deps = ((leftover,) if leftover in self.placed else ()) + tuple(self.pulls(shared.host,
                                                                                             shared.spec.image))
-                ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}", "share_mount",
+                ids.append(self.add(Action(f"share_mount:{self.key(shared.path, shared.host)}",
+                                           ActionKind.SHARE_MOUNT,
                                            shared.path, shared.service, shared.host,
                                            "bound with shared propagation by a container starting", deps,
                                            shared_mount=shared)).id)

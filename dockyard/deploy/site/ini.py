@@ -69,7 +69,7 @@ def parse(text: str, source: str = "<ini>") -> Ini:
             key = None
             continue
         if line[0] in " \t":
-            if key is not None:
+            if key is not None and section is not None:     # a key is only ever set inside a section
                 values = ini.sections[section][key]
                 values[-1] = f"{values[-1]}\n{line.strip()}"
                 continue

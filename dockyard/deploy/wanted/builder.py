@@ -48,6 +48,7 @@ from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, L
 from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState, WantedVolume
 from dockyard.registry.client import ImageSource, pull_ref, repository_and_tag
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
+from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
@@ -177,9 +178,10 @@ class _Unit:
 
 
 class WantedBuilder:
-    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | None, resolve_images: bool = True,
-                 facts: dict[str, HostFacts] | None = None, extra_variables: dict | None = None,
-                 site_label: str | None = None, registry: ImageSource | None = None):
+    def __init__(self, site: Site, catalogue: ServiceCatalogue, engine: Engine | SiteEngines | None,
+                 resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
+                 extra_variables: dict | None = None, site_label: str | None = None,
+                 registry: ImageSource | None = None):
         """``registry``: the site's registry; with it every host's images are the
         registry's (ids from there, pulled where missing). ``extra_variables``:
         more template variables (the registry's certificate); ``site_label``:
@@ -226,9 +228,11 @@ class WantedBuilder:
         ref = self.site.globals.image_ref(image, tag)
         if self.registry is not None and self.resolve_images:
             return self.registry_id(image, ref, host)
-        engine = self.engine
-        if engine is not None and hasattr(engine, "of"):       # a SiteEngines: each host its own
-            engine = None if host in self.unreachable else engine.of(host)
+        engine: Engine | None
+        if isinstance(self.engine, SiteEngines):            # each host its own
+            engine = None if host in self.unreachable else self.engine.of(host or "")
+        else:
+            engine = self.engine
         key = (id(engine), ref)
         if key not in self._image_ids:
             info = engine.image(ref) if (engine is not None and self.resolve_images) else None
@@ -334,7 +338,8 @@ class WantedBuilder:
         except jinja2.TemplateNotFound as exc:
             raise ConfigError(f"template {exc.name} not found", path=service.path, key=key) from None
         except jinja2.TemplateError as exc:
-            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            lineno = getattr(exc, "lineno", None)        # a syntax error's; not every TemplateError has one
+            line = f" (line {lineno})" if lineno else ""
             raise ConfigError(f"rendering {template}{line}: {exc}", path=service.path, key=key) from None
 
     def render_string(self, text: str, variables: dict, service: Service, key: str) -> str:
@@ -585,7 +590,7 @@ class WantedBuilder:
         deps = [c for dep in spec.depends_on for c in self._containers_of.get(dep, [])]
         # Transitive dependencies are reached through the direct ones' own waits.
         previous: list[str] = list(deps)
-        if spec.databases:
+        if service.databases_job is not None:          # the service has databases
             db = self.toolbox_job(
                 service, service.databases_job, {"my.cnf": "common/my.cnf.j2",
                                                   "create-databases.sql": "common/create-databases.sql.j2"},
@@ -601,7 +606,7 @@ class WantedBuilder:
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
         if spec.databases or service.pre_jobs():
             ready += previous
-        if spec.registration:
+        if service.register_job is not None:           # the service registers in keystone
             ready.append(self.toolbox_job(
                 service, service.register_job, {"clouds.yaml": "common/clouds.yaml.j2",
                                                  "register.py": "common/register.py.j2"},
@@ -629,7 +634,7 @@ class WantedBuilder:
         so that many hosts cost about one host's lookups. Only ids found are kept:
         a missing one is asked again where a unit needs it, and reported there."""
         engines = self.engine
-        if not (self.resolve_images and engines is not None and hasattr(engines, "each")) or self.registry is not None:
+        if not (self.resolve_images and isinstance(engines, SiteEngines)) or self.registry is not None:
             return                      # with a registry, ids come from there
         refs = [self.site.globals.image_ref(name) for name in self.catalogue.images(self.enabled)]
         hosts = [h for h in self.site.inventory.hosts if h not in self.unreachable]
@@ -694,8 +699,8 @@ def one_per_engine(site: Site, state: WantedState) -> None:
     they name none) cannot each run a container of the same name. Checked before
     a deploy plans (the wanted state itself may be built, to be looked at)."""
     hosts = site.inventory.hosts
-    seen: dict[tuple[str, str], object] = {}
-    for unit in [*state.jobs, *state.containers]:
+    seen: dict[tuple[str, str], WantedJob | WantedContainer] = {}
+    for unit in state.units():
         engine = hosts[unit.host].engine if unit.host in hosts else ""
         other = seen.setdefault((engine, unit.name), unit)
         if other is unit:
@@ -718,7 +723,7 @@ class Wanted:
     stale: dict[str, tuple[str, str]] = field(default_factory=dict)  # image -> (this engine's id, the registry's)
 
 
-def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | None, *,
+def wanted_state(site: Site, catalogue: ServiceCatalogue, engine: Engine | SiteEngines | None, *,
                  resolve_images: bool = True, facts: dict[str, HostFacts] | None = None,
                  unreachable: set[str] | frozenset[str] = frozenset(), extra_variables: dict | None = None,
                  site_label: str | None = None, registry: ImageSource | None = None) -> Wanted:

@@ -102,7 +102,7 @@ class VolumeMount(StrictModel):
         parts = value.split(":")
         if len(parts) not in (2, 3):
             raise ValueError(f"expected 'volume:/path[:ro]' or '/host/path:/path[:ro,shared]', got {value!r}")
-        out = {"source": parts[0], "target": parts[1]}
+        out: dict[str, str | bool] = {"source": parts[0], "target": parts[1]}
         for option in (parts[2].split(",") if len(parts) == 3 else []):
             if option in ("ro", "rw"):
                 out["read_only"] = option == "ro"
@@ -626,9 +626,9 @@ def _check_service(catalogue: ServiceCatalogue, svc: Service) -> None:
             if _PASSWORD_REFERENCE.search(value):
                 raise ConfigError("secrets never go in the environment: put them in a config file",
                                   path=path, key=f"{key}.environment.{var}")
-    for i, vol in enumerate(spec.volumes):
-        if vol not in mounted:
-            raise ConfigError(f"volume {vol!r} is declared but no container or job mounts it", path=path,
+    for i, declared in enumerate(spec.volumes):
+        if declared not in mounted:
+            raise ConfigError(f"volume {declared!r} is declared but no container or job mounts it", path=path,
                               key=f"volumes[{i}]")
     if spec.upgrade:
         if not spec.upgrade.steps():

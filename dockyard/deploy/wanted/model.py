@@ -130,6 +130,10 @@ class WantedState:
     jobs: list[WantedJob] = field(default_factory=list)
     containers: list[WantedContainer] = field(default_factory=list)
 
+    def units(self) -> list[WantedJob | WantedContainer]:
+        """The jobs, then the containers."""
+        return [*self.jobs, *self.containers]
+
     def services(self) -> set[str]:
         return {c.service for c in self.containers} | {j.service for j in self.jobs}
 
