@@ -9,6 +9,17 @@ import pytest
 from .wanted_factory import Site
 
 
+# The name the all-in-one reports to OpenStack is this machine's: pinned here, so
+# what the tests render does not depend on the machine (nor wait for its DNS).
+MACHINE_HOSTNAME = "aio-test.example.org"
+
+
+@pytest.fixture(autouse=True)
+def machine_hostname(monkeypatch) -> str:
+    monkeypatch.setattr("dockyard.deploy.site.loader.machine_hostname", lambda path=None: MACHINE_HOSTNAME)
+    return MACHINE_HOSTNAME
+
+
 @pytest.fixture
 def site(tmp_path) -> Site:
     """A small site (mariadb, keystone, glance, horizon, memcached) of the wanted-state factory."""

@@ -51,3 +51,9 @@ def test_a_missing_tun_device_fails(tmp_path):
     checks = {c.name: c for c in _data_plane(site, catalogue, catalogue.closure(site.globals.enabled_services),
                                              fake_host(tmp_path))}
     assert checks["tun"].status == FAIL and "modprobe tun" in checks["tun"].advice
+
+
+def test_the_all_in_one_says_the_name_openstack_will_know_it_by(tmp_path, machine_hostname):
+    checks = checks_for(tmp_path)
+    assert checks["host name"].status == OK
+    assert checks["host name"].message.startswith(f"{machine_hostname}: this machine's name, as libvirt reports it")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from dockyard.deploy.site.hostfacts import HostFacts, choose_datapath, choose_virt_type, probe
+from dockyard.deploy.site.hostfacts import HostFacts, choose_datapath, choose_virt_type, machine_hostname, probe
 from dockyard.errors import ConfigError
 
 
@@ -72,3 +73,41 @@ def test_a_bad_setting_names_the_key():
         choose_datapath({"datapath": "dpdk"}, HostFacts(False, "", False, ""), Path("/site/globals.yml"))
     assert exc.value.key == "services.openvswitch.datapath" and exc.value.path == "/site/globals.yml"
     assert "auto, system, netdev" in str(exc.value)
+
+
+# -- the machine's name, as libvirt reports it ------------------------------------------------
+
+def _resolver(canonical: str | None, asked: list[str]):
+    def getaddrinfo(name, port, family, type_, proto, flags):
+        asked.append(name)
+        assert flags & socket.AI_CANONNAME
+        if canonical is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, canonical, ("192.0.2.7", 0))]
+    return getaddrinfo
+
+
+@pytest.mark.parametrize("hostname, canonical, expected, looked_up", [
+    ("node7", "node7.lab.example.org", "node7.lab.example.org", True),     # a short name: its canonical form
+    ("node7", "node7", "node7", True),
+    ("node7", "localhost", "node7", True),                    # resolved back to localhost: the short name
+    ("node7", "localhost.localdomain", "node7", True),
+    ("node7", "", "node7", True),                             # no canonical name given
+    ("node7", None, "node7", True),                           # not resolvable: the short name
+    ("node7.lab.example.org", "other.example.org", "node7.lab.example.org", False),   # a dot: as it is
+    ("localhost", "elsewhere", "localhost", False),
+    ("localhost-7", "elsewhere", "localhost-7", False),
+])
+def test_the_machine_name_is_libvirts_hypervisor_name(hostname, canonical, expected, looked_up):
+    asked: list[str] = []
+    assert machine_hostname(gethostname=lambda: hostname, getaddrinfo=_resolver(canonical, asked)) == expected
+    assert asked == ([hostname] if looked_up else [])
+
+
+@pytest.mark.parametrize("hostname", ["bad name", "semi;colon", "new\nline", "-dash", ""])
+def test_a_machine_name_that_cannot_go_into_a_config_file_is_refused(hostname):
+    with pytest.raises(ConfigError) as exc:
+        machine_hostname(Path("/etc/dockyard/inventory.yml"), gethostname=lambda: hostname,
+                         getaddrinfo=_resolver(None, []))
+    assert exc.value.path == "/etc/dockyard/inventory.yml" and exc.value.key == "hosts"
+    assert "name the host in inventory.yml" in str(exc.value)

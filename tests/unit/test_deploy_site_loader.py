@@ -12,8 +12,11 @@ from pydantic import ValidationError
 
 from dockyard.deploy.site.passwords import DEFAULT_PASSWORD_NAMES
 from dockyard.datafiles import key_path
+from dockyard.deploy.site import hostfacts
 from dockyard.deploy.site.loader import Globals, Host, config_dir_from, load_site, write_defaults
 from dockyard.errors import EXIT_INVALID, ConfigError
+
+from .conftest import MACHINE_HOSTNAME
 
 KNOWN = {"mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon",
          "openvswitch", "neutron-agents", "nova-compute", "cinder"}
@@ -171,7 +174,7 @@ def test_without_files_the_site_is_all_in_one_with_the_defaults(tmp_path):
     assert site.generated_dir == folder.absolute() / "generated"
     assert site.state_dir == folder.absolute() / "state"
     for group in ("control", "network", "compute"):
-        assert site.inventory.hosts_in(group) == [Host("localhost", "127.0.0.1")]
+        assert site.inventory.hosts_in(group) == [Host("localhost", "127.0.0.1", hostname=MACHINE_HOSTNAME)]
     assert site.passwords == {"p1": "pw-p1", "p2": "pw-p2"}
 
 
@@ -184,8 +187,30 @@ def test_empty_files_mean_the_defaults(tmp_path):
 
 def test_all_in_one_host_follows_the_internal_address(tmp_path):
     site = load(make_site(tmp_path, globals_yml="internal_address: 192.0.2.5\n"))
-    assert site.inventory.hosts_in("network") == [Host("localhost", "192.0.2.5")]
+    assert site.inventory.hosts_in("network") == [Host("localhost", "192.0.2.5", hostname=MACHINE_HOSTNAME)]
     assert site.external_address == "192.0.2.5"
+
+
+def test_openstack_knows_each_host_by_its_inventory_name_and_localhost_by_the_machines(tmp_path):
+    assert load(make_site(tmp_path)).inventory.hosts["localhost"].hostname == MACHINE_HOSTNAME
+    (tmp_path / "named").mkdir()
+    (tmp_path / "local").mkdir()
+    named = load(make_site(tmp_path / "named", inventory_yml=INVENTORY)).inventory
+    assert {name: h.hostname for name, h in named.hosts.items()} == {"ctl1": "ctl1", "cmp1": "cmp1"}
+    # An inventory may call the local engine's host localhost too: still this machine.
+    local = load(make_site(tmp_path / "local", inventory_yml=INVENTORY.replace("ctl1", "localhost"))).inventory
+    assert {name: h.hostname for name, h in local.hosts.items()} == {"localhost": MACHINE_HOSTNAME, "cmp1": "cmp1"}
+    assert Host("cmp9", "192.0.2.9").hostname == "cmp9"
+
+
+def test_a_machine_name_that_cannot_be_used_is_invalid_input(tmp_path, monkeypatch):
+    monkeypatch.setattr("dockyard.deploy.site.loader.machine_hostname", hostfacts.machine_hostname)
+    monkeypatch.setattr("socket.gethostname", lambda: "no good")
+    folder = make_site(tmp_path)
+    with pytest.raises(ConfigError) as exc:
+        load(folder)
+    assert exc.value.exit_code == EXIT_INVALID
+    assert (exc.value.path, exc.value.key) == (str(folder / "inventory.yml"), "hosts")
 
 
 def test_globals_as_written(tmp_path):

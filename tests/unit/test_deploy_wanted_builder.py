@@ -435,3 +435,52 @@ def test_namespaces_are_shared_with_the_host_through_a_shared_mount(aio):
     assert share.spec.devices == () and share.spec.user == "root"
     assert share.spec.command[0].startswith('exec nsenter --target "$PPID" --mount -- sh -c ')
     assert "mount --make-shared /run/netns" in share.spec.command[0]
+
+
+# -- the name each host has in OpenStack ---------------------------------------------------------
+
+def reported_hosts(wanted) -> dict[tuple[str, str], str]:
+    """(host, unit) -> the ``host`` option of each nova.conf (nova-compute's too) and neutron.conf."""
+    import configparser
+
+    # Files on this machine's disk, and those copied into the containers of remote hosts.
+    files = [(f.host, f.unit, f.path, f.content) for f in wanted.files]
+    files += [(u.host, u.name, c.path, c.content) for u in [*wanted.jobs, *wanted.containers] for c in u.copy_in]
+    out = {}
+    for host, unit, path, content in files:
+        if Path(path).name in ("nova.conf", "nova-compute.conf", "neutron.conf"):
+            ini = configparser.ConfigParser(interpolation=None, strict=False)
+            ini.read_string(content.decode())
+            out[(host, unit)] = ini["DEFAULT"]["host"]
+    return out
+
+
+def test_the_all_in_one_reports_the_machines_name_everywhere(aio, machine_hostname):
+    _, wanted = aio
+    reported = reported_hosts(wanted)
+    # nova-compute (the compute service and the binding host of its ports), the
+    # neutron agents (the OVS agent wires only ports bound to its own name) and
+    # the control services alike: one name, the machine's, never "localhost".
+    for unit in ("nova_compute", "neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent",
+                 "neutron_metadata_agent", "neutron_server", "nova_conductor", "nova_scheduler"):
+        assert reported[("localhost", unit)] == machine_hostname, unit
+    assert set(reported.values()) == {machine_hostname}
+    # The cell mapping job waits for the compute host under the same name.
+    discover = units(wanted)["nova_discover_hosts"]
+    assert discover.spec.environment["DOCKYARD_COMPUTE_HOSTS"] == machine_hostname
+
+
+def test_each_inventory_host_reports_its_inventory_name(site_dir):
+    (site_dir / "inventory.yml").write_text(yaml.safe_dump({
+        "hosts": {"ctl": {"address": "127.0.0.97"}, "cmp1": {"address": "127.0.0.96", "engine": "ssh://cmp1"},
+                  "cmp2": {"address": "127.0.0.95", "engine": "ssh://cmp2"}},
+        "groups": {"control": ["ctl"], "network": ["ctl"], "compute": ["cmp1", "cmp2"]}}))
+    _, wanted = wanted_of(site_dir)
+    reported = reported_hosts(wanted)
+    assert reported[("cmp1", "nova_compute")] == "cmp1" and reported[("cmp2", "nova_compute")] == "cmp2"
+    # Each compute host's OVS agent has the name its nova-compute binds ports to.
+    assert reported[("cmp1", "neutron_openvswitch_agent")] == "cmp1"
+    assert reported[("cmp2", "neutron_openvswitch_agent")] == "cmp2"
+    assert reported[("ctl", "neutron_l3_agent")] == "ctl" and reported[("ctl", "nova_conductor")] == "ctl"
+    assert {host for host, _ in reported} == set(reported.values())
+    assert units(wanted)["nova_discover_hosts"].spec.environment["DOCKYARD_COMPUTE_HOSTS"] == "cmp1 cmp2"

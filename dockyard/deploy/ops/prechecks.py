@@ -21,7 +21,7 @@ from dockyard.errors import ConfigError, DockyardError
 
 from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, load_services, unit_name
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
-from dockyard.deploy.site.loader import Site, load_site
+from dockyard.deploy.site.loader import ALL_IN_ONE_HOST, Site, load_site
 from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
 from dockyard.deploy.site.hostfacts import choose_datapath, choose_virt_type, probe as probe_host
 
@@ -188,6 +188,10 @@ def _data_plane(site: Site, catalogue: ServiceCatalogue, enabled: list[str], roo
         checks.append(Check("virt type", status, f"{virt.value} ({how}), because {virt.why}",
                             "" if status == OK else "guests boot, slowly; set services: {nova-compute: "
                             "{virt_type: qemu}} to silence this"))
+    local = site.inventory.hosts.get(ALL_IN_ONE_HOST)
+    if local is not None and not local.remote:
+        checks.append(Check("host name", OK, f"{local.hostname}: this machine's name, as libvirt reports it; "
+                            f"nova-compute and the neutron agents report it too"))
     if not (root / "dev/net/tun").exists():
         checks.append(Check("tun", FAIL, "/dev/net/tun is missing (guests' ports and the userspace datapath's "
                             "need it)", "modprobe tun"))

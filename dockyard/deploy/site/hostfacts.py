@@ -8,6 +8,10 @@ Two choices depend on the host's kernel and CPU rather than on the operator:
 - libvirt's **virt_type**: ``kvm`` where hardware virtualisation is usable, else
   ``qemu`` (emulation: slow, but every guest boots).
 
+One more fact names the host: ``machine_hostname`` is what libvirt on this
+machine reports as the hypervisor's name, which the all-in-one's nova-compute and
+neutron agents report too (their ``host``), so all three line up.
+
 Probing reads the host (``/sys``, ``/proc``, ``/dev``); choosing is a pure
 function of the facts and of the operator's setting in ``globals.yml``
 (``services: {openvswitch: {datapath: ...}, nova-compute: {virt_type: ...}}``;
@@ -18,6 +22,8 @@ choices and why; the wanted state renders them into the services' configs.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +88,38 @@ def _kvm(root: Path) -> tuple[bool, str]:
         return True, "/dev/kvm is present and the CPU offers " + ("vmx" if "vmx" in flags else "svm")
     # Seen on nested hosts: the device exists, but guests cannot run on it.
     return False, "/dev/kvm is present but the CPU offers no vmx/svm (hardware virtualisation not usable)"
+
+
+# Written unquoted into INI files and job environments.
+_SAFE_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
+
+
+def machine_hostname(path: Path | None = None, gethostname=None, getaddrinfo=None) -> str:
+    """This machine's name as libvirt reports it for the hypervisor (its virGetHostname).
+
+    A containerised libvirt on the host's network has the host's name and
+    ``/etc/hosts``, and nova takes the hypervisor's name from libvirt: a short
+    name is resolved to its canonical (often fully qualified) form unless that
+    comes back as ``localhost``; a name with a dot, or starting with
+    ``localhost``, is kept as it is. Giving nova's and neutron's ``host`` the
+    same name lines up ``compute service list``, ``hypervisor list`` and
+    ``network agent list``. Raises ConfigError (naming ``path``, the inventory)
+    for a name that cannot be used.
+    """
+    name = (gethostname or socket.gethostname)()
+    if not (name.startswith("localhost") or "." in name):
+        try:
+            resolve = getaddrinfo or socket.getaddrinfo
+            canonical = resolve(name, None, socket.AF_UNSPEC, 0, 0, socket.AI_CANONNAME)[0][3]
+        except (OSError, IndexError):
+            canonical = ""
+        if canonical and not canonical.startswith("localhost"):
+            name = canonical
+    if not _SAFE_HOSTNAME.fullmatch(name):
+        raise ConfigError(f"this machine's host name {name!r} cannot name it to OpenStack (letters, digits, "
+                          f"'.', '_', '-'): set one with hostnamectl, or name the host in inventory.yml",
+                          path=path, key="hosts")
+    return name
 
 
 def _setting(options: dict, key: str, allowed: tuple[str, ...], service: str, path: Path | None) -> str:

@@ -27,6 +27,7 @@ from dockyard.errors import ConfigError
 from dockyard.reference import check_namespace, check_registry, check_tag, image_ref
 from dockyard.releases import load_releases
 
+from .hostfacts import machine_hostname
 from .overrides import OVERRIDES_DIR
 from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
 
@@ -246,6 +247,14 @@ class Host:
     address: str
     engine: str = ""                   # the engine's URL; "" for the local engine
     tls: EngineTls | None = None
+    # What its OpenStack services call it (nova's and neutron's `host`, the
+    # hypervisor's name): the inventory name, except for the all-in-one's
+    # `localhost`, which is the machine's own name. "" means the inventory name.
+    hostname: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.hostname:
+            object.__setattr__(self, "hostname", self.name)
 
     @property
     def remote(self) -> bool:
@@ -269,8 +278,8 @@ class Inventory:
         return [self.hosts[name] for name in self.groups.get(group, [])]
 
     @classmethod
-    def all_in_one(cls, address: str) -> Inventory:
-        host = Host(ALL_IN_ONE_HOST, address)
+    def all_in_one(cls, address: str, hostname: str = "") -> Inventory:
+        host = Host(ALL_IN_ONE_HOST, address, hostname=hostname)
         return cls({host.name: host}, {group: [host.name] for group in REQUIRED_GROUPS})
 
 
@@ -344,11 +353,11 @@ def _check_folder(folder: Path, path: Path, key: str) -> None:
 
 def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] = ()) -> Inventory:
     """``inventory.yml``; absent or empty, one host ``localhost`` at the internal
-    address in every group (all-in-one)."""
+    address in every group (all-in-one), known to OpenStack by this machine's name."""
     path = Path(config_dir) / INVENTORY_FILE
     data = read_mapping(path)
     if not data:
-        return Inventory.all_in_one(g.internal_address)
+        return Inventory.all_in_one(g.internal_address, machine_hostname(path))
     try:
         model = _InventoryModel.model_validate(data)
     except ValidationError as exc:
@@ -385,6 +394,11 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
                 raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
             seen.add(member)
     hosts = {name: Host(name, h.address, *engines[name]) for name, h in model.hosts.items()}
+    # "localhost" names no machine to OpenStack: on the local engine it is this one.
+    if ALL_IN_ONE_HOST in hosts and not hosts[ALL_IN_ONE_HOST].remote:
+        local = hosts[ALL_IN_ONE_HOST]
+        hosts[ALL_IN_ONE_HOST] = Host(local.name, local.address, local.engine, local.tls,
+                                      machine_hostname(path))
     return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
 
 
