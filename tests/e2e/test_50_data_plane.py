@@ -13,7 +13,7 @@ import json
 import re
 import time
 
-
+from dockyard.deploy.site.hostfacts import machine_hostname
 from dockyard.guestimage import CONSOLE_DHCP, CONSOLE_HOSTNAME, CONSOLE_KEYS
 
 from .client import container_facts, openstack, openstack_json
@@ -26,10 +26,19 @@ RESULTS = REPO / "bench" / "results" / "data_plane_story.json"
 def test_compute_and_network_hosts_services_are_up(cloud):
     services = openstack_json("compute", "service", "list")
     assert {s["Binary"]: s["State"] for s in services}["nova-compute"] == "up"
-    agents = {a["Agent Type"]: a["Alive"] for a in openstack_json("network", "agent", "list")}
+    rows = openstack_json("network", "agent", "list")
+    agents = {a["Agent Type"]: a["Alive"] for a in rows}
     assert agents == {"Open vSwitch agent": True, "DHCP agent": True, "L3 agent": True, "Metadata agent": True}
     hypervisors = openstack_json("hypervisor", "list")
     assert len(hypervisors) == 1 and hypervisors[0]["State"] == "up"
+    # One name for the all-in-one everywhere: the machine's as libvirt reports it
+    # (never "localhost"), so the hypervisor, the compute service and the agents
+    # that nova binds ports to line up.
+    name = machine_hostname()
+    assert name != "localhost"
+    assert {s["Host"] for s in services} == {name}, services
+    assert {a["Host"] for a in rows} == {name}, rows
+    assert hypervisors[0]["Hypervisor Hostname"] == name, hypervisors
 
 
 def test_prechecks_report_datapath_and_virt_type(cloud):
