@@ -105,7 +105,8 @@ def test_after_edges(aio):
     assert u["keystone_admin"].after == ("keystone_bootstrap",)
     assert set(u["keystone"].after) == {"mariadb", "memcached", "keystone_admin"}
     assert u["glance_register"].after == ("keystone",)                   # in parallel with the db sync
-    assert set(u["glance_api"].after) == {"mariadb", "memcached", "keystone", "glance_bootstrap", "glance_register"}
+    assert u["glance_metadefs"].after == ("glance_bootstrap",)            # the schema first
+    assert set(u["glance_api"].after) == {"mariadb", "memcached", "keystone", "glance_metadefs", "glance_register"}
     assert {"rabbitmq", "placement_api", "nova_cells", "nova_register"} <= set(u["nova_conductor"].after)
     assert set(u["horizon"].after) == {"memcached", "keystone"}
     assert u["rabbitmq"].after == ()
@@ -288,7 +289,7 @@ def test_a_service_override_reaches_the_file_and_changes_only_its_units(site_dir
     (site_dir / "config" / "glance.conf").write_text("[DEFAULT]\nshow_image_direct_url = True\n")
     _, after = wanted_of(site_dir, engine)
     changed = {n for n, h in hashes(after).items() if hashes(before)[n] != h}
-    assert changed == {"glance_api", "glance_bootstrap"}            # every unit that reads glance-api.conf
+    assert changed == {"glance_api", "glance_bootstrap", "glance_metadefs"}  # each unit reading glance-api.conf
     conf = next(f for f in after.files if f.path.endswith("glance_api/glance-api.conf")).content.decode()
     assert "show_image_direct_url = True" in conf
     assert "enabled_backends = file:file" in conf                      # the rest is kept
@@ -484,3 +485,40 @@ def test_each_inventory_host_reports_its_inventory_name(site_dir):
     assert reported[("ctl", "neutron_l3_agent")] == "ctl" and reported[("ctl", "nova_conductor")] == "ctl"
     assert {host for host, _ in reported} == set(reported.values())
     assert units(wanted)["nova_discover_hosts"].spec.environment["DOCKYARD_COMPUTE_HOSTS"] == "cmp1 cmp2"
+
+
+# -- glance's metadata definitions ------------------------------------------------------------
+
+def test_glance_loads_the_packaged_metadata_definitions_merging_with_what_is_there(aio, tmp_path):
+    import shlex
+    import subprocess
+
+    _, wanted = aio
+    doc = json.loads(next(f.content for f in wanted.files
+                          if f.unit == "glance_metadefs" and f.path.endswith("/config.json")))
+    sh, dash_c, script = shlex.split(doc["command"])
+    assert (sh, dash_c) == ("sh", "-c")
+    # Run the job's script on stand-ins: Debian's two folders, and a glance-manage
+    # that records how it was called.
+    usr, etc, bin_ = tmp_path / "usr", tmp_path / "etc", tmp_path / "bin"
+    for folder in (usr, etc, bin_):
+        folder.mkdir()
+    called = tmp_path / "called"
+    (bin_ / "glance-manage").write_text(f'#!/bin/sh\necho "$@" > {called}\n')
+    (bin_ / "glance-manage").chmod(0o755)
+    script = script.replace("/usr/share/glance-common/metadefs", str(usr)).replace("/etc/glance/metadefs", str(etc))
+
+    def run() -> subprocess.CompletedProcess:
+        called.unlink(missing_ok=True)
+        return subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=60)
+
+    # No definitions anywhere: glance-manage would log it and exit 0; the job fails.
+    proc = run()
+    assert proc.returncode == 1 and "no metadata definitions" in proc.stderr and not called.exists()
+    (etc / "compute-cpu-pinning.json").write_text("{}")
+    assert run().returncode == 0
+    assert called.read_text().split() == ["--config-file", "/etc/glance/glance-api.conf", "db", "load_metadefs",
+                                          "--path", str(etc), "--merge"]
+    (usr / "compute-cpu-pinning.json").write_text("{}")        # the packaged folder comes first
+    assert run().returncode == 0 and f"--path {usr} --merge" in called.read_text()
