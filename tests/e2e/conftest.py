@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("DOCKYARD_E2E_WORK", "/var/tmp/dockyard-e2e"))
 CONFIG_DIR = WORK / "site"
+
+# The summary line of a run that changed nothing, matched as a whole line: a
+# run's "10 changes, ..." or a host's "  h1: 0 changes, ..." must not pass for it.
+NO_CHANGES = re.compile(r"^0 changes, 0 failed, 0 skipped in [0-9.]+s$", re.M)
+
+
+def changed_nothing(output: str) -> bool:
+    return NO_CHANGES.search(output) is not None
 
 
 def pytest_collection_modifyitems(items):

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import urllib.request
 
 import yaml
 
+from dockyard.deploy.site.hostfacts import machine_hostname
+
 from .client import container_facts, openstack, openstack_json
-from .conftest import CONFIG_DIR, NASTY_PASSWORDS, dockyard
+from .conftest import CONFIG_DIR, NASTY_PASSWORDS, changed_nothing, dockyard
 
 
 def test_up_wrote_client_config_with_private_modes(cloud):
@@ -97,7 +100,21 @@ def test_image_upload_in_chunks_of_a_mebibyte(cloud, tmp_path):
 
 
 def test_placement_answers(cloud):
-    openstack("resource", "provider", "list")
+    # Its own standard resource classes: placement's database is there and its API answers.
+    classes = {row["name"] for row in openstack_json("resource", "class", "list")}
+    assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= classes, classes
+    # The only provider there can be is the all-in-one's compute node, named like
+    # its hypervisor: the machine (nova-compute registers it a few seconds after
+    # it starts, so it may not be there yet; test_50 waits for it).
+    providers = openstack_json("resource", "provider", "list")
+    assert {p["name"] for p in providers} <= {machine_hostname()}, providers
+
+
+def test_glance_metadata_definitions_are_loaded(cloud):
+    # The glance-metadefs job loaded Debian's files (Horizon's property editors read them).
+    names = {row["namespace"] for row in openstack_json("image", "metadef", "namespace", "list")}
+    assert {"OS::Compute::CPUPinning", "OS::Compute::Libvirt", "OS::Glance::CommonImageProperties"} <= names, names
+    assert len(names) >= 20, names
 
 
 def test_compute_services_up(cloud):
@@ -125,19 +142,24 @@ def test_horizon_login_page(cloud):
 def test_second_deploy_changes_nothing(cloud, engine):
     before = container_facts(engine)
     proc = dockyard("deploy", "--config-dir", str(CONFIG_DIR))
-    assert "0 changes" in proc.stdout + proc.stderr
+    assert changed_nothing(proc.stdout), proc.stdout + proc.stderr
     assert container_facts(engine) == before
 
 
 def test_reconfigure_restarts_only_glance_api(cloud, engine):
     before = container_facts(engine)
+    namespaces = openstack_json("image", "metadef", "namespace", "list")
     override = CONFIG_DIR / "config" / "glance.conf"
     override.parent.mkdir(parents=True, exist_ok=True)
     override.write_text("[DEFAULT]\nshow_image_direct_url = True\n")
-    dockyard("reconfigure", "--config-dir", str(CONFIG_DIR))
+    out = dockyard("reconfigure", "--config-dir", str(CONFIG_DIR)).stdout
     after = container_facts(engine)
     changed = {name for name in after if after[name] != before.get(name)}
     assert changed == {"glance_api"}
+    # The jobs that read glance-api.conf ran again; loading the metadata
+    # definitions a second time succeeded and changed none of them.
+    assert re.search(r"^\s+ok\s+job:glance_metadefs\s", out, re.M), out
+    assert openstack_json("image", "metadef", "namespace", "list") == namespaces
     # The change really reached the running service's configuration file.
     import docker
 

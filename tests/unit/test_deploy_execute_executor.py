@@ -23,6 +23,7 @@ from dockyard.deploy.execute.timeline import Timeline, load_timeline
 from dockyard.engine.driver import ContainerSpec, JobResult
 from dockyard.engine.fake import FakeEngine
 
+from ..e2e.conftest import changed_nothing
 from .wanted_factory import SECRET, Site, apply, converge, fake_engine, make_wanted, plan_for
 
 GUARD = 20  # seconds a primitive waits before the test fails: never reached when the executor is right
@@ -311,6 +312,12 @@ def test_counts_changes_and_a_no_op_run(site, state_dir):
     again = apply(engine, plan_for(engine, make_wanted(site), state_dir), state_dir)
     assert again.outcomes == [] and again.changed == 0 and again.ok
     assert again.summary().startswith("0 changes, 0 failed, 0 skipped in ")
+    # The end-to-end tests' pattern for "nothing changed" matches this summary
+    # as a whole line, and neither a run's "10 changes" nor a host's line.
+    assert changed_nothing(f"dockyard: run 1\n{again.summary()}\n")
+    assert not changed_nothing(f"1{again.summary()}\n")
+    assert not changed_nothing(result.summary()) and result.changed > 0
+    assert not changed_nothing("  h1: 0 changes, 0 failed, 0 skipped\n")
 
 
 # -- timeline -----------------------------------------------------------------------------------
