@@ -18,14 +18,12 @@ from .driver import (  # noqa: F401  (re-exported: the public driver vocabulary)
 
 
 def connect(name: str = "docker", base_url: str | None = None, tls=None) -> Engine:
-    """Return a driver. ``docker`` and ``podman`` both use the Docker-compatible API.
+    """Return the Docker Engine driver (the only engine dockyard is tested with).
     ``tls``: a ``(ca, cert, key)`` of file paths for a ``tcp://`` engine."""
     from .docker_engine import DockerEngine
 
-    if name == "podman" and base_url is None:
-        base_url = "unix:///run/podman/podman.sock"
-    if name not in ("docker", "podman"):
+    if name != "docker":
         from dockyard.errors import ConfigError
 
-        raise ConfigError(f"unknown engine {name!r} (expected docker or podman)", key="engine")
+        raise ConfigError(f"unknown engine {name!r} (expected docker)", key="engine")
     return DockerEngine(base_url=base_url, tls=tls)

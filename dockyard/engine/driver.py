@@ -1,8 +1,8 @@
 """The engine driver interface.
 
 Everything dockyard does to a container engine goes through :class:`Engine`.
-The Docker implementation talks to the engine API with the Docker SDK; Podman's
-Docker-compatible API can be served by the same class pointed at its socket.
+The Docker implementation talks to the engine API with the Docker SDK (the
+Docker Engine is the only engine dockyard is tested with).
 Unit tests use :class:`dockyard.engine.fake.FakeEngine`.
 """
 

@@ -73,7 +73,9 @@ BAD = {
     "options of unknown service": ("globals.yml", "services: {nosuch: {workers: 2}}\n", "services.nosuch",
                                    ["unknown service 'nosuch'"]),
     "options not a mapping": ("globals.yml", "services: {nova: 2}\n", "services.nova", ["dictionary"]),
-    "engine": ("globals.yml", "engine: lxc\n", "engine", ["'docker' or 'podman'"]),
+    "engine": ("globals.yml", "engine: lxc\n", "engine", ["must be docker, got 'lxc'"]),
+    "podman": ("globals.yml", "engine: podman\n", "engine",
+               ["podman is not supported: dockyard is tested with the Docker Engine only"]),
     "internal address": ("globals.yml", "internal_address: localhost\n", "internal_address", ["IPv4"]),
     "ipv6": ("globals.yml", "internal_address: '::1'\n", "internal_address", ["IPv6 is not supported"]),
     "external address": ("globals.yml", "external_address: 'a b'\n", "external_address", ["DNS name"]),
@@ -84,7 +86,7 @@ BAD = {
     "registry": ("globals.yml", "image_registry: 'http://r:5000'\n", "image_registry", ["registry"]),
     "region": ("globals.yml", "region: 'Region One'\n", "region", ["region name"]),
     "several problems": ("globals.yml", "parallelism: 0\nengine: lxc\n", "engine",
-                         ["'docker' or 'podman'", "also parallelism:"]),
+                         ["must be docker", "also parallelism:"]),
     "inventory not a mapping": ("inventory.yml", "[ctl1]\n", None, ["mapping"]),
     "inventory unknown key": ("inventory.yml", INVENTORY + "children: {}\n", "children", ["unknown key"]),
     "host unknown key": ("inventory.yml", INVENTORY.replace("address: 192.0.2.11", "adress: 192.0.2.11"),
@@ -216,14 +218,14 @@ def test_a_machine_name_that_cannot_be_used_is_invalid_input(tmp_path, monkeypat
 def test_globals_as_written(tmp_path):
     folder = make_site(tmp_path, globals_yml=(
         "enabled_services: [keystone, cinder]\ninternal_address: 10.1.0.5\nexternal_address: cloud.example.com\n"
-        "image_registry: registry.example.com:5000\nimage_tag: '2025.1-1'\nengine: podman\nregion: Lab_2\n"
+        "image_registry: registry.example.com:5000\nimage_tag: '2025.1-1'\nengine: docker\nregion: Lab_2\n"
         "generated_dir: out\nstate_dir: /var/lib/dockyard/state\nparallelism: 8\nhealth_timeout: 60.5\n"
         "services: {keystone: {workers: 2, token: {expiration: 7200}}}\n"))
     g = load(folder).globals
     assert g.enabled_services == ["keystone", "cinder"]
     assert (g.internal_address, g.external_address) == ("10.1.0.5", "cloud.example.com")
     assert g.image_ref("keystone") == "registry.example.com:5000/dockyard/keystone:2025.1-1"
-    assert (g.engine, g.region, g.parallelism, g.health_timeout) == ("podman", "Lab_2", 8, 60.5)
+    assert (g.engine, g.region, g.parallelism, g.health_timeout) == ("docker", "Lab_2", 8, 60.5)
     assert g.generated_dir == folder.absolute() / "out"               # relative to the folder
     assert g.state_dir == Path("/var/lib/dockyard/state")
     assert g.services == {"keystone": {"workers": 2, "token": {"expiration": 7200}}}

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Iterable
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
@@ -85,6 +85,18 @@ def _external(value: str | None) -> str | None:
         raise ValueError("must be an IPv4 address or a DNS name") from None
 
 
+def _engine_kind(value: str) -> str:
+    # Podman's Docker-compatible API is not tested, and Debian's podman could not
+    # start containers where dockyard is developed (docs/configuration.md): refuse
+    # it rather than pretend.
+    if value == "podman":
+        raise ValueError("podman is not supported: dockyard is tested with the Docker Engine only "
+                         "(docs/configuration.md, `engine`, says why); use docker")
+    if value != "docker":
+        raise ValueError(f"must be docker, got {value!r}")
+    return value
+
+
 def _release_text(value: Any) -> Any:
     # YAML reads 2025.10 as the number 2025.1: refuse rather than guess.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -100,6 +112,7 @@ def _known(release: str) -> str:
 
 
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
+EngineKind = Annotated[str, AfterValidator(_engine_kind)]
 Address = Annotated[str | None, AfterValidator(_external)]
 # The engines' reference grammar (dockyard.reference): what the engine would
 # refuse later, refused here with the key named.
@@ -129,7 +142,7 @@ class Globals(StrictModel):
     image_tag: Tag = "2025.1"
     image_registry: Registry = None
     registry: RegistrySettings | None = None
-    engine: Literal["docker", "podman"] = "docker"
+    engine: EngineKind = "docker"
     region: Region = "RegionOne"
     generated_dir: Path | None = None             # None: <config_dir>/generated
     state_dir: Path | None = None                 # None: <config_dir>/state
@@ -496,7 +509,7 @@ image_tag: "{image_tag}"
 # release: "2025.1"
 # service_releases: {{glance: "2025.1"}}
 
-# docker or podman (through its Docker-compatible API).
+# The container engine: docker (the only one dockyard is tested with).
 engine: {engine}
 region: {region}
 
