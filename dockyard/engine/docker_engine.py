@@ -1,7 +1,4 @@
-<<<<<<< HEAD
 """The Docker Engine driver, on the Docker SDK for Python.
-
-Podman serves the same API: point ``DOCKER_HOST`` at its socket.
 
 Every call of the :class:`~dockyard.engine.driver.Engine` interface goes through
 :func:`_boundary`: what the SDK, requests and urllib3 raise stops here and
@@ -9,9 +6,6 @@ becomes :class:`EngineUnavailable` (the engine did not answer: exit 4, or the
 failing action named) or :class:`EngineError` (it answered with an error), so no
 caller sees a library's exception, and no operator a traceback.
 """
-=======
-"""The Docker Engine driver, on the Docker SDK for Python."""
->>>>>>> e1f62e5 (Podman: the claim is taken out and engine: podman is refused)
 
 from __future__ import annotations
 
