@@ -70,6 +70,9 @@ def make_ca(name: str) -> tuple[bytes, bytes]:
 def _leaf(ca_cert_pem: bytes, ca_key_pem: bytes, cn: str, usage, sans: list | None) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        # make_ca's keys are ECDSA; a CA of another kind is not one is_current accepts either.
+        raise ValueError(f"the CA's key is {type(ca_key).__name__}, not an ECDSA key as make_ca makes")
     key = _key()
     builder = (_builder(cn, ca_cert.subject, key.public_key())
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -97,8 +100,10 @@ def is_current(cert_pem: bytes, ca_cert_pem: bytes, address: str | None = None) 
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         ca = x509.load_pem_x509_certificate(ca_cert_pem)
-        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                               ec.ECDSA(cert.signature_hash_algorithm))
+        ca_key, algorithm = ca.public_key(), cert.signature_hash_algorithm
+        if not isinstance(ca_key, ec.EllipticCurvePublicKey) or algorithm is None:
+            return False                               # not ECDSA with a hash: not signed as make_ca's CAs sign
+        ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
     except (ValueError, InvalidSignature, TypeError):
         return False
     if cert.issuer != ca.subject or cert.not_valid_after_utc - RENEW_BEFORE < _now():

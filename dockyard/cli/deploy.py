@@ -112,7 +112,7 @@ def pull(config_dir: Path, limit: str | None, dry_run: bool):
     input (no registry, an image not pushed), 4 no engine answers.
     """
     result = api.pull(config_dir, dry_run=dry_run, say=say, limit=_services(limit))
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(result)
 
 
 @cli.command()

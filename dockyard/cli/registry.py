@@ -13,7 +13,7 @@ from dockyard.errors import EXIT_FAILED, EXIT_OK
 from dockyard.registry import service
 
 from . import cli
-from .deploy import config_dir_option, say
+from .deploy import _exit_code, config_dir_option, say
 
 
 def _site(config_dir: Path):
@@ -44,7 +44,7 @@ def registry_up(config_dir: Path, dry_run: bool):
     machine's engine trusts it. A second run changes nothing."""
     site, catalogue = _site(config_dir)
     result = service.up(site, catalogue, dockyard.engine.connect(site.globals.engine), say=say, dry_run=dry_run)
-    return EXIT_OK if dry_run else result.exit_code
+    return _exit_code(result)
 
 
 @registry.command("down")

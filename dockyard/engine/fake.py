@@ -81,7 +81,7 @@ class FakeRegistry:
 
         digest = reference if reference.startswith("sha256:") else self.tags.get(repository, {}).get(reference)
         info = self.manifests.get(digest) if digest else None
-        return RegistryImage(digest, info.id) if info is not None else None
+        return RegistryImage(digest, info.id) if digest and info is not None else None
 
 
 class FakeEngine:

@@ -200,7 +200,7 @@ class _Applier:
     def pull_image(self, a: Action) -> None:
         """Pull by digest, then name it as the containers do: the name then means
         exactly the bytes that were built, on this host as on the others."""
-        image = a.image
+        image = a.wanted_image()
         self.engine.pull(image.source)
         self.engine.tag(image.source, image.ref)
         held = self.engine.image(image.ref)

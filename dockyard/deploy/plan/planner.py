@@ -133,6 +133,11 @@ class Action:
             raise ValueError(f"{self.id}: a {self.kind} action without its file")
         return self.file
 
+    def wanted_image(self) -> WantedImage:
+        if self.image is None:
+            raise ValueError(f"{self.id}: a {self.kind} action without its image")
+        return self.image
+
     def wanted_spec(self) -> ContainerSpec:
         if self.spec is None:
             raise ValueError(f"{self.id}: a {self.kind} action without its container's definition")

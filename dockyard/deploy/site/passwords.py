@@ -258,11 +258,10 @@ def rotate_passwords(path: Path, names: Iterable[str], known: Iterable[str]) -> 
     expected = {**existing, **values}
     text = _with_replaced(old, values)
     try:
-        if (strict_load(text) or {}) != expected:
-            text = None
+        replaced = (strict_load(text) or {}) == expected
     except yaml.YAMLError:
-        text = None
-    if text is None:                                     # not one plain line per name: the whole mapping afresh
+        replaced = False
+    if not replaced:                                     # not one plain line per name: the whole mapping afresh
         text = HEADER + yaml.safe_dump(expected, default_flow_style=False, sort_keys=False)
     backup = backup_path(path)
     write_private(backup, old)

@@ -46,7 +46,7 @@ from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, 
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState, WantedVolume
-from dockyard.registry.client import ImageSource, pull_ref, repository_and_tag
+from dockyard.registry.client import ImageSource, RegistryImage, pull_ref, repository_and_tag
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
@@ -192,7 +192,7 @@ class WantedBuilder:
         self.site_label = site_label or site_id(site)
         self.registry = registry
         self.images: dict[tuple[str, str], WantedImage] = {}     # (host, ref) -> what it must hold
-        self._registry_ids: dict[str, object] = {}
+        self._registry_ids: dict[str, RegistryImage | None] = {}
         self.stale: dict[str, tuple[str, str]] = {}              # image -> (this engine's id, the registry's)
         self.facts = facts or {}            # host name -> what it can do; unprobed hosts get UNKNOWN
         self.catalogue = catalogue
@@ -227,7 +227,7 @@ class WantedBuilder:
         image is a new hash. An unreachable host's engine is not asked."""
         ref = self.site.globals.image_ref(image, tag)
         if self.registry is not None and self.resolve_images:
-            return self.registry_id(image, ref, host)
+            return self.registry_id(self.registry, image, ref, host)
         engine: Engine | None
         if isinstance(self.engine, SiteEngines):            # each host its own
             engine = None if host in self.unreachable else self.engine.of(host or "")
@@ -242,13 +242,13 @@ class WantedBuilder:
             self._image_ids[key] = info.id if info else None
         return self._image_ids[key]
 
-    def registry_id(self, image: str, ref: str, host: str | None) -> str | None:
+    def registry_id(self, registry: ImageSource, image: str, ref: str, host: str | None) -> str | None:
         """The id of ``ref`` in the site's registry: what every host runs. The host
         must hold it (a pull where it does not). A host on this machine's engine,
         where images are built, holding another id under that name has an image
         built after its last push: refused by prepare (push it first)."""
         if ref not in self._registry_ids:
-            self._registry_ids[ref] = self.registry.lookup(*repository_and_tag(ref))
+            self._registry_ids[ref] = registry.lookup(*repository_and_tag(ref))
         found = self._registry_ids[ref]
         if found is None:
             self.missing_images.add(image)
@@ -256,8 +256,7 @@ class WantedBuilder:
             return None
         name = host or ""
         if name not in self.unreachable and (name, ref) not in self.images:
-            self.images[(name, ref)] = WantedImage(ref, name, found.id, pull_ref(self.registry.address, ref,
-                                                                                  found.digest))
+            self.images[(name, ref)] = WantedImage(ref, name, found.id, pull_ref(registry.address, ref, found.digest))
             site_host = self.site.inventory.hosts.get(name)
             engine = self.engine.of(name) if self.engine is not None and hasattr(self.engine, "of") else self.engine
             if engine is not None and site_host is not None and not site_host.remote:
@@ -548,7 +547,8 @@ class WantedBuilder:
         service the catalogue's own order holds (it already runs the makers
         first); a wait on a unit with nothing to do costs nothing (planner)."""
         graph: dict[str, set[str]] = {}
-        for u in [*state.jobs, *state.containers]:
+        units: list[WantedJob | WantedContainer] = [*state.jobs, *state.containers]
+        for u in units:
             graph.setdefault(u.name, set()).update(u.after)
         seen: dict[str, set[str]] = {}
 
@@ -606,7 +606,8 @@ class WantedBuilder:
             previous = [self.job_def(service, index[id(job)], job, previous, state)]
         if spec.databases or service.pre_jobs():
             ready += previous
-        if service.register_job is not None:           # the service registers in keystone
+        # The service registers in keystone (its register job is there exactly when its registration is).
+        if service.register_job is not None and spec.registration is not None:
             ready.append(self.toolbox_job(
                 service, service.register_job, {"clouds.yaml": "common/clouds.yaml.j2",
                                                  "register.py": "common/register.py.j2"},
@@ -688,8 +689,8 @@ class WantedBuilder:
         for name in self.enabled:
             self.service(self.catalogue.services[name], state)
         state.images = list(self.images.values())
-        state.serial = {name: self.catalogue.services[name].spec.serial for name in self.enabled
-                        if self.catalogue.services[name].spec.serial}
+        specs = {name: self.catalogue.services[name].spec for name in self.enabled}
+        state.serial = {name: spec.serial for name, spec in specs.items() if spec.serial}
         self.appliers_first(state)
         return state
 
