@@ -45,7 +45,7 @@ from .hashing import job_hash, secret_labels, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
-from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState, WantedVolume
+from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState
 from dockyard.registry.client import ImageSource, RegistryImage, pull_ref, repository_and_tag
 from dockyard.deploy.site.loader import GLOBALS_FILE, Host, Site
 from dockyard.deploy.engines import SiteEngines
@@ -459,8 +459,8 @@ class WantedBuilder:
 
     def volumes_of(self, unit: _Unit, mounts: tuple[Mount, ...], state: WantedState) -> None:
         for m in mounts:
-            if m.is_volume and not any(v.name == m.source and v.host == unit.host.name for v in state.volumes):
-                state.volumes.append(WantedVolume(m.source, unit.host.name, unit.service.name))
+            if m.is_volume:
+                state.add_volume(m.source, unit.host.name, unit.service.name)
 
     # -- units -----------------------------------------------------------------------
     def container(self, service: Service, cname: str, c: ContainerDef, host: Host, after: list[str],

@@ -129,6 +129,17 @@ class WantedState:
     files: list[WantedFile] = field(default_factory=list)
     jobs: list[WantedJob] = field(default_factory=list)
     containers: list[WantedContainer] = field(default_factory=list)
+    _volume_index: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
+
+    def add_volume(self, name: str, host: str, service: str) -> None:
+        """A named volume on a host, once however many units mount it. The index
+        keeps this linear in the site's size (a scan of ``volumes`` made building
+        the wanted state of 1000 hosts quadratic: bench/planner_scale.py)."""
+        if len(self._volume_index) != len(self.volumes):       # appended to directly
+            self._volume_index = {(v.name, v.host) for v in self.volumes}
+        if (name, host) not in self._volume_index:
+            self._volume_index.add((name, host))
+            self.volumes.append(WantedVolume(name, host, service))
 
     def units(self) -> list[WantedJob | WantedContainer]:
         """The jobs, then the containers."""
