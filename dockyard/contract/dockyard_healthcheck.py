@@ -269,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "port":
         problem = check_port(args.port, args.host, args.proc)
     elif args.kind == "http":
-        low, high = args.status                      # a pair, from status_range
-        problem = check_http(args.url, low, high, timeout=args.timeout, insecure=args.insecure)
+        problem = check_http(args.url, *args.status, timeout=args.timeout, insecure=args.insecure)
     elif args.kind == "socket":
         problem = check_socket(args.path, args.timeout)
     else:
