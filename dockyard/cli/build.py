@@ -215,13 +215,9 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     plan = builder.plan()
     err.print(escape(_summary(plan)))
-    total = len(plan.to_build()) + (1 if plan.rootfs_action == BUILD else 0)
-    kept: dict[str, int] = {}
-    for p in plan.images.values():
-        if p.action != BUILD:
-            kept[p.action] = kept.get(p.action, 0) + 1
+    model = BuildProgress.of(plan)
     # Progress goes where the event lines go (stderr): stdout stays the summary alone.
-    display = Display(BuildProgress(total, kept), Progress(total, err), lambda line: err.print(escape(line)),
+    display = Display(model, Progress(model.total, err), lambda line: err.print(escape(line)),
                       live=err if err.is_terminal else None)
     with display:
         report = builder.run(on_event=display, plan=plan, tick=display.tick)

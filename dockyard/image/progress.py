@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from .builder import BUILD, Plan
 from .scheduler import BUILT, DONE, START, STATUSES, TICK, Event, EventSink
 
 Clock = Callable[[], float]
@@ -61,6 +62,16 @@ class BuildProgress:
         elif event.kind == DONE and event.outcome is not None:
             self.building.pop(event.image, None)
             self.finished[event.outcome.status] += 1
+
+    @classmethod
+    def of(cls, plan: Plan, clock: Clock = time.monotonic) -> BuildProgress:
+        """The progress of building ``plan``: its images to build (and the root
+        filesystem when it is made) count; cached and skipped ones are kept."""
+        kept: dict[str, int] = {}
+        for p in plan.images.values():
+            if p.action != BUILD:
+                kept[p.action] = kept.get(p.action, 0) + 1
+        return cls(len(plan.to_build()) + (1 if plan.rootfs_action == BUILD else 0), kept, clock)
 
     @property
     def done(self) -> int:
