@@ -533,13 +533,15 @@ def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads
     options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
     builder = Builder(engine, config, images, options)
 
+    # Under a live line, lines print through its console to land above it (click.echo,
+    # behind a CLI's ``say``, writes past rich to the terminal, onto the line).
+    echo: Say = say if live is None else (lambda text: live.print(text, markup=False, highlight=False))
+
     def lines(e: Event) -> None:
         if e.kind == DONE and e.outcome is not None:
-            say(f"  image {e.image}: {e.outcome.status}")
+            echo(f"  image {e.image}: {e.outcome.status}")
 
     plan = builder.plan()
-    # While the live line shows, rich routes stdout through its console, so
-    # what ``say`` prints lands above the line.
     display = Display(BuildProgress.of(plan), lines, lambda line: say(f"  {line}"), live=live)
     with display:
         report = builder.run(on_event=display, plan=plan, tick=display.tick)

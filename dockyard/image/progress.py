@@ -104,9 +104,10 @@ class Display:
 
     Each event goes to the model, then (all but ticks) to ``lines``, which
     prints the per-image line. With ``live`` (a console on a terminal) the
-    progress line stays at the bottom of it, redrawn on every event and tick,
-    everything printed meanwhile appearing above it (rich redirects stdout and
-    stderr while it is shown). Without, ``write`` gets ``progress: <line>``
+    progress line stays at the bottom of it, redrawn on every event and tick;
+    ``lines`` must print through that console for its lines to land above the
+    line (rich routes Python's own sys.stdout there too, but click.echo writes
+    past it). Without, ``write`` gets ``progress: <line>``
     once ``every`` seconds have passed since the last (checked on every event;
     the scheduler's ticks make sure one comes)."""
 

@@ -415,6 +415,28 @@ def test_build_images_says_each_image_and_a_progress_line_in_a_log(tmp_path, mon
     assert progress and re.fullmatch(r"  progress: 4/4 done; \d+s elapsed", progress[-1])
 
 
+def test_build_images_on_a_terminal_prints_above_a_live_line(tmp_path, monkeypatch, site_dir):
+    import io
+
+    from rich.console import Console
+
+    from dockyard.image import catalogue as image_catalogue
+
+    from .image_fixtures import add_current_rootfs, fixture_catalogue, RecordingEngine
+
+    monkeypatch.setattr(image_catalogue, "load_catalogue", lambda root=None: fixture_catalogue())
+    monkeypatch.setenv("DOCKYARD_CONFIG_DIR", str(tmp_path / "etc"))
+    engine = RecordingEngine()
+    add_current_rootfs(engine)
+    site, _ = api.load(site_dir)
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200, color_system=None)
+    lines: list[str] = []
+    assert api.build_images(site, engine, ["keystone"], lines.append, work_dir=tmp_path / "work", live=terminal)
+    assert lines == []                                   # all of it went through the live console
+    assert "  image keystone: built" in out.getvalue() and "/4 done" in out.getvalue()
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 
 def run_cli(monkeypatch, engine, *args) -> int:
