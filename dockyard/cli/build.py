@@ -20,9 +20,10 @@ from dockyard.image.catalogue import Catalogue, load_catalogue
 from dockyard.image.config import BuildConfig, load_build_config
 from dockyard.labels import LABEL_IMAGE_HASH
 from dockyard.image.packages import diff_tags, format_diff
+from dockyard.image.progress import BuildProgress, Display
 from dockyard.image.report import print_table, to_json
 from dockyard.image.rootfs import is_current
-from dockyard.image.scheduler import Event
+from dockyard.image.scheduler import DONE, START, Event
 from dockyard.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.releases import ReleaseDef, load_releases
@@ -59,8 +60,10 @@ class Progress:
         return f"[{self.numbers[image]:>{width}}/{self.total}] {image:<28}"
 
     def __call__(self, event: Event) -> None:
+        if event.kind not in (START, DONE):
+            return
         prefix = self._prefix(event.image)
-        if event.kind == "start":
+        if event.kind == START:
             retry = f"; attempt {event.attempt - 1} failed: {event.error.splitlines()[-1][:160]}" if event.error else ""
             self.console.print(escape(f"{prefix} building (attempt {event.attempt}{retry})"))
             return
@@ -212,8 +215,12 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     plan = builder.plan()
     err.print(escape(_summary(plan)))
-    total = len(plan.to_build()) + (1 if plan.rootfs_action == BUILD else 0)
-    report = builder.run(on_event=Progress(total, err), plan=plan)
+    model = BuildProgress.of(plan)
+    # Progress goes where the event lines go (stderr): stdout stays the summary alone.
+    display = Display(model, Progress(model.total, err), lambda line: err.print(escape(line)),
+                      live=err if err.is_terminal else None)
+    with display:
+        report = builder.run(on_event=display, plan=plan, tick=display.tick)
     if fmt == "json":
         click.echo(to_json(report))
     else:

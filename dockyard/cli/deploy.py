@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from dockyard.deploy import api
 from dockyard.deploy.execute.executor import RunResult
@@ -236,8 +237,12 @@ def export_compose(config_dir: Path, output: Path | None):
 def up(config_dir: Path, threads: int | None):
     """From a fresh machine to a working cloud: write the all-in-one defaults
     (files that exist are kept), generate missing passwords, build the missing
-    images, deploy, and write the client configuration."""
-    result = api.up(config_dir, say=say, threads=threads)
+    images, deploy, and write the client configuration.
+
+    While images build: a line per image finished and, on a terminal, a live
+    line below them (done, building, elapsed); in a log, that line every minute."""
+    console = Console(highlight=False, soft_wrap=True)
+    result = api.up(config_dir, say=say, threads=threads, live=console if console.is_terminal else None)
     return EXIT_FAILED if result is None else result.exit_code
 
 

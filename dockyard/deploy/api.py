@@ -11,7 +11,7 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import yaml
 
@@ -42,6 +42,9 @@ from dockyard.deploy.ops.status import StatusRow, status as status_of
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.wanted.builder import one_per_engine, site_id, wanted_state
 from dockyard.registry.client import ImageSource
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Say = Callable[[str], None]
 
@@ -503,14 +506,19 @@ def images_missing(site: Site, catalogue: ServiceCatalogue, engine: Engine) -> l
 
 
 def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads: int | None = None,
-                 work_dir: Path = Path("/var/lib/dockyard/build"), release: str | None = None) -> bool:
+                 work_dir: Path = Path("/var/lib/dockyard/build"), release: str | None = None,
+                 live: Console | None = None) -> bool:
     """Build these images (and whatever of their parents is missing) with the
     builder library, for ``release`` (default: the site's); images already
-    present are kept as they are."""
+    present are kept as they are. Progress: a line per image finished, and
+    with ``live`` (a console on a terminal) a live progress line below them,
+    else a progress line every minute, all through ``say``."""
     from dockyard.cli.build import release_config
     from dockyard.image.builder import Builder, BuildOptions
     from dockyard.image.catalogue import load_catalogue
     from dockyard.image.config import load_build_config
+    from dockyard.image.progress import BuildProgress, Display
+    from dockyard.image.scheduler import DONE, Event
     from dockyard.releases import load_releases
 
     images = load_catalogue()
@@ -525,21 +533,29 @@ def build_images(site: Site, engine: Engine, names: list[str], say: Say, threads
     options = BuildOptions(patterns=[f"^{re.escape(n)}$" for n in names], work_dir=work_dir, skip_existing=True)
     builder = Builder(engine, config, images, options)
 
-    def event(e) -> None:
-        if getattr(e, "kind", None) == "done":
-            say(f"  image {e.image}: {e.outcome.status}")
+    # Under a live line, lines print through its console to land above it (click.echo,
+    # behind a CLI's ``say``, writes past rich to the terminal, onto the line).
+    echo: Say = say if live is None else (lambda text: live.print(text, markup=False, highlight=False))
 
-    report = builder.run(on_event=event)
+    def lines(e: Event) -> None:
+        if e.kind == DONE and e.outcome is not None:
+            echo(f"  image {e.image}: {e.outcome.status}")
+
+    plan = builder.plan()
+    display = Display(BuildProgress.of(plan), lines, lambda line: say(f"  {line}"), live=live)
+    with display:
+        report = builder.run(on_event=display, plan=plan, tick=display.tick)
     if not report.ok:
         say(f"image build failed; the logs are in {options.logs}")
     return report.ok
 
 
 def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads: int | None = None,
-       services_root: Path | None = None) -> RunResult | None:
+       services_root: Path | None = None, live: Console | None = None) -> RunResult | None:
     """A fresh machine to a working cloud: defaults, passwords, missing images,
     deploy, client configuration. Returns the deploy's result (None when the
-    image build failed)."""
+    image build failed). ``live``: a console on a terminal, for the image
+    build's live progress line (see :func:`build_images`)."""
     config_dir = Path(config_dir)
     for path in write_defaults(config_dir):
         say(f"wrote {path}")
@@ -558,7 +574,7 @@ def up(config_dir: Path, say: Say = print, engine: Engine | None = None, threads
         releases = image_releases(site, catalogue)
         for release in dict.fromkeys(releases[name] for name in missing):
             if not build_images(site, engine, [n for n in missing if releases[n] == release], say, threads,
-                                release=release):
+                                release=release, live=live):
                 return None
     result = deploy(config_dir, say=say, engine=engine, services_root=services_root)
     if not isinstance(result, RunResult):

@@ -276,10 +276,12 @@ class Builder:
                 pairs.append((info, infos.get(parent) if parent else rootfs))
         return distinct_bytes(pairs)
 
-    def run(self, on_event: EventSink = ignore, workers: int | None = None, plan: Plan | None = None) -> BuildReport:
+    def run(self, on_event: EventSink = ignore, workers: int | None = None, plan: Plan | None = None,
+            tick: float | None = None) -> BuildReport:
         """Build what the plan (default: a fresh :meth:`plan`) says, ``workers``
         (default: the configuration's threads) at a time, and report on every
-        selected image."""
+        selected image. ``tick``: seconds between the scheduler's ``tick``
+        events (None: none)."""
         started = time.monotonic()
         plan = plan or self.plan()
         if plan.rootfs_action == BUILD and self._run is None:
@@ -294,7 +296,8 @@ class Builder:
             parent = self.catalogue.images[name].parent
             parents[name] = parent if parent else (ROOTFS if rootfs_in_build else None)
         scheduler = Scheduler(parents, self._job, workers=workers or self.config.workers,
-                              retries=self.config.retries, on_event=on_event, preset=preset)
+                              retries=self.config.retries, on_event=on_event, preset=preset,
+                              tick=tick)
         results = scheduler.run()
         rootfs_outcome = results.pop(ROOTFS, None)
         if plan.rootfs_action == CACHED:

@@ -30,9 +30,15 @@ class Outcome:
     size: int = 0
 
 
+#: Kinds of :class:`Event`.
+START, DONE, TICK = "start", "done", "tick"
+
+
 @dataclass(frozen=True)
 class Event:
-    """Progress: ``start`` before each attempt, ``done`` once per image with its outcome."""
+    """Progress: ``start`` before each attempt, ``done`` once per image with its
+    outcome; ``tick`` (image "") while builds run, at least every ``tick``
+    seconds the scheduler was given, so a display can refresh its clock."""
 
     image: str
     kind: str
@@ -53,16 +59,21 @@ def ignore(event: Event) -> None:
 
 class Scheduler:
     def __init__(self, parents: Mapping[str, str | None], build: BuildFn, *, workers: int = 1, retries: int = 0,
-                 on_event: EventSink = ignore, preset: Mapping[str, Outcome] | None = None):
+                 on_event: EventSink = ignore, preset: Mapping[str, Outcome] | None = None,
+                 tick: float | None = None, clock: Callable[[], float] = time.monotonic):
         """``parents``: every image of this build and its parent (None, or an
         image outside the build: both count as ready). ``preset``: outcomes
-        decided beforehand (cached, skipped); those images are not built."""
+        decided beforehand (cached, skipped); those images are not built.
+        ``tick``: seconds between ``tick`` events (None: none), measured on
+        ``clock``."""
         self.parents = dict(parents)
         self.build = build
         self.workers = max(1, workers)
         self.retries = max(0, retries)
         self.on_event = on_event
         self.preset = dict(preset or {})
+        self.tick = tick
+        self.clock = clock
         self.children: dict[str, list[str]] = {name: [] for name in self.parents}
         for name, parent in self.parents.items():
             if parent in self.children:
@@ -82,7 +93,7 @@ class Scheduler:
         error = ""
         attempts = self.retries + 1
         for attempt in range(1, attempts + 1):
-            self._emit(Event(name, "start", attempt, error=error))
+            self._emit(Event(name, START, attempt, error=error))
             try:
                 size = self.build(name, attempt)
             except Exception as exc:  # whatever breaks one image is that image's failure
@@ -115,10 +126,13 @@ class Scheduler:
                     if parent is not None and state_of_parent(name) == "blocked":     # blocked: it has one
                         pending.discard(name)
                         results[name] = Outcome(name, UNBUILDABLE, error=f"parent {parent} is {results[parent].status}")
-                        self._emit(Event(name, "done", outcome=results[name]))
+                        self._emit(Event(name, DONE, outcome=results[name]))
                         changed = True
 
         running: dict[Future, str] = {}
+        # Ticks come from this loop's own wait, not a timer thread: the wait
+        # gives up at the next tick's time when no build finishes before it.
+        next_tick = None if self.tick is None else self.clock() + self.tick
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="build") as pool:
             while True:
                 block_orphans()
@@ -130,11 +144,15 @@ class Scheduler:
                     running[pool.submit(self._attempts, name)] = name
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                timeout = None if next_tick is None else max(0.0, next_tick - self.clock())
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
                     results[name] = future.result()
-                    self._emit(Event(name, "done", outcome=results[name]))
+                    self._emit(Event(name, DONE, outcome=results[name]))
+                if next_tick is not None and self.tick is not None and self.clock() >= next_tick:
+                    self._emit(Event("", TICK))
+                    next_tick = self.clock() + self.tick
         for name in sorted(pending):  # only a parent loop leaves any; the catalogue refuses loops
             results[name] = Outcome(name, UNBUILDABLE, error="its parents form a loop")
         return results

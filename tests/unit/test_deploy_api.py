@@ -374,7 +374,7 @@ def test_up_writes_defaults_builds_only_what_is_missing_deploys_and_writes_clien
     del engine.images_by_tag["dockyard/horizon:2025.1"]
     built: list[list[str]] = []
 
-    def fake_build(site, engine_, names, say, threads=None, work_dir=None, release=None):
+    def fake_build(site, engine_, names, say, threads=None, work_dir=None, release=None, live=None):
         built.append(list(names))
         for name in names:
             engine_.add_image(f"dockyard/{name}:2025.1")
@@ -394,6 +394,47 @@ def test_up_writes_defaults_builds_only_what_is_missing_deploys_and_writes_clien
     engine.calls.clear()
     result = api.up(config_dir, say=quiet, engine=engine)
     assert built == [["horizon"]] and result.changed == 0 and acting_calls(engine) == []
+
+
+def test_build_images_says_each_image_and_a_progress_line_in_a_log(tmp_path, monkeypatch, site_dir):
+    from dockyard.image import catalogue as image_catalogue
+
+    from .image_fixtures import add_current_rootfs, fixture_catalogue, RecordingEngine
+
+    # The small fixture catalogue, and a progress line at every event instead of every minute.
+    monkeypatch.setattr(image_catalogue, "load_catalogue", lambda root=None: fixture_catalogue())
+    monkeypatch.setattr("dockyard.image.progress.EVERY", 0.0)
+    monkeypatch.setenv("DOCKYARD_CONFIG_DIR", str(tmp_path / "etc"))     # no build.yml of this machine
+    engine = RecordingEngine()
+    add_current_rootfs(engine)
+    site, _ = api.load(site_dir)
+    lines: list[str] = []
+    assert api.build_images(site, engine, ["keystone"], lines.append, work_dir=tmp_path / "work")
+    assert "  image keystone: built" in lines
+    progress = [line for line in lines if line.startswith("  progress: ")]
+    assert progress and re.fullmatch(r"  progress: 4/4 done; \d+s elapsed", progress[-1])
+
+
+def test_build_images_on_a_terminal_prints_above_a_live_line(tmp_path, monkeypatch, site_dir):
+    import io
+
+    from rich.console import Console
+
+    from dockyard.image import catalogue as image_catalogue
+
+    from .image_fixtures import add_current_rootfs, fixture_catalogue, RecordingEngine
+
+    monkeypatch.setattr(image_catalogue, "load_catalogue", lambda root=None: fixture_catalogue())
+    monkeypatch.setenv("DOCKYARD_CONFIG_DIR", str(tmp_path / "etc"))
+    engine = RecordingEngine()
+    add_current_rootfs(engine)
+    site, _ = api.load(site_dir)
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200, color_system=None)
+    lines: list[str] = []
+    assert api.build_images(site, engine, ["keystone"], lines.append, work_dir=tmp_path / "work", live=terminal)
+    assert lines == []                                   # all of it went through the live console
+    assert "  image keystone: built" in out.getvalue() and "/4 done" in out.getvalue()
 
 
 # -- the CLI ------------------------------------------------------------------------------------

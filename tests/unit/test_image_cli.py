@@ -77,6 +77,19 @@ def test_build_json_report_progress_and_exit_0(engine, tmp_path):
     assert re.search(r"^\[7/7\] \S+ +built in", stderr, re.M)
 
 
+def test_in_a_log_progress_lines_go_to_stderr_and_json_stays_pure(engine, tmp_path, monkeypatch):
+    # A summary line at every event and tick instead of every minute: the
+    # fake engine builds in no time.
+    monkeypatch.setattr("dockyard.image.progress.EVERY", 0.0)
+    code, result = invoke(*build_args(tmp_path, "--format", "json", "--threads", "2"))
+    assert code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True                 # nothing but the report on stdout
+    assert "progress:" not in result.stdout
+    summaries = re.findall(r"^progress: (\d+)/7 done.*; \d+s elapsed$", result.stderr, re.M)
+    assert summaries and summaries[-1] == "7"
+    assert re.search(r"^progress: \d/7 done; building: \S+ \(\d+s\)", result.stderr, re.M)
+
+
 def test_second_build_is_cached(engine, tmp_path):
     assert invoke(*build_args(tmp_path))[0] == 0
     engine.calls.clear()

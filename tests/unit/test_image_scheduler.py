@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from dockyard.image.scheduler import BUILT, CACHED, FAILED, UNBUILDABLE, Event, Outcome, Scheduler
+from dockyard.image.scheduler import BUILT, CACHED, DONE, FAILED, TICK, UNBUILDABLE, Event, Outcome, Scheduler
 
 #       base
 #      /    \
@@ -133,3 +133,42 @@ def test_the_image_unblocking_most_work_starts_first():
     started = build.started()
     assert started.index("a") < started.index("b")
     assert started.index("c") < started.index("d")
+
+
+class SteppingClock:
+    """Moves 10 s each time it is read: every wait of the scheduler is already past its tick."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 10
+        return self.now
+
+
+def test_ticks_come_from_the_loop_while_a_build_runs():
+    released = threading.Event()
+    events: list[Event] = []
+
+    def build(name: str, attempt: int) -> int:
+        # Finishes only once a tick has come: so a tick must come while it runs.
+        if not released.wait(timeout=30):
+            raise RuntimeError("no tick came")
+        return 1
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if event.kind == TICK:
+            released.set()
+
+    results = Scheduler({"a": None}, build, on_event=sink, tick=5, clock=SteppingClock()).run()
+    assert results["a"].status == BUILT
+    kinds = [e.kind for e in events]
+    assert TICK in kinds and kinds.index(TICK) < kinds.index(DONE)
+    assert all(e.image == "" for e in events if e.kind == TICK)
+
+
+def test_no_ticks_without_a_tick_interval():
+    events: list[Event] = []
+    Scheduler(PARENTS, Recorder(), workers=2, on_event=events.append, clock=SteppingClock()).run()
+    assert TICK not in {e.kind for e in events}
