@@ -55,8 +55,10 @@ def releases_running(engine) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def next_release(cloud):
-    """The next release's images, built from its suite (cached once built)."""
-    dockyard("build", "--release", NEXT, "--format", "json", timeout=5400)
+    """The next release's images of the cloud's services, built from its suite
+    (cached once built); the guest image is not a release's."""
+    dockyard("build", "--release", NEXT, *(f"--profile={p}" for p in ("infra", "core", "compute", "network")),
+             "--format", "json", timeout=5400)
 
 
 @pytest.fixture(scope="module")
