@@ -8,6 +8,7 @@ import click
 
 from dockyard.deploy.site.passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, make_private,
                                             rotate_all_names, rotate_passwords)
+from dockyard.deploy.site.fernet import FERNET_SECRET, fernet_path
 from dockyard.deploy.site.loader import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
 from dockyard.errors import EXIT_OK
 
@@ -66,7 +67,12 @@ def genpwd(config_dir: Path, rotate: tuple[str, ...], rotate_all: bool) -> int:
     if old_mode is not None:
         click.echo(f"{path} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(path, names)
-    click.echo(f"{len(added)} passwords added, {len(names) - len(added)} already set ({path})")
+    keys = FERNET_SECRET in added
+    passwords = [n for n in names if n != FERNET_SECRET]
+    count = len(added) - keys
+    click.echo(f"{count} passwords added, {len(passwords) - count} already set ({path})")
+    if keys:
+        click.echo(f"keystone's fernet keys made in {fernet_path(path)} (mode 0600)")
     return EXIT_OK
 
 
