@@ -121,12 +121,15 @@ def pull(config_dir: Path, limit: str | None, dry_run: bool):
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(config_dir: Path, fmt: str):
     """Every container: state, health, image, and whether a deploy would leave
-    it alone (if not, why)."""
+    it alone (if not, why). Then, on a site with keystone, when its fernet keys
+    last rotated."""
     rows = api.status(config_dir)
     if fmt == "json":
         click.echo(status_view.to_json(rows))
     else:
         status_view.render(rows)
+        for line in api.status_notes(config_dir):
+            click.echo(line)
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""``dockyard genpwd``: fill passwords.yml with strong random values."""
+"""``dockyard genpwd``: fill passwords.yml with strong random values; ``dockyard
+rotate-fernet``: rotate keystone's token keys."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import click
 
 from dockyard.deploy.site.passwords import (DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, generate_passwords, make_private,
                                             rotate_all_names, rotate_passwords)
+from dockyard.deploy.site.fernet import FERNET_SECRET, fernet_path
 from dockyard.deploy.site.loader import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, config_dir_from
 from dockyard.errors import EXIT_OK
 
@@ -66,9 +68,52 @@ def genpwd(config_dir: Path, rotate: tuple[str, ...], rotate_all: bool) -> int:
     if old_mode is not None:
         click.echo(f"{path} was mode {old_mode:04o} (readable by group or others): now 0600")
     added = generate_passwords(path, names)
-    click.echo(f"{len(added)} passwords added, {len(names) - len(added)} already set ({path})")
+    keys = FERNET_SECRET in added
+    passwords = [n for n in names if n != FERNET_SECRET]
+    count = len(added) - keys
+    click.echo(f"{count} passwords added, {len(passwords) - count} already set ({path})")
+    if keys:
+        click.echo(f"keystone's fernet keys made in {fernet_path(path)} (mode 0600)")
     return EXIT_OK
 
 
 # Registered under its name; it replaces an earlier command of the same name.
 cli.add_command(genpwd)
+
+
+@click.command("rotate-fernet")
+@click.option("--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV,
+              default=str(DEFAULT_CONFIG_DIR), show_default=True,
+              help=f"The site's configuration folder (env {CONFIG_DIR_ENV}).")
+@click.option("--force", is_flag=True, help="Rotate even if the last rotation is not deployed yet (tokens that "
+                                            "keystone signs meanwhile may be refused): for a site whose deploy "
+                                            "cannot run.")
+def rotate_fernet(config_dir: Path, force: bool) -> int:
+    """Rotate keystone's fernet token keys (fernet-keys.yml, 0600), as
+    keystone-manage fernet_rotate does: the staged key, which every keystone
+    already holds, becomes the primary; a new staged key is made; the oldest
+    secondary keys go beyond `max_active_keys` (globals.yml, services.keystone).
+    Tokens issued before keep validating until they expire. No key is printed.
+
+    `dockyard deploy` then carries the keys to every keystone host. Refused
+    (exit 2, nothing changed) while the last rotation is not deployed.
+    Run both periodically (docs/secrets.md):
+
+    \b
+    Example:
+      dockyard rotate-fernet && dockyard deploy
+    """
+    from dockyard.deploy import api          # the deploy library is loaded only when this command runs
+
+    folder = config_dir_from(config_dir)
+    done = api.rotate_fernet(folder, force=force)
+    pruned = f"; dropped key{'s' if len(done.pruned) > 1 else ''} {', '.join(map(str, done.pruned))}" \
+        if done.pruned else ""
+    click.echo(f"keystone's fernet keys rotated in {done.path}: key {done.after.primary} (the staged key) is the "
+               f"primary, a new staged key 0 is made, {len(done.after.keys)} keys kept (max_active_keys "
+               f"{done.max_active_keys}){pruned}")
+    click.echo(f"now run: dockyard deploy --config-dir {folder}")
+    return EXIT_OK
+
+
+cli.add_command(rotate_fernet)

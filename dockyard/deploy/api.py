@@ -21,7 +21,7 @@ from dockyard.errors import ConfigError, DockyardError, EngineUnavailable
 from dockyard.releases import load_releases
 
 from dockyard.deploy.ops import demo as demo_steps
-from dockyard.deploy.ops import hostnet, postdeploy
+from dockyard.deploy.ops import fernet_rotation, hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
 from dockyard.deploy.wanted.catalogue import REGISTRY_SERVICE, TOOLBOX_IMAGE, ServiceCatalogue, load_services
 from dockyard.deploy.ops.compose import export_compose as compose_text
@@ -324,6 +324,26 @@ def status(config_dir: Path, engine: Engine | None = None, services_root: Path |
     prepared = prepare(Path(config_dir), engine, services_root, allow_missing_images=True)
     return status_of(prepared.engine, prepared.wanted, site_id(prepared.site),
                      hosts=list(prepared.site.inventory.hosts), unreachable=prepared.unreachable)
+
+
+def status_notes(config_dir: Path, services_root: Path | None = None) -> list[str]:
+    """The lines ``dockyard status`` prints under its table: when keystone's
+    fernet keys last rotated."""
+    site, catalogue = load(Path(config_dir), services_root, need_passwords=False)
+    line = fernet_rotation.status_line(site, catalogue)
+    return [line] if line else []
+
+
+def rotate_fernet(config_dir: Path, engine: Engine | SiteEngines | None = None, force: bool = False,
+                  services_root: Path | None = None) -> fernet_rotation.Rotation:
+    """One rotation of keystone's fernet keys (fernet-keys.yml), under the site's
+    lock, refused while the last one is not deployed (unless ``force``); the
+    next deploy carries it."""
+    site, catalogue = load(Path(config_dir), services_root)
+    fernet_rotation.keystone_options(site, catalogue)          # no keystone: refused before any engine is asked
+    engines = None if force else site_engines(site, engine)[0]
+    with SiteLock(site.state_dir):
+        return fernet_rotation.rotate(site, catalogue, engines, site_id(site), force)
 
 
 def service_depends(catalogue: ServiceCatalogue) -> dict[str, tuple[str, ...]]:

@@ -6,13 +6,17 @@ the cloud still answers the client story (token, image list, network create and
 delete), the old value no longer authenticates where that can be checked, the
 new one does, and a second deploy changes nothing. The cloud is left working:
 tests run in file order and later ones (and the session's teardown) use it.
+Last, keystone's fernet keys: ``dockyard rotate-fernet``, a deploy, and a token
+issued before the rotation still validates.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import stat
 import subprocess
 import time
 import urllib.error
@@ -23,7 +27,7 @@ import pytest
 import yaml
 
 from .client import openstack, openstack_json
-from .conftest import CONFIG_DIR, dockyard
+from .conftest import CONFIG_DIR, changed_nothing, dockyard
 
 
 def passwords() -> dict[str, str]:
@@ -175,3 +179,65 @@ def test_the_database_root_password_is_set_by_mariadb_itself(cloud):
 def test_keys_that_restart_their_service(cloud, name):
     rotate(name)
     cloud_answers(name.replace("_", "-"))
+
+
+def fernet_keys() -> dict[int, str]:
+    return yaml.safe_load((CONFIG_DIR / "fernet-keys.yml").read_text())["keys"]
+
+
+def identity_url() -> str:
+    """Keystone's public endpoint, as the catalogue has it (``.../v3``)."""
+    (endpoint,) = openstack_json("endpoint", "list", "--service", "identity", "--interface", "public")
+    return endpoint["URL"].rstrip("/")
+
+
+def validate_token(auth_token: str, subject_token: str) -> int:
+    """GET /v3/auth/tokens: keystone's answer on ``subject_token`` (200 valid,
+    404 not), asked with ``auth_token`` (an admin's). Straight to the endpoint:
+    no proxy from the environment."""
+    request = urllib.request.Request(f"{identity_url()}/auth/tokens", headers={
+        "X-Auth-Token": auth_token, "X-Subject-Token": subject_token, "Accept": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as resp:
+            assert json.loads(resp.read())["token"]["user"]["name"] == "admin"
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_fernet_keys_rotate_and_a_token_from_before_still_validates(cloud):
+    before = fernet_keys()
+    old_token = openstack_json("token", "issue")["id"]
+    assert validate_token(openstack_json("token", "issue")["id"], old_token) == 200
+
+    proc = dockyard("rotate-fernet", "--config-dir", str(CONFIG_DIR))
+    after = fernet_keys()
+    assert after[max(after)] == before[0]                          # the staged key is the primary
+    assert after[max(before)] == before[max(before)]               # the old primary stays, a secondary
+    assert after[0] not in before.values()                         # a new staged key
+    assert stat.S_IMODE((CONFIG_DIR / "fernet-keys.yml").stat().st_mode) == 0o600
+    assert "dockyard deploy" in proc.stdout
+    keys = {*before.values(), *after.values()}
+    assert not [k for k in keys if k in proc.stdout + proc.stderr]
+
+    plan = dockyard("deploy", "--config-dir", str(CONFIG_DIR), "--dry-run").stdout
+    assert "secret keystone_fernet_keys changed" in plan and "recreate keystone" in plan, plan
+    assert not [k for k in keys if k in plan]
+    run = dockyard("deploy", "--config-dir", str(CONFIG_DIR), timeout=3600)
+    assert not [k for k in keys if k in run.stdout + run.stderr]
+    again = dockyard("deploy", "--config-dir", str(CONFIG_DIR))
+    assert changed_nothing(again.stdout), again.stdout
+
+    # keystone runs the file's keys, one file per index.
+    listed = exec_in("keystone", ["ls", "/etc/keystone/fernet-keys"])
+    assert listed.exit_code == 0 and sorted(listed.output.decode().split()) == sorted(str(i) for i in after)
+    # A token issued before the rotation still validates; one issued after does too.
+    new_token = openstack_json("token", "issue")["id"]
+    assert new_token != old_token
+    assert validate_token(new_token, old_token) == 200
+    assert validate_token(new_token, new_token) == 200
+    rotated = yaml.safe_load((CONFIG_DIR / "fernet-keys.yml").read_text())["rotated"]
+    status = dockyard("status", "--config-dir", str(CONFIG_DIR)).stdout
+    assert f"keystone fernet keys: last rotated {rotated};" in status, status
+    cloud_answers("fernet")

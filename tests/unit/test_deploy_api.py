@@ -250,7 +250,7 @@ def test_destroy_keeps_volumes_unless_asked_and_leaves_other_volumes(site_dir):
     # A volume of a wanted name that another site labelled: used, but not ours to delete.
     engine.create_volume("glance_images", {LABEL_MANAGED: "true", LABEL_SITE: "/elsewhere"})
     # One of a wanted name from before sites were labelled or recorded: ours.
-    engine.create_volume("keystone_fernet_keys", {LABEL_MANAGED: "true"})
+    engine.create_volume("keystone_credential_keys", {LABEL_MANAGED: "true"})
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     api.destroy(site_dir, include_volumes=False, engine=engine, say=quiet)
     assert not engine.containers()

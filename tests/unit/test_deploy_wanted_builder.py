@@ -86,7 +86,7 @@ def test_every_enabled_service_has_its_containers_and_jobs(aio):
 
 def test_volumes_are_the_named_volumes_the_units_mount(aio):
     _, wanted = aio
-    assert {v.name for v in wanted.volumes} == {"mariadb", "rabbitmq", "keystone_fernet_keys",
+    assert {v.name for v in wanted.volumes} == {"mariadb", "rabbitmq",
                                                 "keystone_credential_keys", "glance_images", "openvswitch_db",
                                                 "openvswitch_run", "neutron_agents", "nova_compute", "libvirtd",
                                                 "libvirt_run"}

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from dockyard.deploy import api
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops import postdeploy
-from dockyard.deploy.site import ini
+from dockyard.deploy.site import fernet, ini
 from dockyard.deploy.site.loader import Globals, Inventory, Site
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, load_passwords
 from dockyard.deploy.wanted.builder import _environment, wanted_state
@@ -292,6 +292,7 @@ def test_every_generated_file_reads_back_every_nasty_password(tmp_path):
     site_dir, passwords = nasty_site(tmp_path)
     site, catalogue = site_of(site_dir)
     wanted = wanted_state(site, catalogue, fake_engine()).state
+    fernet_keys = fernet.load(site_dir / fernet.FERNET_FILE).keys
     found: dict[str, set[str]] = {}
     for f in wanted.files:
         name = Path(f.path).name
@@ -299,6 +300,10 @@ def test_every_generated_file_reads_back_every_nasty_password(tmp_path):
             user = json.loads(f.content)["users"][0]
             assert rabbitmq_hash_matches(user["password_hash"], passwords["rabbitmq_password"])
             found.setdefault("rabbitmq_password", set()).add(name)
+            continue
+        if name.startswith("fernet-keys."):               # not in passwords.yml: fernet-keys.yml's keys
+            assert f.content.decode() == fernet_keys[int(name.split(".")[1])]
+            found.setdefault(fernet.FERNET_SECRET, set()).add(name)
             continue
         folder = tmp_path / "read" / f.unit
         folder.mkdir(parents=True, exist_ok=True)

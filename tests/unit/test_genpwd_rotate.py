@@ -106,3 +106,12 @@ def test_rotate_without_a_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="run `dockyard genpwd` first"):
         rotate_passwords(tmp_path / "passwords.yml", ["horizon_secret_key"], ["horizon_secret_key"])
     assert not list(tmp_path.iterdir())
+
+
+def test_rotate_all_leaves_the_fernet_keys_to_rotate_fernet(site_dir):
+    keys = (site_dir / "fernet-keys.yml").read_bytes()
+    proc = genpwd(site_dir, "--rotate-all")
+    assert proc.returncode == 0, proc.stderr
+    assert "keystone_fernet_keys left as it is" in proc.stdout and "dockyard rotate-fernet" in proc.stdout
+    assert (site_dir / "fernet-keys.yml").read_bytes() == keys
+    assert "keystone_fernet_keys" not in yaml.safe_load((site_dir / "passwords.yml").read_text())

@@ -221,6 +221,9 @@ class _Applier:
         f = a.wanted_file()
         write_atomic(Path(f.path), f.content, f.mode)
 
+    def remove_file(self, a: Action) -> None:
+        Path(a.target).unlink(missing_ok=True)
+
     def run_job(self, a: Action) -> None:
         job = a.wanted_job()
         result = self.engine.run_job(job.spec, timeout=job.timeout, **({"files": job.copy_in} if job.copy_in else {}))

@@ -3,7 +3,8 @@
 One list call for containers and one for volumes per engine, whatever the size of
 the site, every engine at once: the no-op re-deploy of a whole cloud must take
 seconds, so there is no per-container round trip here. On disk only the wanted
-files are read, plus the jobs record.
+files are read, the names of the files in their units' folders (a file no unit
+wants any more is removed), and the jobs record.
 
 On a site of several hosts, containers and volumes are keyed ``name@host``
 (:func:`dockyard.deploy.wanted.model.unit_key`), as the plan names them. An
@@ -13,6 +14,7 @@ and the plan fails their work, and only theirs.
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ class ObservedState:
     hosts: dict[str, str] = field(default_factory=dict)                   # container key -> host it was seen on
     unreachable: dict[str, str] = field(default_factory=dict)             # host -> why its engine did not answer
     images: dict[str, dict[str, str]] = field(default_factory=dict)       # host -> tag -> image id (with a registry)
+    folder_files: dict[str, list[str]] = field(default_factory=dict)      # unit config folder -> its files' paths
 
 
 def read_file(path: str) -> tuple[bytes | None, int | None]:
@@ -48,6 +51,16 @@ def read_file(path: str) -> tuple[bytes | None, int | None]:
         # Absent as a file: writing it is planned, and a folder in the way makes
         # that write fail with the path named, rather than this observation.
         return None, None
+
+
+def folder_files(folder: str) -> list[str]:
+    """The paths of the regular files in a unit's config folder, but those whose
+    names start with "." (a write's temporary file, never a unit's file)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _engine_facts(engine: Engine, tags: bool = False) -> tuple[list[ContainerState], set[str], dict[str, str]]:
@@ -70,6 +83,8 @@ def observe(engine, wanted: WantedState, state_dir: Path, site: str | None = Non
         observed.files[f.path] = content
         if mode is not None:
             observed.file_modes[f.path] = mode
+    for folder in sorted({str(Path(f.path).parent) for f in wanted.files if f.unit}):
+        observed.folder_files[folder] = folder_files(folder)
     observed.jobs_done = load_jobs(state_dir)
     observed.job_secrets = load_job_secrets(state_dir)
     return observed

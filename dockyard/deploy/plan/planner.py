@@ -9,6 +9,9 @@ The rules, in short (docs/planning.md has the long version):
 
 - a missing volume is created; volumes are never removed by a deploy;
 - a file whose content or mode differs (or that is missing) is written;
+- a file in a unit's config folder that the unit no longer has (a pruned fernet
+  key, a config file the catalogue dropped) is removed, once the unit's new
+  container or job no longer reads it;
 - a job runs when its recorded hash differs from its wanted hash;
 - a container is created when missing, recreated when its config-hash label
   differs, started when stopped, and waited on when it has a health check;
@@ -34,6 +37,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import PurePath
 
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
@@ -56,6 +60,7 @@ class ActionKind(StrEnum):
     SHARE_MOUNT = "share_mount"
     CREATE_VOLUME = "create_volume"
     WRITE_FILE = "write_file"
+    REMOVE_FILE = "remove_file"         # a file in a unit's config folder the unit no longer has (plan_stale_files)
     RUN_JOB = "run_job"
     UPGRADE_STEP = "upgrade_step"       # one step of a release upgrade (dockyard upgrade; plan/upgrade.py)
     CREATE = "create"
@@ -155,6 +160,7 @@ class Action:
             ActionKind.SHARE_MOUNT: f"{self.target} a shared mount",
             ActionKind.CREATE_VOLUME: f"volume {self.target}",
             ActionKind.WRITE_FILE: f"{self.target} written",
+            ActionKind.REMOVE_FILE: f"{self.target} removed",
             ActionKind.RUN_JOB: f"job {self.target} done",
             ActionKind.UPGRADE_STEP: f"upgrade step {self.target} done",
             ActionKind.CREATE: f"{self.target} created",
@@ -506,6 +512,7 @@ class _Planner:
                 self.plan_job(unit)
             else:
                 self.plan_container(unit)
+        self.plan_stale_files()
         # What no planned unit needed (a file of an up-to-date container gone missing,
         # the image of one whose tag was removed from its host).
         for action in [*self.volume_action.values(), *self.file_action.values(), *self.pull_action.values(),
@@ -629,6 +636,28 @@ class _Planner:
             if reason:
                 self.file_action[f.path] = Action(f"write_file:{f.path}", ActionKind.WRITE_FILE, f.path, f.service,
                                                   f.host, reason, file=f)
+
+    def plan_stale_files(self) -> None:
+        """A file in a unit's config folder that no wanted file names is removed:
+        dockyard owns these folders, and what a unit stopped reading (a fernet key
+        a rotation dropped) must not stay on the host. After the unit's own
+        actions, so nothing that still runs with the old files loses one."""
+        wanted: dict[str, WantedFile] = {}
+        for f in self.wanted.files:
+            wanted.setdefault(f.path, f)
+        by_folder: dict[str, WantedFile] = {}
+        for f in wanted.values():
+            if f.unit:
+                by_folder.setdefault(str(PurePath(f.path).parent), f)
+        for folder, paths in self.observed.folder_files.items():
+            owner = by_folder.get(folder)
+            if owner is None or not self.included(owner.service, owner.host) or owner.host in self.unreachable:
+                continue
+            deps = self.ready.get(self.key(owner.unit, owner.host), ())
+            for path in paths:
+                if path not in wanted:
+                    self.add(Action(f"remove_file:{path}", ActionKind.REMOVE_FILE, path, owner.service, owner.host,
+                                    f"not a file of {owner.unit} any more", deps))
 
     # -- units ----------------------------------------------------------------------------
     def deps_of(self, unit: Unit, files: tuple[str, ...], volumes: tuple[str, ...],

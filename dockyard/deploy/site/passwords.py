@@ -21,6 +21,8 @@ from dockyard.errors import ConfigError
 
 from dockyard.deploy.files import PRIVATE, write_atomic
 
+from . import fernet
+
 PASSWORDS_FILE = "passwords.yml"
 # The key of the hash labels on containers (dockyard.deploy.wanted.hashing): a
 # secret like the passwords, generated and kept with them. Losing it changes
@@ -131,18 +133,24 @@ def generate_passwords(path: Path, names: Iterable[str]) -> list[str]:
     changed; an empty one (``name:`` or ``name: ""``) counts as missing. When
     nothing is missing and the file exists, the file is not touched.
     New entries are appended to the file as it is, so the operator's comments and
-    order stay.
+    order stay. Keystone's fernet keys (``keystone_fernet_keys``) are not a
+    password: named, their repository is made in its own file beside it
+    (:mod:`fernet`) when it has none.
     """
     path = Path(path)
     make_private(path)                      # before reading: secrets stay secret from here on
     existing = read_mapping(path)           # a broken file raises here: nothing is written
     wanted = _unique(names)
+    keys_made = False
+    if fernet.FERNET_SECRET in wanted:
+        wanted.remove(fernet.FERNET_SECRET)
+        keys_made = fernet.ensure(fernet.fernet_path(path))
     added = [name for name in wanted if not _is_set(existing.get(name))]
     if not added and path.exists():
-        return []
+        return [fernet.FERNET_SECRET] if keys_made else []
     values = {name: new_password() for name in added}
     write_private(path, _with_added(path, existing, values))
-    return added
+    return added + ([fernet.FERNET_SECRET] if keys_made else [])
 
 
 def _with_added(path: Path, existing: dict, values: dict[str, str]) -> str:
@@ -169,8 +177,9 @@ def _with_added(path: Path, existing: dict, values: dict[str, str]) -> str:
 def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
     """Every password in ``path``; each of ``required`` must have a value.
 
-    An absent file holds no passwords (fine when none is required). When some
-    are required, a file that group or others may read is refused (a command
+    An absent file holds no passwords (fine when none is required). Required,
+    ``keystone_fernet_keys`` comes from its own file (:func:`fernet.load`), as
+    one value. When some are required, a file that group or others may read is refused (a command
     that uses the secrets does not use them from a file that leaks them), and
     so is a value no config file could carry (:func:`value_problem`).
     """
@@ -186,7 +195,12 @@ def load_passwords(path: Path, required: Iterable[str]) -> dict[str, str]:
         problem = value_problem(value) if value and required else None
         if problem:
             raise ConfigError(problem, path=path, key=name)
-    missing = [name for name in _unique(required) if not _is_set(data.get(name))]
+    required = _unique(required)
+    if fernet.FERNET_SECRET in required:
+        # Not in this file: the keys' own (fernet-keys.yml); what its value is to the templates.
+        required.remove(fernet.FERNET_SECRET)
+        data[fernet.FERNET_SECRET] = fernet.load(fernet.fernet_path(path)).as_secret()
+    missing = [name for name in required if not _is_set(data.get(name))]
     if missing == [HASH_KEY_NAME]:
         raise ConfigError(f"missing: the site's key of the hash labels. Run `dockyard genpwd --config-dir "
                           f"{path.parent}` to generate it; if the site is deployed, its next deploy then "
@@ -209,9 +223,10 @@ NOT_ROTATABLE = {
         "database (application credentials' secrets, EC2 and TOTP credentials), and a new key needs keystone-manage "
         "credential_rotate, then credential_migrate of every stored credential, which dockyard does not run; "
         "they stay on their volume"),
-    "keystone_fernet_keys": (
-        "the token keys are not in passwords.yml: rotate them with `dockyard rotate-fernet`, which keeps tokens "
-        "issued before the rotation valid until they expire"),
+    fernet.FERNET_SECRET: (
+        "the token keys are not in passwords.yml (they are in fernet-keys.yml): rotate them with `dockyard "
+        "rotate-fernet`, which promotes the staged key every keystone already holds and keeps tokens issued "
+        "before the rotation valid until they expire"),
 }
 # Left out of `--rotate-all` (a name given on its own is rotated): why.
 NOT_IN_ROTATE_ALL = {
@@ -288,5 +303,8 @@ def _with_replaced(text: str, values: dict[str, str]) -> str:
 def rotate_all_names(known: Iterable[str]) -> tuple[list[str], dict[str, str]]:
     """What ``--rotate-all`` rotates (every known secret, as genpwd makes them),
     and what it leaves out, with why."""
-    names = [n for n in _unique(known) if n not in NOT_IN_ROTATE_ALL]
-    return names, {n: why for n, why in NOT_IN_ROTATE_ALL.items()}
+    known = _unique(known)
+    names = [n for n in known if n not in NOT_IN_ROTATE_ALL and n not in NOT_ROTATABLE]
+    left_out = {n: why for n, why in NOT_IN_ROTATE_ALL.items()}
+    left_out.update({n: why for n, why in NOT_ROTATABLE.items() if n in known})
+    return names, left_out

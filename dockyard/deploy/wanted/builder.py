@@ -26,6 +26,7 @@ import base64
 import functools
 import hashlib
 import json
+import re
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ from dockyard.deploy.site.passwords import HASH_KEY_NAME, PASSWORDS_FILE
 CONFIG_MOUNT = "/var/lib/dockyard/config_files"
 TOOLBOX_HOME = "/var/lib/dockyard/home"     # the toolbox user's home: its private client files
 MIN_SECRET_LENGTH = 6                       # shorter "passwords" would match by accident
+DIRECTORY_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")   # a file name a `directory` entry renders
 
 
 def share_mount_spec(path: str, image: str, labels: dict[str, str]) -> ContainerSpec:
@@ -359,6 +361,10 @@ class WantedBuilder:
     def config_file(self, unit: _Unit, fname: str, variables: dict) -> None:
         cfile = unit.service.spec.config[fname]
         text = self.render(cfile.template, variables, unit.service, f"config.{fname}")
+        if cfile.directory:
+            self.config_directory(unit, fname, cfile, text)
+            unit.secrets.update(variables["passwords"].read)
+            return
         name = cfile.override_name
         if name:
             component = unit.name.replace("_", "-")
@@ -369,6 +375,33 @@ class WantedBuilder:
         unit.files[fname] = text.encode()
         unit.entries.append((fname, cfile))
         unit.secrets.update(variables["passwords"].read)
+
+    def config_directory(self, unit: _Unit, fname: str, cfile: ConfigFile, text: str) -> None:
+        """A ``directory`` config entry: the rendered mapping, name -> content,
+        as one file each in the unit's folder (``<entry>.<name>``), each copied
+        into the folder ``dest`` under its own name. The container is made anew
+        when they change, so what ``dest`` held before is not there to linger."""
+        key = f"config.{fname}"
+        try:
+            files = yaml.safe_load(text)
+        except yaml.YAMLError:
+            # Not the parser's message: it would quote the text, which may be a secret.
+            raise ConfigError(f"{cfile.template} must render a mapping, file name -> content (YAML or JSON); "
+                              f"it rendered something else", path=unit.service.path, key=key) from None
+        if not isinstance(files, dict):
+            raise ConfigError(f"{cfile.template} must render a mapping, file name -> content",
+                              path=unit.service.path, key=key)
+        for name, content in files.items():
+            name = str(name)
+            if not DIRECTORY_ENTRY.fullmatch(name) or not isinstance(content, str):
+                raise ConfigError(f"{cfile.template} rendered an entry {name[:40]!r}: names are letters, digits, "
+                                  f"'.', '_' and '-', contents text", path=unit.service.path, key=key)
+            stored = f"{fname}.{name}"
+            if stored in unit.files:
+                raise ConfigError(f"{cfile.template}: {stored!r} is also another config file of {unit.name}",
+                                  path=unit.service.path, key=key)
+            unit.files[stored] = content.encode()
+            unit.entries.append((stored, cfile.model_copy(update={"dest": cfile.dest + name, "directory": False})))
 
     def config_json(self, unit: _Unit, command: str | None, user: str | None, permissions: list | None = None) -> None:
         doc: dict = {}

@@ -65,6 +65,10 @@ class ConfigFile(StrictModel):
     # The INI override name (config/<override>.conf, ...). Defaults to the file's
     # stem for .conf and .ini files; `false` for files that are not INI.
     override: str | Literal[False] | None = None
+    # The template renders a mapping, file name -> content (YAML or JSON), and each
+    # becomes one file in the folder ``dest`` (ending in "/"): for a set of files
+    # whose names come from data (keystone's fernet keys, one per index).
+    directory: bool = False
 
     @field_validator("dest")
     @classmethod
@@ -73,9 +77,17 @@ class ConfigFile(StrictModel):
             raise ValueError("must be an absolute path in the container")
         return value
 
+    @model_validator(mode="after")
+    def _directory(self):
+        if self.directory and not self.dest.endswith("/"):
+            raise ValueError("dest: a directory's dest is a folder: end it with '/'")
+        if self.directory and self.override:
+            raise ValueError("override: a directory's files are not INI files")
+        return self
+
     @property
     def override_name(self) -> str | None:
-        if self.override is False:
+        if self.override is False or self.directory:
             return None
         if self.override:
             return self.override
