@@ -42,6 +42,7 @@ SERVICE_PROGRAM = {
     "openvswitch-db-server": "ovsdb-server --version",
     "openvswitch-vswitchd": "ovs-vswitchd --version",
     "horizon": 'python3 -c "import openstack_dashboard"',
+    "registry": "docker-registry --version",
     "guest-image": "test -s /guest/dockyard-guest.qcow2 && python3 -m json.tool /guest/guest.json >/dev/null",
 }
 
