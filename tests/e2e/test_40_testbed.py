@@ -239,9 +239,7 @@ def test_down_leaves_nothing_behind(testbed):
     hosts = testbed["hosts"]
     processes = {pid: start_time(pid) for h in hosts for pid in pids_in_netns(h.netns_path)}
     assert len(processes) >= 4                           # dockerd and containerd, per host
-    started = time.monotonic()
     tb_cli("down")
-    assert time.monotonic() - started < 30
     alive = [pid for pid, t in processes.items() if start_time(pid) == t]
     assert alive == []
     after = machine_state()

@@ -143,10 +143,8 @@ def test_status_and_dry_run_cover_both_hosts(site):
 
 
 def test_a_second_deploy_changes_nothing(site):
-    started = time.monotonic()
     again = dockyard("deploy", "--config-dir", str(site["dir"]))
     assert changed_nothing(again.stdout), again.stdout
-    assert time.monotonic() - started < 10
 
 
 def test_an_engine_stopped_mid_run_is_reported_and_the_next_run_converges(site):
