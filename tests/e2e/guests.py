@@ -60,9 +60,9 @@ def boot(name: str, image: str = "dockyard-guest") -> dict:
     openstack("server", "create", "--image", image, "--flavor", "m1.tiny", "--network", "demo-net",
               "--security-group", "demo", "--key-name", "demo", name)
     server = poll(f"{name} ACTIVE", lambda: active(name))
-    active = time.monotonic() - t0
+    to_active = time.monotonic() - t0
     poll(f"{name}'s sshd on its console", lambda: CONSOLE_SSHD in console(name))
-    return {"server": server, "active_s": round(active, 1), "sshd_s": round(time.monotonic() - t0, 1), "t0": t0}
+    return {"server": server, "active_s": round(to_active, 1), "sshd_s": round(time.monotonic() - t0, 1), "t0": t0}
 
 
 def active(name: str):

@@ -74,31 +74,6 @@ def test_image_upload_download_is_byte_identical(cloud, tmp_path):
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
-def test_image_upload_in_chunks_of_a_mebibyte(cloud, tmp_path):
-    """Nova's snapshot upload streams a body of unknown length in chunks of 1 MiB
-    (glanceclient's way, as cinder's upload-to-image does): glance under uwsgi
-    must take them, not answer 500 "unable to receive chunked part"."""
-    mib = 1024 * 1024
-    payload = os.urandom(3 * mib + 5)
-    image = openstack_json("image", "create", "--disk-format", "raw", "--container-format", "bare",
-                           "e2e-chunked")
-    endpoint = next(e["URL"] for e in openstack_json("endpoint", "list", "--service", "image",
-                                                     "--interface", "public"))
-    token = openstack_json("token", "issue")["id"]
-    request = urllib.request.Request(
-        f"{endpoint.rstrip('/')}/v2/images/{image['id']}/file", method="PUT",
-        data=(payload[i:i + mib] for i in range(0, len(payload), mib)),
-        headers={"X-Auth-Token": token, "Content-Type": "application/octet-stream"})
-    assert request.get_header("Content-length") is None  # so urllib sends it chunked
-    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with no_proxy.open(request, timeout=120) as answer:
-        assert answer.status == 204
-    dst = tmp_path / "back.raw"
-    openstack("image", "save", "--file", str(dst), "e2e-chunked")
-    assert hashlib.sha256(dst.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
-    openstack("image", "delete", "e2e-chunked")
-
-
 def test_placement_answers(cloud):
     # Its own standard resource classes: placement's database is there and its API answers.
     classes = {row["name"] for row in openstack_json("resource", "class", "list")}

@@ -172,7 +172,8 @@ def test_an_engine_stopped_mid_run_is_reported_and_the_next_run_converges(site):
     rows = json.loads(dockyard("status", "--config-dir", str(config), "--format", "json").stdout)
     assert {(r["host"], r["state"]) for r in rows} == {("h1", "running"), ("h2", "unreachable")}
     down = dockyard("deploy", "--config-dir", str(config), check=False)
-    assert down.returncode == 1 and "FAILED  reach_engine:h2" in down.stdout and "Connection refused" in down.stdout
+    # Refused or timed out, as the stopping engine's socket goes: either way h2 is named.
+    assert down.returncode == 1 and "host h2" in down.stdout and "does not answer" in down.stdout, down.stdout
     # Started again (its data root kept), the next run does what is left, on h2 only.
     tb_cli("up", "2")
     again = dockyard("deploy", "--config-dir", str(config), timeout=120)
