@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -213,7 +214,8 @@ def test_a_job_on_one_host_then_a_container_on_the_other(site, tmp_path):
 
     # One engine runs one site: the first site's containers go (a check of destroy on both hosts too).
     gone = dockyard("destroy", "--config-dir", str(site["dir"]), "--yes")
-    assert "removed container memcached on h1" in gone.stdout and "removed container memcached on h2" in gone.stdout
+    assert re.search(r"^  ok +remove:memcached@h1 ", gone.stdout, re.M), gone.stdout
+    assert re.search(r"^  ok +remove:memcached@h2 ", gone.stdout, re.M), gone.stdout
     catalogue = tmp_path / "services"
     (catalogue / "templates").mkdir(parents=True)
     (catalogue / "memcached.yml").write_text((REPO / "services" / "memcached.yml").read_text())
