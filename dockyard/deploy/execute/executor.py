@@ -224,21 +224,24 @@ class _Applier:
     def remove_file(self, a: Action) -> None:
         Path(a.target).unlink(missing_ok=True)
 
-    def run_job(self, a: Action) -> None:
+    def one_shot(self, a: Action, what: str) -> str:
+        """Run the action's one-shot container; its logs, or ActionFailed naming
+        ``what`` ran, with its exit code and last log lines."""
         job = a.wanted_job()
         result = self.engine.run_job(job.spec, timeout=job.timeout, **({"files": job.copy_in} if job.copy_in else {}))
         if result.exit_code != 0:
-            raise ActionFailed(f"job {job.name} exited with code {result.exit_code}; last log lines:\n"
-                               + _tail(result.logs))
+            raise ActionFailed(f"{what} exited with code {result.exit_code}; last log lines:\n" + _tail(result.logs))
+        return result.logs
+
+    def run_job(self, a: Action) -> None:
+        job = a.wanted_job()
+        self.one_shot(a, f"job {job.name}")
         self.jobs_record.mark_done(job.name, job.hash, secrets_of(job.spec.labels))
 
     def upgrade_step(self, a: Action) -> None:
         # A one-shot like a job, recorded like one: a killed upgrade does not run it again.
         job = a.wanted_job()
-        result = self.engine.run_job(job.spec, timeout=job.timeout)
-        if result.exit_code != 0:
-            raise ActionFailed(f"upgrade step {job.name} ({a.service}) exited with code {result.exit_code}; "
-                               f"last log lines:\n" + _tail(result.logs))
+        self.one_shot(a, f"upgrade step {job.name} ({a.service})")
         self.jobs_record.mark_done(job.name, job.hash)
 
     def create(self, a: Action) -> None:
@@ -277,12 +280,8 @@ class _Applier:
         self.engine.stop(a.target)
 
     def clean_host_network(self, a: Action) -> str:
-        job = a.wanted_job()
-        result = self.engine.run_job(job.spec, timeout=job.timeout)
-        if result.exit_code != 0:
-            raise ActionFailed(f"the host network cleanup on {a.host} exited with code {result.exit_code}; last "
-                               f"log lines:\n" + _tail(result.logs))
-        return "\n".join(line.strip() for line in result.logs.splitlines() if line.strip())
+        logs = self.one_shot(a, f"the host network cleanup on {a.host}")
+        return "\n".join(line.strip() for line in logs.splitlines() if line.strip())
 
     def remove_volume(self, a: Action) -> None:
         # An engine refuses to remove a volume a container still uses (one not of
