@@ -113,3 +113,19 @@ def demo(cloud):
     first = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=1800)
     again = dockyard("demo", "--config-dir", str(CONFIG_DIR), timeout=600)
     return first, again
+
+
+def write_testbed_site(config: Path, hosts: list, **globals_yml) -> None:
+    """A site's inventory.yml and globals.yml for testbed hosts: each reached over
+    TLS with the testbed's client certificate; memcached on both (control),
+    network and compute on the first; ``globals_yml`` added to its globals."""
+    tls = hosts[0].layout.client_dir
+    inventory = {
+        "hosts": {f"h{h.index}": {"address": h.address, "engine": h.engine_url,
+                                  "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"),
+                                          "key": str(tls / "key.pem")}} for h in hosts},
+        "groups": {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]},
+    }
+    (config / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (config / "globals.yml").write_text(yaml.safe_dump({"enabled_services": ["memcached"],
+                                                        "internal_address": hosts[0].address, **globals_yml}))

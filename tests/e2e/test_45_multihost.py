@@ -34,7 +34,7 @@ import yaml
 from dockyard.testbed import Testbed, client
 from dockyard.testbed.daemon import API_VERSION, dockerd_pid
 
-from .conftest import changed_nothing, dockyard
+from .conftest import changed_nothing, dockyard, write_testbed_site
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "dockyard/memcached:2025.1"
@@ -90,16 +90,7 @@ def site(tmp_path_factory):
     hosts = [tb.host(1), tb.host(2)]
     folder = tmp_path_factory.mktemp("multihost") / "site"
     folder.mkdir()
-    tls = hosts[0].layout.client_dir
-    inventory = {
-        "hosts": {f"h{h.index}": {"address": h.address, "engine": h.engine_url,
-                                  "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"),
-                                          "key": str(tls / "key.pem")}} for h in hosts},
-        "groups": {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]},
-    }
-    (folder / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    (folder / "globals.yml").write_text(yaml.safe_dump({"enabled_services": ["memcached"],
-                                                        "internal_address": hosts[0].address}))
+    write_testbed_site(folder, hosts)
     dockyard("genpwd", "--config-dir", str(folder))
     started = time.monotonic()
     first = dockyard("deploy", "--config-dir", str(folder), timeout=180)

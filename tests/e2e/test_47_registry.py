@@ -29,7 +29,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-import yaml
 
 from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
@@ -38,7 +37,7 @@ from dockyard.registry import service
 from dockyard.testbed import Testbed, client
 from dockyard.testbed.daemon import API_VERSION
 
-from .conftest import dockyard
+from .conftest import dockyard, write_testbed_site
 from .test_45_multihost import containers_of, memcached_stats, tb_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,17 +92,7 @@ def site(tmp_path_factory):
     hosts = [tb.host(1), tb.host(2)]
     config = folder / "site"
     config.mkdir()
-    tls = hosts[0].layout.client_dir
-    inventory = {
-        "hosts": {f"h{h.index}": {"address": h.address, "engine": h.engine_url,
-                                  "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"),
-                                          "key": str(tls / "key.pem")}} for h in hosts},
-        "groups": {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]},
-    }
-    (config / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    (config / "globals.yml").write_text(yaml.safe_dump({
-        "enabled_services": ["memcached"], "internal_address": hosts[0].address,
-        "registry": {"address": ROOT_ADDRESS, "port": PORT}}))
+    write_testbed_site(config, hosts, registry={"address": ROOT_ADDRESS, "port": PORT})
     dockyard("genpwd", "--config-dir", str(config))
     catalogue = load_services(e2e_catalogue(folder))
     loaded, _ = api.load(config, need_passwords=False)
