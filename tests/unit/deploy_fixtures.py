@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from dockyard.deploy.wanted.catalogue import load_services
@@ -33,6 +34,22 @@ def fake_engine() -> FakeEngine:
     engine = FakeEngine()
     for image in IMAGES:
         engine.add_image(f"dockyard/{image}:2025.1")
+    return engine
+
+
+@cache
+def every_image() -> tuple[str, ...]:
+    catalogue = load_services()
+    return tuple(catalogue.images(sorted(catalogue.services)))
+
+
+def full_engine(*tags: str) -> FakeEngine:
+    """A fake engine holding every image of the catalogue (not only the all-in-one's),
+    under each of ``tags`` (default: 2025.1)."""
+    engine = FakeEngine()
+    for tag in tags or ("2025.1",):
+        for image in every_image():
+            engine.add_image(f"dockyard/{image}:{tag}")
     return engine
 
 

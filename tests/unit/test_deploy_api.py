@@ -23,17 +23,9 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import full_engine, make_site
 
-CATALOGUE = load_services()
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
-
-
-def full_engine() -> FakeEngine:
-    engine = FakeEngine()
-    for image in CATALOGUE.images(sorted(CATALOGUE.services)):
-        engine.add_image(f"dockyard/{image}:2025.1")
-    return engine
 
 
 def acting_calls(engine: FakeEngine) -> list[tuple]:

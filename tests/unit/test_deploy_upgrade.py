@@ -12,29 +12,18 @@ from dockyard import releases as releases_mod
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import ActionKind, Plan
 from dockyard.deploy.upgrade import load_record, upgrade
-from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.engine.driver import JobResult
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import full_engine, make_site
 
-CATALOGUE = load_services()
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
-IMAGES = CATALOGUE.images(sorted(CATALOGUE.services))
 
 
 def quiet(line: str) -> None:
     pass
-
-
-def engine_with(*tags: str) -> FakeEngine:
-    engine = FakeEngine()
-    for tag in tags:
-        for image in IMAGES:
-            engine.add_image(f"dockyard/{image}:{tag}")
-    return engine
 
 
 def set_release(site_dir: Path, release: str, extra: str = "") -> None:
@@ -51,7 +40,7 @@ def acting(engine: FakeEngine) -> list[tuple]:
 def deployed(tmp_path):
     """A site converged on 2025.1, with both releases' images in the engine."""
     site_dir = make_site(tmp_path)
-    engine = engine_with("2025.1", "2026.1")
+    engine = full_engine("2025.1", "2026.1")
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     return site_dir, engine
 
@@ -280,7 +269,7 @@ def three_releases(tmp_path, monkeypatch):
 
 def test_a_jump_the_services_do_not_support_is_refused(tmp_path, three_releases):
     site_dir = make_site(tmp_path)
-    engine = engine_with("2025.1", "2027.1")
+    engine = full_engine("2025.1", "2027.1")
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     set_release(site_dir, "2027.1")
     refused(site_dir, engine, "runs 2025.1", "not reached from it in one step", "2026.1")
@@ -382,7 +371,7 @@ def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
 
 def test_missing_images_of_the_next_release_name_the_build_to_run(tmp_path):
     site_dir = make_site(tmp_path)
-    engine = engine_with("2025.1")
+    engine = full_engine("2025.1")
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
     set_release(site_dir, "2026.1")
     with pytest.raises(ConfigError) as exc:

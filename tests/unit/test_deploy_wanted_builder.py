@@ -18,25 +18,17 @@ from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.builder import CONFIG_MOUNT, wanted_state
 from dockyard.deploy.wanted.hashing import job_hash
 from dockyard.deploy.wanted.model import WantedJob
-from dockyard.engine.fake import FakeEngine
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import leaks, make_site
+from .deploy_fixtures import full_engine, leaks, make_site
 
 CATALOGUE = load_services()
 
 
-def engine_with_every_image() -> FakeEngine:
-    engine = FakeEngine()
-    for image in CATALOGUE.images(sorted(CATALOGUE.services)):
-        engine.add_image(f"dockyard/{image}:2025.1")
-    return engine
-
-
 def wanted_of(config_dir: Path, engine=None, catalogue=CATALOGUE):
     site = load_site(config_dir, set(catalogue.services), catalogue.all_passwords())
-    wanted = wanted_state(site, catalogue, engine or engine_with_every_image())
+    wanted = wanted_state(site, catalogue, engine or full_engine())
     assert not wanted.missing_images
     return site, wanted.state
 
@@ -276,7 +268,7 @@ def hashes(wanted) -> dict[str, str]:
 
 
 def test_an_unchanged_site_has_the_same_hashes(site_dir):
-    engine = engine_with_every_image()
+    engine = full_engine()
     _, first = wanted_of(site_dir, engine)
     _, again = wanted_of(site_dir, engine)
     assert hashes(first) == hashes(again)
@@ -284,7 +276,7 @@ def test_an_unchanged_site_has_the_same_hashes(site_dir):
 
 
 def test_a_service_override_reaches_the_file_and_changes_only_its_units(site_dir):
-    engine = engine_with_every_image()
+    engine = full_engine()
     _, before = wanted_of(site_dir, engine)
     (site_dir / "config" / "glance.conf").write_text("[DEFAULT]\nshow_image_direct_url = True\n")
     _, after = wanted_of(site_dir, engine)
@@ -296,7 +288,7 @@ def test_a_service_override_reaches_the_file_and_changes_only_its_units(site_dir
 
 
 def test_a_component_override_changes_only_that_container(site_dir):
-    engine = engine_with_every_image()
+    engine = full_engine()
     _, before = wanted_of(site_dir, engine)
     (site_dir / "config" / "nova").mkdir()
     (site_dir / "config" / "nova" / "nova-scheduler.conf").write_text("[scheduler]\nworkers = 1\n")
@@ -318,7 +310,7 @@ def test_a_host_override_is_merged_last(site_dir):
 
 
 def test_a_rebuilt_image_changes_the_hash_of_the_containers_that_run_it(site_dir):
-    engine = engine_with_every_image()
+    engine = full_engine()
     _, before = wanted_of(site_dir, engine)
     engine.add_image("dockyard/nova-conductor:2025.1", labels={"rebuilt": "yes"}, size=2)
     engine.images_by_tag["dockyard/nova-conductor:2025.1"] = engine.images_by_tag[
@@ -330,7 +322,7 @@ def test_a_rebuilt_image_changes_the_hash_of_the_containers_that_run_it(site_dir
 
 
 def test_missing_images_are_reported_not_guessed(site_dir):
-    engine = engine_with_every_image()
+    engine = full_engine()
     del engine.images_by_tag["dockyard/horizon:2025.1"]
     del engine.images_by_tag["dockyard/toolbox:2025.1"]
     site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
@@ -371,7 +363,7 @@ MODULE_AND_KVM = HostFacts(True, "module loaded", True, "vmx")
 
 def data_plane(site_dir, facts):
     site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
-    wanted = wanted_state(site, CATALOGUE, engine_with_every_image(), facts={"localhost": facts}).state
+    wanted = wanted_state(site, CATALOGUE, full_engine(), facts={"localhost": facts}).state
     files = {f.path.rsplit("/", 2)[-2] + "/" + f.path.rsplit("/", 1)[-1]: f.content.decode() for f in wanted.files}
     return units(wanted), files, wanted
 
