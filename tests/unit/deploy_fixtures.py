@@ -16,6 +16,10 @@ IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "gla
           "neutron-l3-agent", "neutron-metadata-agent", "nova-libvirt", "nova-compute"]
 
 
+def quiet(_line: str) -> None:
+    """What a run says, unheard."""
+
+
 def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:
     config_dir = tmp_path / "site"
     write_defaults(config_dir)

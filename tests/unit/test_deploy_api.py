@@ -23,17 +23,13 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
 
-from .deploy_fixtures import full_engine, make_site
+from .deploy_fixtures import full_engine, make_site, quiet
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
 
 def acting_calls(engine: FakeEngine) -> list[tuple]:
     return [c for c in engine.calls if c[0] in ACTING]
-
-
-def quiet(line: str) -> None:
-    pass
 
 
 @pytest.fixture

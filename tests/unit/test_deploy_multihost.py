@@ -18,13 +18,9 @@ from dockyard.deploy.wanted.model import WantedContainer, WantedState
 from dockyard.engine.driver import ContainerSpec, Healthcheck
 from dockyard.errors import ConfigError, DockyardError, EXIT_FAILED
 
-from .deploy_fixtures import fake_engine, make_site
+from .deploy_fixtures import fake_engine, make_site, quiet
 
 ACTING = {"create", "start", "stop", "remove", "job", "create_volume", "copy_in"}
-
-
-def quiet(_line: str) -> None:
-    pass
 
 
 def write_inventory(config_dir: Path, hosts: dict, groups: dict | None = None) -> None:

@@ -18,7 +18,7 @@ from dockyard.deploy.execute.timeline import Timeline, critical_path, deps_from_
 from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
-from .deploy_fixtures import fake_engine, leaks, make_site, site_of
+from .deploy_fixtures import fake_engine, leaks, make_site, quiet, site_of
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def wanted_of(config_dir, engine):
 
 
 def converge(config_dir, engine):
-    return api.deploy(config_dir, engine=engine, say=lambda line: None)
+    return api.deploy(config_dir, engine=engine, say=quiet)
 
 
 def test_all_in_one_wanted_state(site_dir):

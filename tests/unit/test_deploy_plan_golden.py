@@ -24,8 +24,7 @@ from dockyard.deploy import api
 from dockyard.deploy.plan.planner import ActionKind, Plan
 from dockyard.deploy.site.hostfacts import HostFacts
 
-from .deploy_fixtures import full_engine, make_site
-from .test_deploy_api import quiet
+from .deploy_fixtures import full_engine, make_site, quiet
 
 GOLDEN = Path(__file__).parent / "golden"
 # What no machine decides: neither a kernel datapath nor KVM (the choices that work anywhere).

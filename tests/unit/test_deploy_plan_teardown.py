@@ -18,8 +18,7 @@ from dockyard.engine.driver import ContainerSpec, ContainerState, VolumeInfo
 from dockyard.errors import EngineError
 from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 
-from .deploy_fixtures import full_engine, make_site
-from .test_deploy_api import quiet
+from .deploy_fixtures import full_engine, make_site, quiet
 
 # web -> api -> db; cache used by api; worker -> db
 DEPENDS = {"db": (), "cache": (), "api": ("db", "cache"), "web": ("api",), "worker": ("db",)}

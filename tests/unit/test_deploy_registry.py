@@ -14,8 +14,8 @@ from dockyard.deploy.plan.planner import ActionKind
 from dockyard.engine.fake import FakeEngine, FakeRegistry
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site
-from .test_deploy_multihost import quiet, remote, write_inventory
+from .deploy_fixtures import make_site, quiet
+from .test_deploy_multihost import remote, write_inventory
 
 REF = "dockyard/memcached:2025.1"
 REPO = Path(__file__).resolve().parents[2]

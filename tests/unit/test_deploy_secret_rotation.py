@@ -12,7 +12,7 @@ import yaml
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import Plan
 
-from .deploy_fixtures import fake_engine, make_site
+from .deploy_fixtures import fake_engine, make_site, quiet
 
 
 def set_password(site_dir, name: str, value: str) -> None:
@@ -24,7 +24,7 @@ def set_password(site_dir, name: str, value: str) -> None:
 
 
 def dry_run(site_dir, engine) -> Plan:
-    return api.deploy(site_dir, engine=engine, dry_run=True, say=lambda line: None)
+    return api.deploy(site_dir, engine=engine, dry_run=True, say=quiet)
 
 
 def waits_for(plan: Plan, action_id: str) -> set[str]:
@@ -45,7 +45,7 @@ def site(tmp_path):
     """A converged all-in-one on the fake engine."""
     site_dir = make_site(tmp_path)
     engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=lambda line: None).ok
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
     return site_dir, engine
 
 
@@ -63,7 +63,7 @@ def rotate(site, name: str) -> Plan:
 
 def then_converged(site) -> None:
     site_dir, engine = site
-    result = api.deploy(site_dir, engine=engine, say=lambda line: None)
+    result = api.deploy(site_dir, engine=engine, say=quiet)
     assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.error]
     again = dry_run(site_dir, engine)
     assert again.changes() == 0, again.render()

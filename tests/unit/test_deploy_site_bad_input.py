@@ -14,7 +14,7 @@ from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, make_site, site_of
+from .deploy_fixtures import fake_engine, make_site, quiet, site_of
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
@@ -40,7 +40,7 @@ def refused(site_dir: Path) -> ConfigError:
     engine = fake_engine()
     before = snapshot(site_dir)
     with pytest.raises(ConfigError) as exc:
-        api.deploy(site_dir, engine=engine, say=lambda line: None)
+        api.deploy(site_dir, engine=engine, say=quiet)
     assert exc.value.exit_code == 2
     assert not [c for c in engine.calls if c[0] in ACTING]
     assert snapshot(site_dir) == before          # no state/, no lock, no generated/

@@ -263,14 +263,14 @@ def test_deploy_refuses_and_prechecks_fail_on_a_file_others_can_read(tmp_path):
     from dockyard.deploy import api
     from dockyard.deploy.ops.prechecks import FAIL, run_prechecks
 
-    from .deploy_fixtures import fake_engine, make_site
+    from .deploy_fixtures import fake_engine, make_site, quiet
 
     site_dir = make_site(tmp_path)
     path = site_dir / "passwords.yml"
     path.chmod(0o640)
     engine = fake_engine()
     with pytest.raises(ConfigError) as exc:
-        api.deploy(site_dir, engine=engine, say=lambda line: None)
+        api.deploy(site_dir, engine=engine, say=quiet)
     assert exc.value.exit_code == 2 and "mode 0640" in str(exc.value)
     assert not engine.calls and not (site_dir / "state").exists() and not (site_dir / "generated").exists()
     checks = [c for c in run_prechecks(site_dir, engine) if c.name == "passwords"]

@@ -17,13 +17,9 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import full_engine, make_site
+from .deploy_fixtures import full_engine, make_site, quiet
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
-
-
-def quiet(line: str) -> None:
-    pass
 
 
 def set_release(site_dir: Path, release: str, extra: str = "") -> None:

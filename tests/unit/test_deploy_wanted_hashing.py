@@ -22,11 +22,7 @@ from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY
 
-from .deploy_fixtures import fake_engine, leaks, make_site, site_of
-
-
-def quiet(line: str) -> None:
-    pass
+from .deploy_fixtures import fake_engine, leaks, make_site, quiet, site_of
 
 
 def set_password(site_dir, name, value) -> None:

@@ -20,14 +20,10 @@ from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site import fernet
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, make_site
+from .deploy_fixtures import fake_engine, make_site, quiet
 from .test_deploy_multihost import write_inventory
 
 _register()
-
-
-def quiet(_line: str) -> None:
-    pass
 
 
 def keys_file(site_dir):

@@ -13,7 +13,7 @@ from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.registry import service, tls
 
-from .deploy_fixtures import make_site, site_of
+from .deploy_fixtures import make_site, quiet, site_of
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_the_site_and_the_registry_leave_each_other_alone(setup):
     engine.create(ContainerSpec("old_one", "dockyard/memcached:2025.1", labels={LABEL_MANAGED: "true"}))
     _, plan = service.plan(site, catalogue, engine, _ensured(site))
     assert [a.id for a in plan.actions if a.kind == ActionKind.REMOVE] == []
-    result = service.up(site, catalogue, engine, say=lambda _: None, certs_d=certs_d)
+    result = service.up(site, catalogue, engine, say=quiet, certs_d=certs_d)
     assert result.ok and engine.container("memcached") and engine.container("old_one")
     # The site's own deploy sees the registry as another owner's: never removed.
     from dockyard.deploy.plan.observe import observe_containers
@@ -91,12 +91,12 @@ def _ensured(site):
 
 def test_down_removes_the_container_and_purge_everything_else(setup):
     site, catalogue, engine, certs_d = setup
-    service.up(site, catalogue, engine, say=lambda _: None, certs_d=certs_d)
+    service.up(site, catalogue, engine, say=quiet, certs_d=certs_d)
     lines = []
     assert service.down(site, catalogue, engine, say=lines.append, certs_d=certs_d) == 1
     assert engine.container("dockyard_registry") is None and "dockyard_registry" in engine.volumes_by_name
     assert (certs_d / "127.0.0.99:4999" / "ca.crt").exists()
-    service.up(site, catalogue, engine, say=lambda _: None, certs_d=certs_d)
+    service.up(site, catalogue, engine, say=quiet, certs_d=certs_d)
     service.down(site, catalogue, engine, say=lines.append, purge=True, certs_d=certs_d)
     assert "dockyard_registry" not in engine.volumes_by_name
     assert not (certs_d / "127.0.0.99:4999").exists() and not service.where(site).tls.folder.exists()
@@ -107,12 +107,12 @@ def test_bad_input_changes_nothing(setup, tmp_path):
     site, catalogue, engine, certs_d = setup
     empty = FakeEngine()
     with pytest.raises(ConfigError, match=r"dockyard build '\^registry\$'"):
-        service.up(site, catalogue, empty, say=lambda _: None, certs_d=certs_d)
+        service.up(site, catalogue, empty, say=quiet, certs_d=certs_d)
     assert not service.where(site).tls.folder.exists() and not empty.calls
     bare = make_site(tmp_path / "bare")
     site2, _ = site_of(bare)
     with pytest.raises(ConfigError, match="no registry") as err:
-        service.up(site2, catalogue, engine, say=lambda _: None, certs_d=certs_d)
+        service.up(site2, catalogue, engine, say=quiet, certs_d=certs_d)
     assert err.value.key == "registry"
 
 
