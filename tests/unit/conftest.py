@@ -1,4 +1,5 @@
-"""Fixtures shared by the planner and executor tests (built on wanted_factory)."""
+"""Fixtures shared by the unit tests: the planner and executor tests' small site
+(wanted_factory), and a whole site on disk (deploy_fixtures)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from .deploy_fixtures import make_site
 from .wanted_factory import Site
 
 
@@ -24,6 +26,12 @@ def machine_hostname(monkeypatch) -> str:
 def site(tmp_path) -> Site:
     """A small site (mariadb, keystone, glance, horizon, memcached) of the wanted-state factory."""
     return Site(tmp_path / "site")
+
+
+@pytest.fixture
+def site_dir(tmp_path) -> Path:
+    """A whole site's config folder: every service enabled, passwords generated."""
+    return make_site(tmp_path)
 
 
 @pytest.fixture

@@ -33,11 +33,6 @@ def acting_calls(engine: FakeEngine) -> list[tuple]:
 
 
 @pytest.fixture
-def site_dir(tmp_path) -> Path:
-    return make_site(tmp_path)
-
-
-@pytest.fixture
 def deployed(site_dir):
     engine = full_engine()
     result = api.deploy(site_dir, engine=engine, say=quiet)

@@ -18,12 +18,7 @@ from dockyard.deploy.execute.timeline import Timeline, critical_path, deps_from_
 from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
-from .deploy_fixtures import fake_engine, leaks, make_site, quiet, site_of
-
-
-@pytest.fixture
-def site_dir(tmp_path):
-    return make_site(tmp_path)
+from .deploy_fixtures import fake_engine, leaks, quiet, site_of
 
 
 def wanted_of(config_dir, engine):

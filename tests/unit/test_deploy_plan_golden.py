@@ -24,7 +24,7 @@ from dockyard.deploy import api
 from dockyard.deploy.plan.planner import ActionKind, Plan
 from dockyard.deploy.site.hostfacts import HostFacts
 
-from .deploy_fixtures import full_engine, make_site, quiet
+from .deploy_fixtures import full_engine, quiet
 
 GOLDEN = Path(__file__).parent / "golden"
 # What no machine decides: neither a kernel datapath nor KVM (the choices that work anywhere).
@@ -58,9 +58,9 @@ def check(name: str, text: str) -> None:
 
 
 @pytest.fixture
-def site_dir(tmp_path, monkeypatch) -> Path:
+def site_dir(site_dir, monkeypatch) -> Path:
     monkeypatch.setattr(api, "probe_host", lambda: PINNED_FACTS)
-    return make_site(tmp_path)
+    return site_dir
 
 
 def test_the_fresh_all_in_one_plan(site_dir):

@@ -14,14 +14,9 @@ from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, make_site, quiet, site_of
+from .deploy_fixtures import fake_engine, quiet, site_of
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
-
-
-@pytest.fixture
-def site_dir(tmp_path) -> Path:
-    return make_site(tmp_path)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ from dockyard.deploy.wanted.model import WantedJob
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import full_engine, leaks, make_site
+from .deploy_fixtures import full_engine, leaks
 
 CATALOGUE = load_services()
 
@@ -38,11 +38,6 @@ def set_globals(config_dir: Path, **values) -> None:
     data = yaml.safe_load(path.read_text())
     data.update(values)
     path.write_text(yaml.safe_dump(data))
-
-
-@pytest.fixture
-def site_dir(tmp_path) -> Path:
-    return make_site(tmp_path)
 
 
 @pytest.fixture

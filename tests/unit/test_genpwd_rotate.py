@@ -14,7 +14,6 @@ import yaml
 from dockyard.deploy.site.passwords import HASH_KEY_NAME, rotate_passwords
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site
 
 REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -29,11 +28,10 @@ def mode(path) -> int:
 
 
 @pytest.fixture
-def site_dir(tmp_path):
-    site = make_site(tmp_path)
-    path = site / "passwords.yml"
+def site_dir(site_dir):
+    path = site_dir / "passwords.yml"
     path.write_text("# the operator's note\n" + path.read_text())
-    return site
+    return site_dir
 
 
 def snapshot(site_dir):
