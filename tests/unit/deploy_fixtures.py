@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.deploy.site.loader import load_site, write_defaults
 from dockyard.deploy.site.passwords import generate_passwords
@@ -54,6 +55,14 @@ def full_engine(*tags: str) -> FakeEngine:
     for tag in tags or ("2025.1",):
         for image in every_image():
             engine.add_image(f"dockyard/{image}:{tag}")
+    return engine
+
+
+def converge_site(site_dir: Path, engine: FakeEngine | None = None) -> FakeEngine:
+    """Deploy the site on ``engine`` (default: a fake_engine()); the run must succeed."""
+    engine = fake_engine() if engine is None else engine
+    result = api.deploy(site_dir, engine=engine, say=quiet)
+    assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.result != "ok"]
     return engine
 
 

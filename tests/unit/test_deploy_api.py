@@ -23,7 +23,7 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
 
-from .deploy_fixtures import full_engine, make_site, quiet
+from .deploy_fixtures import converge_site, full_engine, make_site, quiet
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
@@ -34,10 +34,7 @@ def acting_calls(engine: FakeEngine) -> list[tuple]:
 
 @pytest.fixture
 def deployed(site_dir):
-    engine = full_engine()
-    result = api.deploy(site_dir, engine=engine, say=quiet)
-    assert result.ok, [o.error for o in result.outcomes if o.result != "ok"]
-    return site_dir, engine
+    return site_dir, converge_site(site_dir, full_engine())
 
 
 def files_under(path: Path) -> list[Path]:
@@ -296,8 +293,7 @@ def test_genconfig_writes_the_files_a_deploy_would_and_nothing_else(site_dir):
     # A deploy on the engine writes exactly the same files.
     import shutil
     shutil.rmtree(site_dir / "generated")
-    engine = full_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    converge_site(site_dir, full_engine())
     assert {p: p.read_bytes() for p in files_under(site_dir / "generated")} == from_genconfig
 
 
@@ -456,8 +452,7 @@ def test_cli_destroy_asks_first(monkeypatch, deployed):
 
 
 def test_destroy_removes_the_data_planes_namespaces_and_bridge_taps_through_the_engine(site_dir):
-    engine = full_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    engine = converge_site(site_dir, full_engine())
     engine.calls.clear()
     said: list[str] = []
     engine.job_results["dockyard_hostnet_cleanup"] = JobResult(0, "namespace qrouter-1 removed\n")

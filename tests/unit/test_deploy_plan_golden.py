@@ -24,7 +24,7 @@ from dockyard.deploy import api
 from dockyard.deploy.plan.planner import ActionKind, Plan
 from dockyard.deploy.site.hostfacts import HostFacts
 
-from .deploy_fixtures import full_engine, quiet
+from .deploy_fixtures import converge_site, full_engine, quiet
 
 GOLDEN = Path(__file__).parent / "golden"
 # What no machine decides: neither a kernel datapath nor KVM (the choices that work anywhere).
@@ -71,8 +71,7 @@ def test_the_fresh_all_in_one_plan(site_dir):
 
 
 def test_the_all_in_one_stop_and_destroy_plans(site_dir):
-    engine = full_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    engine = converge_site(site_dir, full_engine())
     stop = api.stop(site_dir, engine=engine, dry_run=True, say=quiet)
     check("all_in_one_stop.txt", render(stop, site_dir, "dockyard stop --dry-run: the all-in-one, deployed"))
     destroy = api.destroy(site_dir, True, engine=engine, dry_run=True, say=quiet)

@@ -18,7 +18,7 @@ from dockyard.engine.driver import ContainerSpec, ContainerState, VolumeInfo
 from dockyard.errors import EngineError
 from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 
-from .deploy_fixtures import full_engine, make_site, quiet
+from .deploy_fixtures import converge_site, full_engine
 
 # web -> api -> db; cache used by api; worker -> db
 DEPENDS = {"db": (), "cache": (), "api": ("db", "cache"), "web": ("api",), "worker": ("db",)}
@@ -149,10 +149,8 @@ def test_records_are_kept_while_a_host_does_not_answer():
 # -- the commands, with the fake engine ---------------------------------------------------------
 
 @pytest.fixture
-def deployed(tmp_path):
-    site_dir = make_site(tmp_path)
-    engine = full_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def deployed(site_dir):
+    engine = converge_site(site_dir, full_engine())
     engine.calls.clear()
     return site_dir, engine
 

@@ -12,7 +12,7 @@ import yaml
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import Plan
 
-from .deploy_fixtures import fake_engine, make_site, quiet
+from .deploy_fixtures import converge_site, quiet
 
 
 def set_password(site_dir, name: str, value: str) -> None:
@@ -41,12 +41,9 @@ def waits_for(plan: Plan, action_id: str) -> set[str]:
 
 
 @pytest.fixture
-def site(tmp_path):
+def site(site_dir):
     """A converged all-in-one on the fake engine."""
-    site_dir = make_site(tmp_path)
-    engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
-    return site_dir, engine
+    return site_dir, converge_site(site_dir)
 
 
 NEW = "Rotated-value-4f1c9a0b7e2d"
@@ -63,8 +60,7 @@ def rotate(site, name: str) -> Plan:
 
 def then_converged(site) -> None:
     site_dir, engine = site
-    result = api.deploy(site_dir, engine=engine, say=quiet)
-    assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.error]
+    converge_site(site_dir, engine)
     again = dry_run(site_dir, engine)
     assert again.changes() == 0, again.render()
 

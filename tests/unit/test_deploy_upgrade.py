@@ -17,7 +17,7 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import full_engine, make_site, quiet
+from .deploy_fixtures import converge_site, full_engine, quiet
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
@@ -33,12 +33,9 @@ def acting(engine: FakeEngine) -> list[tuple]:
 
 
 @pytest.fixture
-def deployed(tmp_path):
+def deployed(site_dir):
     """A site converged on 2025.1, with both releases' images in the engine."""
-    site_dir = make_site(tmp_path)
-    engine = full_engine("2025.1", "2026.1")
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
-    return site_dir, engine
+    return site_dir, converge_site(site_dir, full_engine("2025.1", "2026.1"))
 
 
 def ancestors(plan: Plan, action_id: str) -> set[str]:
@@ -263,10 +260,8 @@ def three_releases(tmp_path, monkeypatch):
     releases_mod.load_releases.cache_clear()
 
 
-def test_a_jump_the_services_do_not_support_is_refused(tmp_path, three_releases):
-    site_dir = make_site(tmp_path)
-    engine = full_engine("2025.1", "2027.1")
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def test_a_jump_the_services_do_not_support_is_refused(site_dir, three_releases):
+    engine = converge_site(site_dir, full_engine("2025.1", "2027.1"))
     set_release(site_dir, "2027.1")
     refused(site_dir, engine, "runs 2025.1", "not reached from it in one step", "2026.1")
 
@@ -365,10 +360,8 @@ def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
 
 
-def test_missing_images_of_the_next_release_name_the_build_to_run(tmp_path):
-    site_dir = make_site(tmp_path)
-    engine = full_engine("2025.1")
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def test_missing_images_of_the_next_release_name_the_build_to_run(site_dir):
+    engine = converge_site(site_dir, full_engine("2025.1"))
     set_release(site_dir, "2026.1")
     with pytest.raises(ConfigError) as exc:
         upgrade(site_dir, engine=engine, dry_run=True, say=quiet)

@@ -22,7 +22,7 @@ from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY
 
-from .deploy_fixtures import fake_engine, leaks, make_site, quiet, site_of
+from .deploy_fixtures import converge_site, fake_engine, leaks, make_site, quiet, site_of
 
 
 def set_password(site_dir, name, value) -> None:
@@ -59,10 +59,8 @@ def test_genpwd_and_up_make_the_key_and_a_deploy_uses_it(tmp_path):
     assert not leaks(str(labels), [key])
 
 
-def test_a_new_key_recreates_everything_and_says_why(tmp_path):
-    site_dir = make_site(tmp_path)
-    engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def test_a_new_key_recreates_everything_and_says_why(site_dir):
+    engine = converge_site(site_dir)
     set_password(site_dir, HASH_KEY_NAME, "another-key-of-32-characters-xyz")
     site, catalogue = site_of(site_dir)
     wanted = wanted_state(site, catalogue, engine).state
@@ -74,10 +72,8 @@ def test_a_new_key_recreates_everything_and_says_why(tmp_path):
     assert jobs and all("hashes re-keyed" in a.reason for a in jobs), {a.reason for a in jobs}
 
 
-def test_unkeyed_labels_of_an_older_dockyard_are_named_as_such(tmp_path):
-    site_dir = make_site(tmp_path)
-    engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def test_unkeyed_labels_of_an_older_dockyard_are_named_as_such(site_dir):
+    engine = converge_site(site_dir)
     for c in engine.containers():                    # what an older dockyard left
         c.labels.pop(LABEL_HASH_KEY)
         c.labels[LABEL_HASH] = "0123456789abcdef"
@@ -89,10 +85,8 @@ def test_unkeyed_labels_of_an_older_dockyard_are_named_as_such(tmp_path):
                        "dockyard))"}
 
 
-def test_a_missing_key_on_a_deployed_site_refuses_and_says_what_genpwd_will_cause(tmp_path):
-    site_dir = make_site(tmp_path)
-    engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+def test_a_missing_key_on_a_deployed_site_refuses_and_says_what_genpwd_will_cause(site_dir):
+    engine = converge_site(site_dir)
     set_password(site_dir, HASH_KEY_NAME, None)
     engine.calls.clear()
     with pytest.raises(ConfigError) as exc:
@@ -102,9 +96,8 @@ def test_a_missing_key_on_a_deployed_site_refuses_and_says_what_genpwd_will_caus
     assert not [c for c in engine.calls if c[0] in ("create", "remove", "job", "stop")]
 
 
-def test_private_records_and_the_compose_export_are_0600(tmp_path):
-    site_dir = make_site(tmp_path)
-    assert api.deploy(site_dir, engine=fake_engine(), say=quiet).ok
+def test_private_records_and_the_compose_export_are_0600(site_dir, tmp_path):
+    converge_site(site_dir)
     assert stat.S_IMODE((site_dir / "state" / "jobs.json").stat().st_mode) == 0o600
     out = tmp_path / "compose.yml"
     _register()

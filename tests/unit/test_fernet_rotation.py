@@ -20,7 +20,7 @@ from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site import fernet
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, make_site, quiet
+from .deploy_fixtures import converge_site, fake_engine, make_site, quiet
 from .test_deploy_multihost import write_inventory
 
 _register()
@@ -54,11 +54,9 @@ def dockyard(monkeypatch, capsys):
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def site(site_dir, monkeypatch):
     """A converged all-in-one on the fake engine; the CLI's engine is that one."""
-    site_dir = make_site(tmp_path)
-    engine = fake_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    engine = converge_site(site_dir)
     monkeypatch.setattr(api, "connect", lambda *_a, **_k: engine)
     return site_dir, engine
 
@@ -70,11 +68,6 @@ def rotate_fernet(dockyard):
 
 def dry_run(site_dir, engine):
     return api.deploy(site_dir, engine=engine, dry_run=True, say=quiet)
-
-
-def deploy(site_dir, engine):
-    result = api.deploy(site_dir, engine=engine, say=quiet)
-    assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.error]
 
 
 def test_the_keys_reach_keystone_as_files_of_its_key_repository(site):
@@ -117,7 +110,7 @@ def test_rotate_fernet_then_deploy_carries_the_keys_and_a_second_plan_is_empty(s
     assert "secret keystone_fernet_keys changed:" in text
     assert not [k for k in after.keys.values() if k in text]
 
-    deploy(site_dir, engine)
+    converge_site(site_dir, engine)
     assert (site_dir / "generated/keystone/fernet-keys.2").read_text() == after.keys[2]
     again = dry_run(site_dir, engine)
     assert again.changes() == 0, again.render()
@@ -127,7 +120,7 @@ def test_a_pruned_key_leaves_the_hosts_disk(site, rotate_fernet):
     site_dir, engine = site
     for _ in range(2):
         assert rotate_fernet(site_dir).exit_code == 0
-        deploy(site_dir, engine)
+        converge_site(site_dir, engine)
     # Keys 0, 2, 3 now: key 1 (the first primary) went with the second rotation.
     assert sorted(fernet.load(keys_file(site_dir)).keys) == [0, 2, 3]
     for unit in ("keystone", "keystone_admin"):
@@ -139,7 +132,7 @@ def test_a_pruned_key_leaves_the_hosts_disk(site, rotate_fernet):
 def test_the_removal_of_a_pruned_key_waits_for_keystone_recreated(site, rotate_fernet):
     site_dir, engine = site
     rotate_fernet(site_dir)
-    deploy(site_dir, engine)
+    converge_site(site_dir, engine)
     rotate_fernet(site_dir)
     plan = dry_run(site_dir, engine)
     removal = plan.by_id()[f"remove_file:{site_dir.absolute() / 'generated/keystone/fernet-keys.1'}"]
@@ -179,12 +172,12 @@ def test_max_active_keys_comes_from_keystones_options(site, rotate_fernet):
     data = yaml.safe_load(globals_path.read_text()) or {}
     data.setdefault("services", {})["keystone"] = {"max_active_keys": 4, "token_expiration": 7200}
     globals_path.write_text(yaml.safe_dump(data))
-    deploy(site_dir, engine)
+    converge_site(site_dir, engine)
     conf = (site_dir / "generated/keystone/keystone.conf").read_text()
     assert "max_active_keys = 4" in conf and "expiration = 7200" in conf
     for _ in range(3):
         assert rotate_fernet(site_dir).exit_code == 0
-        deploy(site_dir, engine)
+        converge_site(site_dir, engine)
     assert sorted(fernet.load(keys_file(site_dir)).keys) == [0, 2, 3, 4]
     data["services"]["keystone"]["max_active_keys"] = 2
     globals_path.write_text(yaml.safe_dump(data))
