@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+
+import yaml
 
 from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
@@ -15,6 +18,31 @@ IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "gla
           "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon",
           "openvswitch-db-server", "openvswitch-vswitchd", "neutron-openvswitch-agent", "neutron-dhcp-agent",
           "neutron-l3-agent", "neutron-metadata-agent", "nova-libvirt", "nova-compute"]
+
+
+def edit_yaml(path: Path, change: Callable[[dict], object]) -> dict:
+    """Load the YAML mapping in ``path``, let ``change`` change it in place, write it
+    back; the mapping. Its comments go: what is read of it is the data."""
+    data = yaml.safe_load(path.read_text()) or {}
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+    return data
+
+
+def assign(**values) -> Callable[[dict], None]:
+    """A change for edit_yaml: set each key to its value, or remove it where the value is None."""
+    def change(data: dict) -> None:
+        for key, value in values.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+    return change
+
+
+def set_globals(site_dir: Path, **values) -> None:
+    """Set keys of the site's globals.yml (None: remove the key)."""
+    edit_yaml(site_dir / "globals.yml", assign(**values))
 
 
 def quiet(_line: str) -> None:

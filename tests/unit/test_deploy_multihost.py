@@ -18,7 +18,7 @@ from dockyard.deploy.wanted.model import WantedContainer, WantedState
 from dockyard.engine.driver import ContainerSpec, Healthcheck
 from dockyard.errors import ConfigError, DockyardError, EXIT_FAILED
 
-from .deploy_fixtures import fake_engine, make_site, quiet
+from .deploy_fixtures import fake_engine, make_site, quiet, set_globals
 
 ACTING = {"create", "start", "stop", "remove", "job", "create_volume", "copy_in"}
 
@@ -41,9 +41,7 @@ def remote(address: str) -> dict:
 def two_hosts(tmp_path):
     """memcached on two remote hosts, h1 and h2, each its own fake engine."""
     config_dir = make_site(tmp_path)
-    text = (config_dir / "globals.yml").read_text()
-    text = text.replace(text[text.index("enabled_services:"):].split("\n", 1)[0], "enabled_services: [memcached]")
-    (config_dir / "globals.yml").write_text(text)
+    set_globals(config_dir, enabled_services=["memcached"])
     write_inventory(config_dir, {"h1": remote("192.0.2.11"), "h2": remote("192.0.2.12")})
     e1, e2 = fake_engine(), fake_engine()
     e1.url, e2.url = "tcp://192.0.2.11:2376", "tcp://192.0.2.12:2376"

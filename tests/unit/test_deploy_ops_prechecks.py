@@ -6,15 +6,14 @@ from dockyard.deploy.ops.prechecks import FAIL, OK, WARN, _data_plane
 from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.catalogue import load_services
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import make_site, set_globals
 from .test_deploy_site_hostfacts import fake_host
 
 
-def checks_for(tmp_path, globals_text: str = "", **host):
+def checks_for(tmp_path, services: dict | None = None, **host):
     site_dir = make_site(tmp_path)
-    if globals_text:
-        path = site_dir / "globals.yml"
-        path.write_text(path.read_text().replace("services: {}", globals_text))
+    if services:
+        set_globals(site_dir, services=services)
     catalogue = load_services()
     site = load_site(site_dir, set(catalogue.services), [])
     root = fake_host(tmp_path, **host)
@@ -38,9 +37,9 @@ def test_a_host_with_module_and_kvm_gets_the_kernel_datapath_and_kvm(tmp_path):
 
 
 def test_a_setting_in_globals_is_said_and_a_bad_one_fails(tmp_path):
-    checks = checks_for(tmp_path, "services: {nova-compute: {virt_type: qemu}}")
+    checks = checks_for(tmp_path, {"nova-compute": {"virt_type": "qemu"}})
     assert checks["virt type"].status == OK and "set in globals.yml" in checks["virt type"].message
-    bad = checks_for(tmp_path / "bad", "services: {openvswitch: {datapath: dpdk}}")
+    bad = checks_for(tmp_path / "bad", {"openvswitch": {"datapath": "dpdk"}})
     assert bad["data plane"].status == FAIL and "services.openvswitch.datapath" in bad["data plane"].message
 
 

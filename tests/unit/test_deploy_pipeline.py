@@ -18,7 +18,7 @@ from dockyard.deploy.execute.timeline import Timeline, critical_path, deps_from_
 from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
-from .deploy_fixtures import fake_engine, leaks, quiet, site_of
+from .deploy_fixtures import edit_yaml, fake_engine, leaks, quiet, site_of
 
 
 def wanted_of(config_dir, engine):
@@ -136,8 +136,7 @@ def test_half_done_state_plans_only_the_rest(site_dir):
 def test_orphan_removed_and_only_services(site_dir):
     engine = fake_engine()
     converge(site_dir, engine)
-    text = (site_dir / "globals.yml").read_text().replace(", horizon,", ",")
-    (site_dir / "globals.yml").write_text(text)
+    edit_yaml(site_dir / "globals.yml", lambda data: data["enabled_services"].remove("horizon"))
     site, wanted = wanted_of(site_dir, engine)
     plan = make_plan(wanted, observe(engine, wanted, site.state_dir))
     assert [(a.kind, a.target) for a in plan.actions] == [("remove", "horizon")]

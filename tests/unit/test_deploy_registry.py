@@ -14,17 +14,11 @@ from dockyard.deploy.plan.planner import ActionKind
 from dockyard.engine.fake import FakeEngine, FakeRegistry
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site, quiet
+from .deploy_fixtures import make_site, quiet, set_globals
 from .test_deploy_multihost import remote, write_inventory
 
 REF = "dockyard/memcached:2025.1"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def set_globals(config_dir: Path, extra: str) -> None:
-    text = (config_dir / "globals.yml").read_text()
-    text = text.replace(text[text.index("enabled_services:"):].split("\n", 1)[0], "enabled_services: [memcached]")
-    (config_dir / "globals.yml").write_text(text + extra)
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def site(tmp_path):
     """memcached on three remote hosts with no image at all; the deployment host's
     engine (outside the inventory) built it and pushed it to the registry."""
     config_dir = make_site(tmp_path)
-    set_globals(config_dir, "registry: {}\n")
+    set_globals(config_dir, enabled_services=["memcached"], registry={})
     names = ("h1", "h2", "h3")
     write_inventory(config_dir, {h: remote(f"192.0.2.1{i}") for i, h in enumerate(names, 1)},
                     {"control": list(names), "network": ["h1"], "compute": ["h1"]})
@@ -116,7 +110,7 @@ def test_an_image_not_in_the_registry_or_built_after_its_push_is_refused(site, t
     assert not [c for e in hosts.values() for c in e.calls]
     # An all-in-one whose own engine holds a newer build than the registry.
     aio = make_site(tmp_path / "aio")
-    set_globals(aio, "registry: {}\n")
+    set_globals(aio, enabled_services=["memcached"], registry={})
     registry = FakeRegistry("127.0.0.99:4000")
     local = FakeEngine("unix://", registry)
     local.add_image(REF)
@@ -139,18 +133,10 @@ def test_an_unreachable_host_fails_alone(site):
 
 # -- serial ----------------------------------------------------------------------------------------
 
-def change_memory(config_dir: Path, mb: int) -> None:
-    import yaml
-
-    doc = yaml.safe_load((config_dir / "globals.yml").read_text())
-    doc.setdefault("services", {})["memcached"] = {"memory_mb": mb}
-    (config_dir / "globals.yml").write_text(yaml.safe_dump(doc))
-
-
 def test_serial_rolls_a_change_one_host_at_a_time(site):
     config_dir, _, hosts, _, _ = site
     assert deploy(site).ok
-    change_memory(config_dir, 64)
+    set_globals(config_dir, services={"memcached": {"memory_mb": 64}})
     plan = deploy(site, dry_run=True, serial=1)
     deps = {a.id: a.deps for a in plan.actions}
     assert "wait_healthy:memcached@h1" in deps["recreate:memcached@h2"]

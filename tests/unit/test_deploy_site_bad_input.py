@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dockyard.deploy import api
 from dockyard.deploy.ops.prechecks import FAIL, run_prechecks
@@ -14,20 +13,13 @@ from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, quiet, site_of
+from .deploy_fixtures import fake_engine, quiet, set_globals, site_of
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def set_globals(site_dir: Path, **values) -> None:
-    path = site_dir / "globals.yml"
-    data = yaml.safe_load(path.read_text())
-    data.update(values)
-    path.write_text(yaml.safe_dump(data))
 
 
 def refused(site_dir: Path) -> ConfigError:

@@ -17,15 +17,13 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import converge_site, full_engine, quiet
+from .deploy_fixtures import converge_site, full_engine, quiet, set_globals
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
 
-def set_release(site_dir: Path, release: str, extra: str = "") -> None:
-    text = (site_dir / "globals.yml").read_text()
-    text = "\n".join(line for line in text.splitlines() if not line.startswith(("release:", "service_releases:")))
-    (site_dir / "globals.yml").write_text(f'{text}\nrelease: "{release}"\n{extra}')
+def set_release(site_dir: Path, release: str, service_releases: dict[str, str] | None = None) -> None:
+    set_globals(site_dir, release=release, service_releases=service_releases)
 
 
 def acting(engine: FakeEngine) -> list[tuple]:
@@ -150,7 +148,7 @@ def test_glance_stays_on_2025_1(deployed):
 
 def test_an_operator_can_hold_a_service_back(deployed):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1", 'service_releases: {horizon: "2025.1"}\n')
+    set_release(site_dir, "2026.1", {"horizon": "2025.1"})
     result = upgrade(site_dir, engine=engine, dry_run=True, say=quiet)
     assert "horizon" not in [m.service for m in result.moves]
     assert result.stays["horizon"] == "2025.1"

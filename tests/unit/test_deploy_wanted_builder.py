@@ -21,7 +21,7 @@ from dockyard.deploy.wanted.model import WantedJob
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import full_engine, leaks
+from .deploy_fixtures import full_engine, leaks, set_globals
 
 CATALOGUE = load_services()
 
@@ -31,13 +31,6 @@ def wanted_of(config_dir: Path, engine=None, catalogue=CATALOGUE):
     wanted = wanted_state(site, catalogue, engine or full_engine())
     assert not wanted.missing_images
     return site, wanted.state
-
-
-def set_globals(config_dir: Path, **values) -> None:
-    path = config_dir / "globals.yml"
-    data = yaml.safe_load(path.read_text())
-    data.update(values)
-    path.write_text(yaml.safe_dump(data))
 
 
 @pytest.fixture

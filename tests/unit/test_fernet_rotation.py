@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-import yaml
 
 from dockyard.cli import _register, cli, run
 from dockyard.deploy import api
@@ -20,7 +19,7 @@ from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site import fernet
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import converge_site, fake_engine, make_site, quiet
+from .deploy_fixtures import converge_site, fake_engine, make_site, quiet, set_globals
 from .test_deploy_multihost import write_inventory
 
 _register()
@@ -154,13 +153,10 @@ def test_a_rotation_not_yet_deployed_blocks_the_next_one(site, rotate_fernet):
 
 def test_rotate_fernet_without_keystone_or_without_keys_exits_2(site, rotate_fernet):
     site_dir, _ = site
-    globals_path = site_dir / "globals.yml"
-    data = yaml.safe_load(globals_path.read_text()) or {}
     keys_file(site_dir).unlink()
     proc = rotate_fernet(site_dir)
     assert proc.exit_code == 2 and "dockyard genpwd" in proc.output
-    data["enabled_services"] = ["memcached"]
-    globals_path.write_text(yaml.safe_dump(data))
+    set_globals(site_dir, enabled_services=["memcached"])
     proc = rotate_fernet(site_dir)
     assert proc.exit_code == 2 and "keystone is not among the enabled services" in proc.output
     assert not keys_file(site_dir).exists()
@@ -168,10 +164,7 @@ def test_rotate_fernet_without_keystone_or_without_keys_exits_2(site, rotate_fer
 
 def test_max_active_keys_comes_from_keystones_options(site, rotate_fernet):
     site_dir, engine = site
-    globals_path = site_dir / "globals.yml"
-    data = yaml.safe_load(globals_path.read_text()) or {}
-    data.setdefault("services", {})["keystone"] = {"max_active_keys": 4, "token_expiration": 7200}
-    globals_path.write_text(yaml.safe_dump(data))
+    set_globals(site_dir, services={"keystone": {"max_active_keys": 4, "token_expiration": 7200}})
     converge_site(site_dir, engine)
     conf = (site_dir / "generated/keystone/keystone.conf").read_text()
     assert "max_active_keys = 4" in conf and "expiration = 7200" in conf
@@ -179,8 +172,7 @@ def test_max_active_keys_comes_from_keystones_options(site, rotate_fernet):
         assert rotate_fernet(site_dir).exit_code == 0
         converge_site(site_dir, engine)
     assert sorted(fernet.load(keys_file(site_dir)).keys) == [0, 2, 3, 4]
-    data["services"]["keystone"]["max_active_keys"] = 2
-    globals_path.write_text(yaml.safe_dump(data))
+    set_globals(site_dir, services={"keystone": {"max_active_keys": 2, "token_expiration": 7200}})
     with pytest.raises(ConfigError) as err:
         api.rotate_fernet(site_dir, engine=engine)
     assert err.value.key == "services.keystone.max_active_keys"

@@ -13,13 +13,13 @@ from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.registry import service, tls
 
-from .deploy_fixtures import make_site, quiet, site_of
+from .deploy_fixtures import edit_yaml, make_site, quiet, set_globals, site_of
 
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     config_dir = make_site(tmp_path)
-    (config_dir / "globals.yml").write_text((config_dir / "globals.yml").read_text() + "registry: {port: 4999}\n")
+    set_globals(config_dir, registry={"port": 4999})
     monkeypatch.setattr(service, "bind_error", lambda address, port: 0)
     engine = FakeEngine()
     engine.add_image("dockyard/registry:2025.1")
@@ -120,8 +120,7 @@ def test_the_site_cannot_deploy_the_registry_as_a_service(tmp_path):
     from dockyard.deploy import api
 
     config_dir = make_site(tmp_path)
-    text = (config_dir / "globals.yml").read_text().replace("enabled_services: [", "enabled_services: [registry, ")
-    (config_dir / "globals.yml").write_text(text)
+    edit_yaml(config_dir / "globals.yml", lambda data: data["enabled_services"].insert(0, "registry"))
     with pytest.raises(ConfigError, match="dockyard registry up") as err:
         api.load(config_dir)
     assert err.value.key == "enabled_services"
