@@ -45,6 +45,13 @@ def set_globals(site_dir: Path, **values) -> None:
     edit_yaml(site_dir / "globals.yml", assign(**values))
 
 
+def set_password(site_dir: Path, name: str, value: str | None) -> None:
+    """Set one secret in the site's passwords.yml (None: remove it); the file stays private."""
+    path = site_dir / "passwords.yml"
+    edit_yaml(path, assign(**{name: value}))
+    path.chmod(0o600)
+
+
 def quiet(_line: str) -> None:
     """What a run says, unheard."""
 

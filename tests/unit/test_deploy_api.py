@@ -23,7 +23,7 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
 
-from .deploy_fixtures import converge_site, full_engine, make_site, quiet
+from .deploy_fixtures import converge_site, full_engine, make_site, quiet, set_password
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
@@ -128,9 +128,7 @@ def test_bad_input_is_an_error_and_nothing_is_created_or_written(site_dir, name,
 
 
 def test_a_missing_password_names_it(site_dir):
-    data = yaml.safe_load((site_dir / "passwords.yml").read_text())
-    del data["glance_keystone_password"]
-    (site_dir / "passwords.yml").write_text(yaml.safe_dump(data))
+    set_password(site_dir, "glance_keystone_password", None)
     engine = full_engine()
     with pytest.raises(ConfigError, match="passwords.yml: glance_keystone_password"):
         api.deploy(site_dir, engine=engine, say=quiet)

@@ -12,15 +12,7 @@ import yaml
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import Plan
 
-from .deploy_fixtures import converge_site, quiet
-
-
-def set_password(site_dir, name: str, value: str) -> None:
-    path = site_dir / "passwords.yml"
-    data = yaml.safe_load(path.read_text())
-    data[name] = value
-    path.write_text(yaml.safe_dump(data))
-    path.chmod(0o600)
+from .deploy_fixtures import converge_site, quiet, set_password
 
 
 def dry_run(site_dir, engine) -> Plan:

@@ -15,7 +15,7 @@ from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import make_site, set_password
 
 
 def load(config_dir):
@@ -46,9 +46,7 @@ def test_invalid_site_names_file_and_key(tmp_path, file, text, fragments):
 
 def test_missing_password_names_key_and_advises_genpwd(tmp_path):
     config_dir = make_site(tmp_path)
-    data = yaml.safe_load((config_dir / "passwords.yml").read_text())
-    del data["keystone_admin_password"]
-    (config_dir / "passwords.yml").write_text(yaml.safe_dump(data))
+    set_password(config_dir, "keystone_admin_password", None)
     with pytest.raises(ConfigError) as exc:
         load(config_dir)
     assert "passwords.yml: keystone_admin_password" in str(exc.value) and "genpwd" in str(exc.value)

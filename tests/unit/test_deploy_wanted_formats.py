@@ -37,7 +37,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dockyard.deploy import api
-from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops import postdeploy
 from dockyard.deploy.site import fernet, ini
 from dockyard.deploy.site.loader import Globals, Inventory, Site
@@ -46,7 +45,7 @@ from dockyard.deploy.wanted.builder import _environment, wanted_state
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, make_site, site_of
+from .deploy_fixtures import edit_yaml, fake_engine, make_site, set_password, site_of
 
 cfg = pytest.importorskip("oslo_config.cfg")
 
@@ -250,12 +249,12 @@ SECRET_KEYS = {"password", "memcache_secret_key", "metadata_proxy_shared_secret"
 
 def nasty_site(tmp_path) -> tuple[Path, dict[str, str]]:
     site_dir = make_site(tmp_path)
-    path = site_dir / "passwords.yml"
-    data = yaml.safe_load(path.read_text())
-    for i, name in enumerate(sorted(n for n in data if n != HASH_KEY_NAME)):
-        nasty = NASTY[i % len(NASTY)]
-        data[name] = f"{nasty}{i}{nasty}"
-    write_atomic(path, yaml.safe_dump(data))
+
+    def make_nasty(data: dict) -> None:
+        for i, name in enumerate(sorted(n for n in data if n != HASH_KEY_NAME)):
+            nasty = NASTY[i % len(NASTY)]
+            data[name] = f"{nasty}{i}{nasty}"
+    data = edit_yaml(site_dir / "passwords.yml", make_nasty)
     (site_dir / "config" / "nova.conf").write_text("[DEFAULT]\ndebug = True\n")   # a merge, too
     return site_dir, data
 
@@ -331,10 +330,7 @@ def test_a_refused_value_stops_no_stop_and_fails_the_prechecks(tmp_path):
     from dockyard.deploy.ops.prechecks import FAIL, run_prechecks
 
     site_dir = make_site(tmp_path)
-    path = site_dir / "passwords.yml"
-    data = yaml.safe_load(path.read_text())
-    data["rabbitmq_password"] = "naïve"
-    write_atomic(path, yaml.safe_dump(data))
-    assert load_passwords(path, [])["rabbitmq_password"] == "naïve"        # stop and destroy need none
+    set_password(site_dir, "rabbitmq_password", "naïve")
+    assert load_passwords(site_dir / "passwords.yml", [])["rabbitmq_password"] == "naïve"    # stop, destroy need none
     checks = [c for c in run_prechecks(site_dir, fake_engine()) if c.name == "passwords"]
     assert [c.status for c in checks] == [FAIL] and "rabbitmq_password" in checks[0].message

@@ -22,18 +22,7 @@ from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_HASH, LABEL_HASH_FILE_PREFIX, LABEL_HASH_KEY
 
-from .deploy_fixtures import converge_site, fake_engine, leaks, make_site, quiet, site_of
-
-
-def set_password(site_dir, name, value) -> None:
-    path = site_dir / "passwords.yml"
-    data = yaml.safe_load(path.read_text())
-    if value is None:
-        del data[name]
-    else:
-        data[name] = value
-    path.write_text(yaml.safe_dump(data))
-    path.chmod(0o600)
+from .deploy_fixtures import converge_site, fake_engine, leaks, make_site, quiet, set_password, site_of
 
 
 def test_a_file_label_is_no_hash_of_the_file_and_depends_on_the_key():
