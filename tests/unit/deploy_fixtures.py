@@ -52,6 +52,24 @@ def set_password(site_dir: Path, name: str, value: str | None) -> None:
     path.chmod(0o600)
 
 
+def write_inventory(config_dir: Path, hosts: dict, groups: dict | None = None) -> None:
+    """The site's inventory.yml: ``hosts`` (name -> entry), in ``groups`` (default: all
+    of them control, the first network and compute); and stand-ins for the TLS
+    files remote() names, which no fake engine reads."""
+    tls = config_dir / "tls"
+    tls.mkdir(exist_ok=True)
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tls / name).write_text("not checked here\n")
+    groups = groups or {"control": list(hosts), "network": [next(iter(hosts))], "compute": [next(iter(hosts))]}
+    (config_dir / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts, "groups": groups}))
+
+
+def remote(address: str) -> dict:
+    """An inventory host reached over TCP with TLS client certificates."""
+    return {"address": address, "engine": f"tcp://{address}:2376",
+            "tls": {"ca": "tls/ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"}}
+
+
 def quiet(_line: str) -> None:
     """What a run says, unheard."""
 

@@ -4,10 +4,8 @@ engines, one plan for every host, routing, a host whose engine is down."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from dockyard.deploy import api
 from dockyard.deploy.engines import SiteEngines
@@ -18,23 +16,9 @@ from dockyard.deploy.wanted.model import WantedContainer, WantedState
 from dockyard.engine.driver import ContainerSpec, Healthcheck
 from dockyard.errors import ConfigError, DockyardError, EXIT_FAILED
 
-from .deploy_fixtures import fake_engine, make_site, quiet, set_globals
+from .deploy_fixtures import fake_engine, make_site, quiet, remote, set_globals, write_inventory
 
 ACTING = {"create", "start", "stop", "remove", "job", "create_volume", "copy_in"}
-
-
-def write_inventory(config_dir: Path, hosts: dict, groups: dict | None = None) -> None:
-    tls = config_dir / "tls"
-    tls.mkdir(exist_ok=True)
-    for name in ("ca.pem", "cert.pem", "key.pem"):
-        (tls / name).write_text("not checked here\n")
-    groups = groups or {"control": list(hosts), "network": [next(iter(hosts))], "compute": [next(iter(hosts))]}
-    (config_dir / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts, "groups": groups}))
-
-
-def remote(address: str) -> dict:
-    return {"address": address, "engine": f"tcp://{address}:2376",
-            "tls": {"ca": "tls/ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"}}
 
 
 @pytest.fixture

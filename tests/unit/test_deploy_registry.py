@@ -14,8 +14,7 @@ from dockyard.deploy.plan.planner import ActionKind
 from dockyard.engine.fake import FakeEngine, FakeRegistry
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site, quiet, set_globals
-from .test_deploy_multihost import remote, write_inventory
+from .deploy_fixtures import make_site, quiet, remote, set_globals, write_inventory
 
 REF = "dockyard/memcached:2025.1"
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from dockyard.deploy.wanted.model import WantedJob
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import full_engine, leaks, set_globals
+from .deploy_fixtures import full_engine, leaks, set_globals, write_inventory
 
 CATALOGUE = load_services()
 
@@ -330,9 +330,8 @@ def test_options_and_addresses_reach_the_templates(site_dir):
 
 
 def test_multi_host_inventory_places_units_on_their_groups(site_dir):
-    (site_dir / "inventory.yml").write_text(yaml.safe_dump({
-        "hosts": {"ctl": {"address": "127.0.0.97"}, "net": {"address": "127.0.0.96"}},
-        "groups": {"control": ["ctl"], "network": ["net"], "compute": ["net"]}}))
+    write_inventory(site_dir, {"ctl": {"address": "127.0.0.97"}, "net": {"address": "127.0.0.96"}},
+                    {"control": ["ctl"], "network": ["net"], "compute": ["net"]})
     set_globals(site_dir, enabled_services=["keystone", "openvswitch"])
     _, wanted = wanted_of(site_dir)
     u = units(wanted)
@@ -452,10 +451,9 @@ def test_the_all_in_one_reports_the_machines_name_everywhere(aio, machine_hostna
 
 
 def test_each_inventory_host_reports_its_inventory_name(site_dir):
-    (site_dir / "inventory.yml").write_text(yaml.safe_dump({
-        "hosts": {"ctl": {"address": "127.0.0.97"}, "cmp1": {"address": "127.0.0.96", "engine": "ssh://cmp1"},
-                  "cmp2": {"address": "127.0.0.95", "engine": "ssh://cmp2"}},
-        "groups": {"control": ["ctl"], "network": ["ctl"], "compute": ["cmp1", "cmp2"]}}))
+    write_inventory(site_dir, {"ctl": {"address": "127.0.0.97"}, "cmp1": {"address": "127.0.0.96", "engine": "ssh://cmp1"},
+                               "cmp2": {"address": "127.0.0.95", "engine": "ssh://cmp2"}},
+                    {"control": ["ctl"], "network": ["ctl"], "compute": ["cmp1", "cmp2"]})
     _, wanted = wanted_of(site_dir)
     reported = reported_hosts(wanted)
     assert reported[("cmp1", "nova_compute")] == "cmp1" and reported[("cmp2", "nova_compute")] == "cmp2"

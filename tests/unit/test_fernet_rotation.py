@@ -19,8 +19,7 @@ from dockyard.deploy.engines import SiteEngines
 from dockyard.deploy.site import fernet
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import converge_site, fake_engine, make_site, quiet, set_globals
-from .test_deploy_multihost import write_inventory
+from .deploy_fixtures import converge_site, fake_engine, make_site, quiet, set_globals, write_inventory
 
 _register()
 
