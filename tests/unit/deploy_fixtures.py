@@ -124,6 +124,19 @@ def site_of(config_dir: Path):
     return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
 
 
+def waits_for(plan, action_id: str) -> set[str]:
+    """Every action ``action_id`` of ``plan`` waits for, directly or not."""
+    by_id = plan.by_id()
+    seen: set[str] = set()
+    todo = list(by_id[action_id].deps)
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo += by_id[dep].deps
+    return seen
+
+
 def secret_forms(secrets) -> dict[str, str]:
     """Each way a secret could leak -> what it is: the value itself, and its unkeyed
     sha256 (full, and the 16-character prefix labels hold), of the value alone and

@@ -16,7 +16,7 @@ from dockyard.deploy.wanted.model import WantedContainer, WantedState
 from dockyard.engine.driver import ContainerSpec, Healthcheck
 from dockyard.errors import ConfigError, DockyardError, EXIT_FAILED
 
-from .deploy_fixtures import fake_engine, make_site, quiet, remote, set_globals, write_inventory
+from .deploy_fixtures import fake_engine, make_site, quiet, remote, set_globals, waits_for, write_inventory
 
 ACTING = {"create", "start", "stop", "remove", "job", "create_volume", "copy_in"}
 
@@ -307,22 +307,11 @@ def test_the_whole_cloud_on_three_hosts_in_one_plan(tmp_path):
     by_id = plan.by_id()
     assert {a.host for a in plan.actions} == {"ctl", "cmp1", "cmp2"}
     assert all(a.id.endswith(f"@{a.host}") for a in plan.actions if a.kind != "reach_engine")
-
-    def needs(action_id: str) -> set[str]:
-        """Every action ``action_id`` waits for, directly or not."""
-        seen, stack = set(), list(by_id[action_id].deps)
-        while stack:
-            d = stack.pop()
-            if d not in seen:
-                seen.add(d)
-                stack.extend(by_id[d].deps)
-        return seen
-
     for cmp in ("cmp1", "cmp2"):
         other = "cmp2" if cmp == "cmp1" else "cmp1"
-        assert "wait_healthy:nova_conductor@ctl" in needs(f"create:nova_compute@{cmp}")     # across hosts
+        assert "wait_healthy:nova_conductor@ctl" in waits_for(plan, f"create:nova_compute@{cmp}")     # across hosts
         assert f"wait_healthy:openvswitch_db_server@{cmp}" in by_id[f"create:openvswitch_vswitchd@{cmp}"].deps
-        assert not [d for d in needs(f"create:openvswitch_vswitchd@{cmp}") if d.endswith(f"@{other}")]
+        assert not [d for d in waits_for(plan, f"create:openvswitch_vswitchd@{cmp}") if d.endswith(f"@{other}")]
     # Applied: every unit lands on its host's engine, jobs get their files copied in too.
     result = api.deploy(config_dir, engine=engines, say=quiet)
     assert result.ok, [o.line() for o in result.outcomes if o.result != "ok"]

@@ -19,6 +19,7 @@ from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
 from dockyard.engine.driver import ContainerSpec
 from dockyard.errors import ConfigError
 
+from .deploy_fixtures import waits_for
 from .wanted_factory import SECRET, Site, apply, converge, fake_engine, make_wanted, plan_for
 
 
@@ -32,18 +33,6 @@ def deployed(site, state_dir):
 
 def ids(plan: Plan) -> list[str]:
     return [a.id for a in plan.actions]
-
-
-def ancestors(plan: Plan, action_id: str) -> set[str]:
-    by_id = plan.by_id()
-    seen: set[str] = set()
-    stack = list(by_id[action_id].deps)
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(by_id[current].deps)
-    return seen
 
 
 def path(site: Site, unit: str, name: str) -> str:
@@ -85,12 +74,12 @@ def test_fresh_site_dependency_edges(site):
 
 def test_fresh_site_jobs_before_their_containers_and_dependencies_healthy_first(site):
     plan = make_plan(make_wanted(site), ObservedState())
-    keystone = ancestors(plan, "create:keystone")
+    keystone = waits_for(plan, "create:keystone")
     assert {"job:keystone_databases", "job:keystone_db_sync", "wait_healthy:mariadb"} <= keystone
-    glance = ancestors(plan, "create:glance_api")
+    glance = waits_for(plan, "create:glance_api")
     assert {"wait_healthy:keystone", "job:glance_db_sync", "job:glance_databases", "wait_healthy:mariadb"} <= glance
     # and nothing waits on what comes after it
-    assert "create:glance_api" not in ancestors(plan, "wait_healthy:keystone")
+    assert "create:glance_api" not in waits_for(plan, "wait_healthy:keystone")
     # Every dependency appears earlier in the list: the plan reads top to bottom.
     seen: set[str] = set()
     for a in plan.actions:

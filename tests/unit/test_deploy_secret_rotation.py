@@ -12,24 +12,11 @@ import yaml
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import Plan
 
-from .deploy_fixtures import converge_site, quiet, set_password
+from .deploy_fixtures import converge_site, quiet, set_password, waits_for
 
 
 def dry_run(site_dir, engine) -> Plan:
     return api.deploy(site_dir, engine=engine, dry_run=True, say=quiet)
-
-
-def waits_for(plan: Plan, action_id: str) -> set[str]:
-    """Every action ``action_id`` waits for, directly or not."""
-    by_id = plan.by_id()
-    seen: set[str] = set()
-    todo = list(by_id[action_id].deps)
-    while todo:
-        dep = todo.pop()
-        if dep not in seen:
-            seen.add(dep)
-            todo += by_id[dep].deps
-    return seen
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import converge_site, full_engine, quiet, set_globals
+from .deploy_fixtures import converge_site, full_engine, quiet, set_globals, waits_for
 
 ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
@@ -36,21 +36,9 @@ def deployed(site_dir):
     return site_dir, converge_site(site_dir, full_engine("2025.1", "2026.1"))
 
 
-def ancestors(plan: Plan, action_id: str) -> set[str]:
-    by_id = plan.by_id()
-    seen: set[str] = set()
-    stack = list(by_id[action_id].deps)
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(by_id[current].deps)
-    return seen
-
-
 def before(plan: Plan, first: str, then: str) -> bool:
     """``then`` waits (directly or not) for ``first``."""
-    return first in ancestors(plan, then)
+    return first in waits_for(plan, then)
 
 
 # -- the plan -------------------------------------------------------------------------
@@ -131,7 +119,7 @@ def test_expand_before_the_new_containers_contract_after_no_old_code_runs(deploy
     # Checks come first, each in its new image.
     assert ids["upgrade:nova:check"].reason.endswith("nova-status upgrade check")
     assert ids["upgrade:placement:check"].job.spec.image == "dockyard/placement-api:2026.1"
-    assert not ancestors(plan, "upgrade:mariadb:post") & {a.id for a in plan.actions if a.service == "keystone"}
+    assert not waits_for(plan, "upgrade:mariadb:post") & {a.id for a in plan.actions if a.service == "keystone"}
 
 
 def test_glance_stays_on_2025_1(deployed):
