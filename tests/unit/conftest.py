@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .deploy_fixtures import make_site
+from .deploy_fixtures import copy_services, make_site
 from .wanted_factory import Site
 
 
@@ -32,6 +32,12 @@ def site(tmp_path) -> Site:
 def site_dir(tmp_path) -> Path:
     """A whole site's config folder: every service enabled, passwords generated."""
     return make_site(tmp_path)
+
+
+@pytest.fixture
+def services(tmp_path) -> Path:
+    """A private copy of the real service catalogue, to break on purpose."""
+    return copy_services(tmp_path)
 
 
 @pytest.fixture

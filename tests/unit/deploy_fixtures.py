@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import yaml
 
+from dockyard import SOURCE_ROOT
 from dockyard.deploy import api
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.deploy.site.loader import load_site, write_defaults
@@ -68,6 +70,25 @@ def remote(address: str) -> dict:
     """An inventory host reached over TCP with TLS client certificates."""
     return {"address": address, "engine": f"tcp://{address}:2376",
             "tls": {"ca": "tls/ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"}}
+
+
+def copy_services(tmp_path: Path, copy_templates: bool = False) -> Path:
+    """A private copy of the real service catalogue, to change on purpose. Its
+    templates are the real ones, linked (so read only), unless ``copy_templates``."""
+    root = tmp_path / "services"
+    root.mkdir()
+    for path in (SOURCE_ROOT / "services").glob("*.yml"):
+        shutil.copy(path, root)
+    if copy_templates:
+        shutil.copytree(SOURCE_ROOT / "services" / "templates", root / "templates")
+    else:
+        (root / "templates").symlink_to(SOURCE_ROOT / "services" / "templates")
+    return root
+
+
+def edit_service(root: Path, service: str, change: Callable[[dict], object]) -> None:
+    """Change one service's definition in a catalogue copied by copy_services."""
+    edit_yaml(root / f"{service}.yml", change)
 
 
 def quiet(_line: str) -> None:

@@ -3,8 +3,6 @@ one FakeEngine per host and a FakeRegistry between them."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +12,9 @@ from dockyard.deploy.plan.planner import ActionKind
 from dockyard.engine.fake import FakeEngine, FakeRegistry
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site, quiet, remote, set_globals, write_inventory
+from .deploy_fixtures import assign, copy_services, edit_service, make_site, quiet, remote, set_globals, write_inventory
 
 REF = "dockyard/memcached:2025.1"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -162,10 +159,8 @@ def test_serial_rolls_a_change_one_host_at_a_time(site):
 
 def test_a_service_may_set_its_own_serial(site, tmp_path):
     config_dir, engines, _, registry, _ = site
-    catalogue = tmp_path / "services"
-    shutil.copytree(REPO / "services", catalogue)
-    text = (catalogue / "memcached.yml").read_text()
-    (catalogue / "memcached.yml").write_text(text + "serial: 2\n")
+    catalogue = copy_services(tmp_path)
+    edit_service(catalogue, "memcached", assign(serial=2))
     plan = api.deploy(config_dir, engine=engines, registry=registry, say=quiet, dry_run=True,
                       services_root=catalogue)
     deps = {a.id: a.deps for a in plan.actions}

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import yaml
 
-from dockyard import SOURCE_ROOT
 from dockyard.deploy.wanted.catalogue import REGISTRY_SERVICE, load_services, unit_name
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import unit_order
@@ -21,7 +18,7 @@ from dockyard.deploy.wanted.model import WantedJob
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import full_engine, leaks, set_globals, write_inventory
+from .deploy_fixtures import copy_services, edit_service, full_engine, leaks, set_globals, write_inventory
 
 CATALOGUE = load_services()
 
@@ -215,12 +212,12 @@ def test_no_password_in_any_label_environment_command_or_health_check(site_dir):
 
 
 def test_a_password_in_a_command_is_refused(tmp_path, site_dir):
-    root = copy_catalogue(tmp_path)
-    path = root / "memcached.yml"
-    data = yaml.safe_load(path.read_text())
-    data["passwords"] = ["rabbitmq_password"]
-    data["containers"]["memcached"]["command"] = "memcached -S {{ passwords.rabbitmq_password }}"
-    path.write_text(yaml.safe_dump(data))
+    root = copy_services(tmp_path)
+
+    def use_a_password_in_the_command(data: dict) -> None:
+        data["passwords"] = ["rabbitmq_password"]
+        data["containers"]["memcached"]["command"] = "memcached -S {{ passwords.rabbitmq_password }}"
+    edit_service(root, "memcached", use_a_password_in_the_command)
     with pytest.raises(ConfigError) as exc:
         wanted_of(site_dir, catalogue=load_services(root))
     assert "memcached.yml: containers.memcached.command" in str(exc.value)
@@ -228,25 +225,13 @@ def test_a_password_in_a_command_is_refused(tmp_path, site_dir):
 
 
 def test_a_template_using_a_password_its_service_does_not_declare_fails(tmp_path, site_dir):
-    root = copy_catalogue(tmp_path, copy_templates=True)
+    root = copy_services(tmp_path, copy_templates=True)
     template = root / "templates" / "keystone" / "keystone.conf.j2"
     template.write_text("[x]\ny = {{ passwords.nova_keystone_password }}\n")
     with pytest.raises(ConfigError) as exc:
         wanted_of(site_dir, catalogue=load_services(root))
     assert "keystone.yml: config.keystone.conf" in str(exc.value)
     assert "nova_keystone_password" in str(exc.value)
-
-
-def copy_catalogue(tmp_path: Path, copy_templates: bool = False) -> Path:
-    root = tmp_path / "services"
-    root.mkdir()
-    for path in (SOURCE_ROOT / "services").glob("*.yml"):
-        shutil.copy(path, root)
-    if copy_templates:
-        shutil.copytree(SOURCE_ROOT / "services" / "templates", root / "templates")
-    else:
-        (root / "templates").symlink_to(SOURCE_ROOT / "services" / "templates")
-    return root
 
 
 # -- overrides and hashes ----------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,25 +12,9 @@ from dockyard.deploy.wanted.catalogue import CAPABILITIES, VolumeMount, load_ser
 from dockyard.deploy.site.loader import DEFAULT_SERVICES
 from dockyard.errors import ConfigError
 
+from .deploy_fixtures import edit_service
+
 CONTROL_PLANE = ["mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", "nova", "neutron", "horizon"]
-
-
-@pytest.fixture
-def services(tmp_path) -> Path:
-    """A private copy of the real catalogue, to break on purpose."""
-    root = tmp_path / "services"
-    root.mkdir()
-    for path in (SOURCE_ROOT / "services").glob("*.yml"):
-        shutil.copy(path, root)
-    (root / "templates").symlink_to(SOURCE_ROOT / "services" / "templates")   # read only
-    return root
-
-
-def edit(root: Path, service: str, change) -> None:
-    path = root / f"{service}.yml"
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data))
 
 
 def test_the_real_catalogue_loads_with_the_all_in_one_and_the_host_services():
@@ -61,7 +43,7 @@ def test_no_container_in_the_catalogue_is_privileged_and_every_capability_is_nam
     ({"cap_add": ["ALL"]}, ["unknown capability 'ALL'"]),
 ])
 def test_privileged_and_unknown_capabilities_are_refused(services, change, words):
-    edit(services, "openvswitch", lambda d: d["containers"]["openvswitch-vswitchd"].update(change))
+    edit_service(services, "openvswitch", lambda d: d["containers"]["openvswitch-vswitchd"].update(change))
     with pytest.raises(ConfigError) as exc:
         load_services(services)
     assert exc.value.path.endswith("openvswitch.yml")
@@ -144,7 +126,7 @@ BROKEN = [
 
 @pytest.mark.parametrize("service, change, where", BROKEN, ids=[w for _, _, w in BROKEN])
 def test_a_broken_definition_names_file_and_key(services, service, change, where):
-    edit(services, service, change)
+    edit_service(services, service, change)
     with pytest.raises(ConfigError) as exc:
         load_services(services)
     assert where in str(exc.value)

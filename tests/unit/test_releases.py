@@ -3,13 +3,10 @@ of them, the services' upgrade blocks, and globals.yml's release keys."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-from dockyard import SOURCE_ROOT
 from dockyard.cli.build import held_back, release_config
 from dockyard.deploy.site.loader import load_globals
 from dockyard.deploy.wanted.catalogue import load_services
@@ -20,6 +17,8 @@ from dockyard.image.config import BuildConfig
 from dockyard.image.hashing import rootfs_hash
 from dockyard.image.rootfs import debootstrap_argv
 from dockyard.releases import load_releases
+
+from .deploy_fixtures import edit_service
 
 CATALOGUE = load_catalogue()
 SERVICES = set(load_services().services)
@@ -120,23 +119,6 @@ def test_bad_release_keys_name_the_file_and_key(tmp_path, text, key):
 
 # -- the services' upgrade blocks ----------------------------------------------------------
 
-@pytest.fixture
-def services(tmp_path) -> Path:
-    root = tmp_path / "services"
-    root.mkdir()
-    for path in (SOURCE_ROOT / "services").glob("*.yml"):
-        shutil.copy(path, root)
-    (root / "templates").symlink_to(SOURCE_ROOT / "services" / "templates")
-    return root
-
-
-def edit(root: Path, service: str, change) -> None:
-    path = root / f"{service}.yml"
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data))
-
-
 def test_the_catalogue_upgrade_steps():
     services = load_services().services
     steps = {name: [s for s, _ in svc.spec.upgrade.steps()] for name, svc in services.items() if svc.spec.upgrade}
@@ -157,7 +139,7 @@ def test_the_catalogue_upgrade_steps():
      ["secrets never go in the environment"]),
 ])
 def test_a_bad_upgrade_block_names_the_file_and_key(services, change, key, words):
-    edit(services, "nova", lambda d: change(d["upgrade"]))
+    edit_service(services, "nova", lambda d: change(d["upgrade"]))
     with pytest.raises(ConfigError) as exc:
         load_services(services)
     assert exc.value.path.endswith("nova.yml") and key in str(exc.value)
