@@ -91,6 +91,14 @@ def edit_service(root: Path, service: str, change: Callable[[dict], object]) -> 
     edit_yaml(root / f"{service}.yml", change)
 
 
+#: The engine calls that change something: a run refused, or with nothing to do, makes none.
+ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+
+
+def acting_calls(engine: FakeEngine) -> list[tuple]:
+    return [c for c in engine.calls if c[0] in ACTING]
+
+
 def quiet(_line: str) -> None:
     """What a run says, unheard."""
 

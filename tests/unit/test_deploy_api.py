@@ -19,17 +19,10 @@ from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.plan.planner import Plan
 from dockyard.engine.driver import JobResult
-from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError, LockedError
 from dockyard.deploy.execute.lock import SiteLock
 
-from .deploy_fixtures import converge_site, full_engine, make_site, quiet, set_password
-
-ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
-
-
-def acting_calls(engine: FakeEngine) -> list[tuple]:
-    return [c for c in engine.calls if c[0] in ACTING]
+from .deploy_fixtures import acting_calls, converge_site, full_engine, make_site, quiet, set_password
 
 
 @pytest.fixture

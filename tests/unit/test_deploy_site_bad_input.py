@@ -13,9 +13,7 @@ from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import fake_engine, quiet, set_globals, site_of
-
-ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+from .deploy_fixtures import acting_calls, fake_engine, quiet, set_globals, site_of
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -29,7 +27,7 @@ def refused(site_dir: Path) -> ConfigError:
     with pytest.raises(ConfigError) as exc:
         api.deploy(site_dir, engine=engine, say=quiet)
     assert exc.value.exit_code == 2
-    assert not [c for c in engine.calls if c[0] in ACTING]
+    assert not acting_calls(engine)
     assert snapshot(site_dir) == before          # no state/, no lock, no generated/
     return exc.value
 

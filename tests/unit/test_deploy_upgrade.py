@@ -17,17 +17,11 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import converge_site, full_engine, quiet, set_globals, waits_for
-
-ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+from .deploy_fixtures import acting_calls, converge_site, full_engine, quiet, set_globals, waits_for
 
 
 def set_release(site_dir: Path, release: str, service_releases: dict[str, str] | None = None) -> None:
     set_globals(site_dir, release=release, service_releases=service_releases)
-
-
-def acting(engine: FakeEngine) -> list[tuple]:
-    return [c for c in engine.calls if c[0] in ACTING]
 
 
 @pytest.fixture
@@ -49,7 +43,7 @@ def test_dry_run_prints_each_service_from_and_to_in_order_and_changes_nothing(de
     engine.calls.clear()
     lines: list[str] = []
     result = upgrade(site_dir, engine=engine, dry_run=True, say=lines.append)
-    assert acting(engine) == []
+    assert acting_calls(engine) == []
     moves = [m.service for m in result.moves]
     assert moves == ["mariadb", "rabbitmq", "memcached", "keystone", "placement", "nova", "openvswitch", "neutron",
                      "neutron-agents", "nova-compute", "horizon"]
@@ -159,7 +153,7 @@ def test_upgrade_runs_the_steps_in_order_then_a_second_one_is_a_no_op(deployed):
     engine.calls.clear()
     lines: list[str] = []
     again = upgrade(site_dir, engine=engine, say=lines.append)
-    assert acting(engine) == []
+    assert acting_calls(engine) == []
     assert again.moves == [] and lines[0].startswith("nothing to upgrade")
 
 
@@ -212,7 +206,7 @@ def refused(site_dir: Path, engine: FakeEngine, *words: str) -> None:
     assert exc.value.exit_code == 2
     for word in words:
         assert word in str(exc.value)
-    assert acting(engine) == []
+    assert acting_calls(engine) == []
 
 
 def test_a_downgrade_is_refused(deployed):
@@ -340,7 +334,7 @@ def test_a_deploy_does_not_move_a_running_service_to_another_release(deployed):
         api.deploy(site_dir, engine=engine, say=quiet)
     assert "keystone runs 2025.1, 2026.1 is wanted" in str(exc.value) and "dockyard upgrade" in str(exc.value)
     assert "glance" not in str(exc.value)
-    assert acting(engine) == []
+    assert acting_calls(engine) == []
     # Once upgraded, deploy converges as before.
     assert upgrade(site_dir, engine=engine, say=quiet).ok
     assert api.deploy(site_dir, engine=engine, say=quiet).ok
