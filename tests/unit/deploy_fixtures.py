@@ -11,8 +11,10 @@ import yaml
 
 from dockyard import SOURCE_ROOT
 from dockyard.deploy import api
-from dockyard.deploy.wanted.catalogue import load_services
-from dockyard.deploy.site.loader import load_site, write_defaults
+from dockyard.deploy.site.loader import Site, load_site, write_defaults
+from dockyard.deploy.wanted.builder import wanted_state
+from dockyard.deploy.wanted.catalogue import ServiceCatalogue, load_services
+from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.engine.fake import FakeEngine
 
@@ -148,9 +150,21 @@ def converge_site(site_dir: Path, engine: FakeEngine | None = None) -> FakeEngin
     return engine
 
 
-def site_of(config_dir: Path):
-    catalogue = load_services()
+def site_of(config_dir: Path, catalogue: ServiceCatalogue | None = None) -> tuple[Site, ServiceCatalogue]:
+    """The site as a deploy loads it (every password the catalogue names), and the
+    catalogue (default: the real one)."""
+    catalogue = load_services() if catalogue is None else catalogue
     return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
+
+
+def wanted_of(config_dir: Path, engine: FakeEngine | None = None, catalogue: ServiceCatalogue | None = None
+              ) -> tuple[Site, WantedState]:
+    """The site and its wanted state on ``engine`` (default: a full_engine()), which
+    must hold every image it needs."""
+    site, catalogue = site_of(config_dir, catalogue)
+    wanted = wanted_state(site, catalogue, full_engine() if engine is None else engine)
+    assert not wanted.missing_images
+    return site, wanted.state
 
 
 def waits_for(plan, action_id: str) -> set[str]:

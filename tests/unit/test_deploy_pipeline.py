@@ -15,17 +15,9 @@ from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.plan.observe import ObservedState, observe
 from dockyard.deploy.plan.planner import make_plan
 from dockyard.deploy.execute.timeline import Timeline, critical_path, deps_from_events, durations, load_timeline
-from dockyard.deploy.wanted.builder import wanted_state
 from dockyard.errors import ConfigError, LockedError
 
-from .deploy_fixtures import edit_yaml, fake_engine, leaks, quiet, site_of
-
-
-def wanted_of(config_dir, engine):
-    site, catalogue = site_of(config_dir)
-    wanted = wanted_state(site, catalogue, engine)
-    assert not wanted.missing_images
-    return site, wanted.state
+from .deploy_fixtures import edit_yaml, fake_engine, leaks, quiet, wanted_of
 
 
 def converge(config_dir, engine):

@@ -10,17 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dockyard.deploy.site import ini
-from dockyard.deploy.wanted.catalogue import load_services
-from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import make_site, set_password
+from .deploy_fixtures import make_site, set_password, site_of
 
 
 def load(config_dir):
-    c = load_services()
-    return load_site(config_dir, set(c.services), c.all_passwords())
+    return site_of(config_dir)[0]
 
 
 @pytest.mark.parametrize("file, text, fragments", [

@@ -11,23 +11,16 @@ import pytest
 from dockyard.deploy.wanted.catalogue import REGISTRY_SERVICE, load_services, unit_name
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_SERVICE
 from dockyard.deploy.plan.planner import unit_order
-from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.builder import CONFIG_MOUNT, wanted_state
 from dockyard.deploy.wanted.hashing import job_hash
 from dockyard.deploy.wanted.model import WantedJob
 from dockyard.deploy.site.hostfacts import HostFacts
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import copy_services, edit_service, full_engine, leaks, set_globals, write_inventory
+from .deploy_fixtures import (copy_services, edit_service, full_engine, leaks, set_globals, site_of, wanted_of,
+                              write_inventory)
 
 CATALOGUE = load_services()
-
-
-def wanted_of(config_dir: Path, engine=None, catalogue=CATALOGUE):
-    site = load_site(config_dir, set(catalogue.services), catalogue.all_passwords())
-    wanted = wanted_state(site, catalogue, engine or full_engine())
-    assert not wanted.missing_images
-    return site, wanted.state
 
 
 @pytest.fixture
@@ -298,7 +291,7 @@ def test_missing_images_are_reported_not_guessed(site_dir):
     engine = full_engine()
     del engine.images_by_tag["dockyard/horizon:2025.1"]
     del engine.images_by_tag["dockyard/toolbox:2025.1"]
-    site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
+    site, _ = site_of(site_dir, CATALOGUE)
     assert wanted_state(site, CATALOGUE, engine).missing_images == ["horizon", "toolbox"]
 
 
@@ -334,7 +327,7 @@ MODULE_AND_KVM = HostFacts(True, "module loaded", True, "vmx")
 
 
 def data_plane(site_dir, facts):
-    site = load_site(site_dir, set(CATALOGUE.services), CATALOGUE.all_passwords())
+    site, _ = site_of(site_dir, CATALOGUE)
     wanted = wanted_state(site, CATALOGUE, full_engine(), facts={"localhost": facts}).state
     files = {f.path.rsplit("/", 2)[-2] + "/" + f.path.rsplit("/", 1)[-1]: f.content.decode() for f in wanted.files}
     return units(wanted), files, wanted

@@ -12,11 +12,9 @@ from types import SimpleNamespace
 import pytest
 from keystoneauth1 import exceptions as ksa
 
-from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.builder import wanted_state
-from dockyard.deploy.wanted.catalogue import load_services
 
-from .deploy_fixtures import fake_engine, make_site
+from .deploy_fixtures import fake_engine, make_site, site_of
 
 
 class FakeIdentity:
@@ -75,8 +73,7 @@ class FakeSession:
 def register(tmp_path, monkeypatch):
     """The glance register.py as a module, its SDK and keystoneauth session stood in for."""
     site_dir = make_site(tmp_path)
-    catalogue = load_services()
-    site = load_site(site_dir, set(catalogue.services), catalogue.all_passwords())
+    site, catalogue = site_of(site_dir)
     state = wanted_state(site, catalogue, fake_engine()).state
     source = next(f for f in state.files if f.path.endswith("/glance_register/register.py")).content
     script = tmp_path / "register.py"
