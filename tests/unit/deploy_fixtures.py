@@ -1,7 +1,10 @@
-"""A site on disk and a fake engine holding every image the catalogue needs."""
+"""What the deploy tests stand on: a site on disk and the ways to change it, fake
+engines holding the catalogue's images, a fake host's /, and small helpers to
+read what a run did."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from functools import cache
@@ -148,6 +151,24 @@ def converge_site(site_dir: Path, engine: FakeEngine | None = None) -> FakeEngin
     result = api.deploy(site_dir, engine=engine, say=quiet)
     assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.result != "ok"]
     return engine
+
+
+def fake_host(tmp_path: Path, *, module: str = "none", kvm: bool = False, flags: str = "fpu sse2") -> Path:
+    """A folder shaped like a host's /: sys/module, lib/modules, dev/kvm, proc/cpuinfo."""
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc/cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    (root / "dev").mkdir()
+    if kvm:
+        # A character device cannot be made without privileges: /dev/null is one.
+        (root / "dev/kvm").symlink_to("/dev/null")
+    if module == "loaded":
+        (root / "sys/module/openvswitch").mkdir(parents=True)
+    if module == "on disk":
+        folder = root / "lib/modules" / os.uname().release / "kernel/net/openvswitch"
+        folder.mkdir(parents=True)
+        (folder / "openvswitch.ko.xz").write_bytes(b"")
+    return root
 
 
 def site_of(config_dir: Path, catalogue: ServiceCatalogue | None = None) -> tuple[Site, ServiceCatalogue]:

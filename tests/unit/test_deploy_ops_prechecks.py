@@ -6,8 +6,7 @@ from dockyard.deploy.ops.prechecks import FAIL, OK, WARN, _data_plane
 from dockyard.deploy.site.loader import load_site
 from dockyard.deploy.wanted.catalogue import load_services
 
-from .deploy_fixtures import make_site, set_globals
-from .test_deploy_site_hostfacts import fake_host
+from .deploy_fixtures import fake_host, make_site, set_globals
 
 
 def checks_for(tmp_path, services: dict | None = None, **host):

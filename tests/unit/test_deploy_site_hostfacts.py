@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -11,23 +10,7 @@ import pytest
 from dockyard.deploy.site.hostfacts import HostFacts, choose_datapath, choose_virt_type, machine_hostname, probe
 from dockyard.errors import ConfigError
 
-
-def fake_host(tmp_path: Path, *, module: str = "none", kvm: bool = False, flags: str = "fpu sse2") -> Path:
-    """A folder shaped like a host's /: sys/module, lib/modules, dev/kvm, proc/cpuinfo."""
-    root = tmp_path / "root"
-    (root / "proc").mkdir(parents=True)
-    (root / "proc/cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-    (root / "dev").mkdir()
-    if kvm:
-        # A character device cannot be made without privileges: /dev/null is one.
-        (root / "dev/kvm").symlink_to("/dev/null")
-    if module == "loaded":
-        (root / "sys/module/openvswitch").mkdir(parents=True)
-    if module == "on disk":
-        folder = root / "lib/modules" / os.uname().release / "kernel/net/openvswitch"
-        folder.mkdir(parents=True)
-        (folder / "openvswitch.ko.xz").write_bytes(b"")
-    return root
+from .deploy_fixtures import fake_host
 
 
 def test_a_kernel_without_the_module_and_no_kvm(tmp_path):
