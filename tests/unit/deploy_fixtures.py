@@ -21,10 +21,22 @@ from dockyard.deploy.wanted.model import WantedState
 from dockyard.deploy.site.passwords import generate_passwords
 from dockyard.engine.fake import FakeEngine
 
-IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "glance-api", "placement-api",
-          "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon",
-          "openvswitch-db-server", "openvswitch-vswitchd", "neutron-openvswitch-agent", "neutron-dhcp-agent",
-          "neutron-l3-agent", "neutron-metadata-agent", "nova-libvirt", "nova-compute"]
+
+# -- a site on disk, and the ways to change it -----------------------------------------------------
+
+def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:
+    """A whole site's config folder, tmp_path/site: the defaults, every password generated."""
+    config_dir = tmp_path / "site"
+    write_defaults(config_dir)
+    # An address nothing listens on: the port checks bind for real, and must not
+    # collide with whatever runs on this machine.
+    text = (config_dir / "globals.yml").read_text().replace("internal_address: 127.0.0.1",
+                                                            "internal_address: 127.0.0.99")
+    (config_dir / "globals.yml").write_text(text)
+    if globals_text is not None:
+        (config_dir / "globals.yml").write_text(globals_text)
+    generate_passwords(config_dir / "passwords.yml", load_services().all_passwords())
+    return config_dir
 
 
 def edit_yaml(path: Path, change: Callable[[dict], object]) -> dict:
@@ -77,6 +89,8 @@ def remote(address: str) -> dict:
             "tls": {"ca": "tls/ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"}}
 
 
+# -- the service catalogue, and what a site wants of it --------------------------------------------
+
 def copy_services(tmp_path: Path, copy_templates: bool = False) -> Path:
     """A private copy of the real service catalogue, to change on purpose. Its
     templates are the real ones, linked (so read only), unless ``copy_templates``."""
@@ -96,33 +110,33 @@ def edit_service(root: Path, service: str, change: Callable[[dict], object]) -> 
     edit_yaml(root / f"{service}.yml", change)
 
 
-#: The engine calls that change something: a run refused, or with nothing to do, makes none.
-ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
+def site_of(config_dir: Path, catalogue: ServiceCatalogue | None = None) -> tuple[Site, ServiceCatalogue]:
+    """The site as a deploy loads it (every password the catalogue names), and the
+    catalogue (default: the real one)."""
+    catalogue = load_services() if catalogue is None else catalogue
+    return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
 
 
-def acting_calls(engine: FakeEngine) -> list[tuple]:
-    return [c for c in engine.calls if c[0] in ACTING]
+def wanted_of(config_dir: Path, engine: FakeEngine | None = None, catalogue: ServiceCatalogue | None = None
+              ) -> tuple[Site, WantedState]:
+    """The site and its wanted state on ``engine`` (default: a full_engine()), which
+    must hold every image it needs."""
+    site, catalogue = site_of(config_dir, catalogue)
+    wanted = wanted_state(site, catalogue, full_engine() if engine is None else engine)
+    assert not wanted.missing_images
+    return site, wanted.state
 
 
-def quiet(_line: str) -> None:
-    """What a run says, unheard."""
+# -- fake engines, and a fake host -----------------------------------------------------------------
 
-
-def make_site(tmp_path: Path, globals_text: str | None = None) -> Path:
-    config_dir = tmp_path / "site"
-    write_defaults(config_dir)
-    # An address nothing listens on: the port checks bind for real, and must not
-    # collide with whatever runs on this machine.
-    text = (config_dir / "globals.yml").read_text().replace("internal_address: 127.0.0.1",
-                                                            "internal_address: 127.0.0.99")
-    (config_dir / "globals.yml").write_text(text)
-    if globals_text is not None:
-        (config_dir / "globals.yml").write_text(globals_text)
-    generate_passwords(config_dir / "passwords.yml", load_services().all_passwords())
-    return config_dir
+IMAGES = ["mariadb-server", "memcached", "rabbitmq", "toolbox", "keystone", "glance-api", "placement-api",
+          "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-server", "horizon",
+          "openvswitch-db-server", "openvswitch-vswitchd", "neutron-openvswitch-agent", "neutron-dhcp-agent",
+          "neutron-l3-agent", "neutron-metadata-agent", "nova-libvirt", "nova-compute"]
 
 
 def fake_engine() -> FakeEngine:
+    """A fake engine holding the images of the default services (IMAGES), tagged 2025.1."""
     engine = FakeEngine()
     for image in IMAGES:
         engine.add_image(f"dockyard/{image}:2025.1")
@@ -153,6 +167,10 @@ def converge_site(site_dir: Path, engine: FakeEngine | None = None) -> FakeEngin
     return engine
 
 
+def quiet(_line: str) -> None:
+    """What a run says, unheard."""
+
+
 def fake_host(tmp_path: Path, *, module: str = "none", kvm: bool = False, flags: str = "fpu sse2") -> Path:
     """A folder shaped like a host's /: sys/module, lib/modules, dev/kvm, proc/cpuinfo."""
     root = tmp_path / "root"
@@ -171,21 +189,14 @@ def fake_host(tmp_path: Path, *, module: str = "none", kvm: bool = False, flags:
     return root
 
 
-def site_of(config_dir: Path, catalogue: ServiceCatalogue | None = None) -> tuple[Site, ServiceCatalogue]:
-    """The site as a deploy loads it (every password the catalogue names), and the
-    catalogue (default: the real one)."""
-    catalogue = load_services() if catalogue is None else catalogue
-    return load_site(config_dir, set(catalogue.services), catalogue.all_passwords()), catalogue
+# -- what a run did --------------------------------------------------------------------------------
+
+#: The engine calls that change something: a run refused, or with nothing to do, makes none.
+ACTING = ("create", "start", "stop", "remove", "restart", "job", "create_volume", "remove_volume")
 
 
-def wanted_of(config_dir: Path, engine: FakeEngine | None = None, catalogue: ServiceCatalogue | None = None
-              ) -> tuple[Site, WantedState]:
-    """The site and its wanted state on ``engine`` (default: a full_engine()), which
-    must hold every image it needs."""
-    site, catalogue = site_of(config_dir, catalogue)
-    wanted = wanted_state(site, catalogue, full_engine() if engine is None else engine)
-    assert not wanted.missing_images
-    return site, wanted.state
+def acting_calls(engine: FakeEngine) -> list[tuple]:
+    return [c for c in engine.calls if c[0] in ACTING]
 
 
 def waits_for(plan, action_id: str) -> set[str]:
