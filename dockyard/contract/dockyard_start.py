@@ -48,7 +48,8 @@ FILE_KEYS = frozenset({"source", "dest", "owner", "perm", "merge", "preserve_pro
 PERM_KEYS = frozenset({"path", "owner", "perm", "recurse", "exclude"})
 
 DIGITS = re.compile(r"[0-9]+")
-OCTAL_MODE = re.compile(r"0?[0-7]{3,4}")      # "640", "0640", "2775", "02775"
+# "640", "0640", "2775", "02775", and Python's and YAML 1.2's "0o640", "0o2775".
+OCTAL_MODE = re.compile(r"(?:0o|0)?[0-7]{3,4}")
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "leave unchanged" to chown(2)
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
@@ -210,7 +211,7 @@ def parse_owner(value: object) -> tuple[int, int]:
 
 
 def parse_perm(value: object) -> int:
-    """An octal mode string ('0640', '755', '2775') -> int. Raises Bad."""
+    """An octal mode string ('0640', '755', '2775', '0o640') -> int. Raises Bad."""
     if not isinstance(value, str) or not OCTAL_MODE.fullmatch(value):
         raise Bad(f"must be an octal mode string such as '0640', got {_short(value)}")
     return int(value, 8)

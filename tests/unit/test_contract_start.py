@@ -172,7 +172,9 @@ INVALID = [
     ("owner gid out of range", {"extra": _entry(owner="0:99999999999")}, {}, "config_files[1].owner: id 99999999999 is out of range"),
     ("perm symbolic", {"extra": _entry(perm="rw-r--r--")}, {}, "config.json: config_files[1].perm: must be an octal mode string such as '0640', got 'rw-r--r--'"),
     ("perm a number", {"extra": _entry(perm=640)}, {}, "config_files[1].perm: must be an octal mode string such as '0640', got a number"),
-    ("perm python prefix", {"extra": _entry(perm="0o640")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm python prefix, no digits", {"extra": _entry(perm="0o")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm python prefix, not octal", {"extra": _entry(perm="0o648")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm upper-case prefix", {"extra": _entry(perm="0O640")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("perm not octal", {"extra": _entry(perm="0888")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("perm too long", {"extra": _entry(perm="077777")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("merge a string", {"extra": _entry(merge="yes")}, {}, "config.json: config_files[1].merge: must be true or false, got a string"),
@@ -284,6 +286,18 @@ def test_copy_sets_owner_and_mode_and_logs_without_contents(box, capsys, execs):
     assert "s3cret" not in err
     assert "--debug" not in err     # only the program's name is logged
     assert execs[0][0] == ("keystone-all", "--debug")
+
+
+@pytest.mark.parametrize("perm, mode", [("600", 0o600), ("0600", 0o600), ("0o600", 0o600),
+                                        ("2750", 0o2750), ("0o2750", 0o2750)])
+def test_perm_forms(box, perm, mode):
+    box.source("a.conf", "a")
+    box.config({"command": "true", "config_files": [_entry(perm=perm)],
+                "permissions": [_perm(perm=perm)]})
+    box.p("/var/lib/svc").mkdir(parents=True)
+    assert box.start() == 0
+    assert mode_of(box.p("/etc/svc/a.conf")) == mode
+    assert mode_of(box.p("/var/lib/svc")) == ds.dir_mode(mode)
 
 
 def test_without_owner_and_perm_the_copy_is_roots_with_the_source_mode(box):
@@ -720,7 +734,7 @@ def test_a_missing_program_exits_127(open_box):
 
 NAMES = st.text(alphabet="abcdefgh", min_size=1, max_size=6)
 OWNERS = st.sampled_from([None, "root", "nobody", "nobody:root", NOBODY.pw_uid, f"{UNUSED_ID}"])
-PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "02750", "400"])
+PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "02750", "400", "0o640"])
 
 
 @st.composite
