@@ -104,6 +104,14 @@ def _clean(path: str) -> str:
     return os.path.normpath("/" + path.lstrip("/"))
 
 
+def container_path(root: str, real: str) -> str:
+    """The container path of real path ``real``: what ``rebase`` maps to it."""
+    if root in ("", "/"):
+        return _clean(real)
+    rel = os.path.relpath(real, root)
+    return "/" if rel == "." else _clean(rel)
+
+
 def _rebase_pattern(root: str, pattern: str) -> str:
     # The root is a literal directory: its own characters must not act as wildcards.
     if root in ("", "/"):
@@ -277,7 +285,8 @@ class PermSpec:
     owner: tuple[int, int]
     perm: int | None
     recurse: bool
-    exclude: frozenset[str]                  # real paths, normalised
+    exclude: tuple[re.Pattern[str], ...]     # full-matched against container paths
+    root: str                                # where the container's / is, to find those
 
 
 @dataclass(frozen=True)
@@ -408,12 +417,32 @@ def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpe
                     flags["optional"], pairs)
 
 
-def _parse_exclude(value: object) -> list[str]:
+def parse_exclude(value: object) -> re.Pattern[str]:
+    """One ``exclude`` item: a regular expression for whole container paths. Raises Bad.
+
+    Kolla's excludes are regular expressions too; a plain absolute path is one
+    that matches itself. The pattern must begin with "/" (or "^/"): it is matched
+    against the whole path, so one written to be searched for ("\\.log$") would
+    otherwise match nothing, silently.
+    """
+    if not isinstance(value, str) or not value.startswith(("/", "^/")):
+        raise Bad(f"must be a regular expression for absolute paths, starting with '/', got {_short(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise Bad(f"{_short(value)} is not a valid regular expression: {exc.msg} at position {exc.pos}") from None
+
+
+def _parse_excludes(p: _Problems, where: str, value: object) -> tuple[re.Pattern[str], ...] | None:
     if not isinstance(value, list):
-        raise Bad(f"must be a list of absolute paths, got {_kind(value)}")
-    for item in value:
-        parse_abs_path(item)
-    return value
+        p.add(where, f"must be a list of regular expressions for absolute paths, got {_kind(value)}")
+        return None
+    patterns = []
+    for j, item in enumerate(value):
+        pattern = p.value(f"{where}[{j}]", parse_exclude, item)
+        if pattern is not None:
+            patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _parse_perm_entry(p: _Problems, i: int, entry: object, root: str) -> PermSpec | None:
@@ -426,11 +455,10 @@ def _parse_perm_entry(p: _Problems, i: int, entry: object, root: str) -> PermSpe
     owner = p.value(f"{where}.owner", parse_owner, entry["owner"])
     perm = p.value(f"{where}.perm", parse_perm, entry["perm"]) if "perm" in entry else None
     recurse = p.value(f"{where}.recurse", parse_bool, entry.get("recurse", False))
-    exclude = p.value(f"{where}.exclude", _parse_exclude, entry.get("exclude", []))
-    if len(p.items) != before:
+    exclude = _parse_excludes(p, f"{where}.exclude", entry.get("exclude", []))
+    if len(p.items) != before or exclude is None:
         return None
-    return PermSpec(where, path, _rebase_pattern(root, path), owner, perm, recurse,
-                    frozenset(rebase(root, e) for e in exclude))
+    return PermSpec(where, path, _rebase_pattern(root, path), owner, perm, recurse, exclude, root)
 
 
 def parse_config(raw: object, root: str = "/", need_command: bool = True,
@@ -565,14 +593,27 @@ def copy_files(config: Config) -> None:
 
 # -- permissions ----------------------------------------------------------------------
 
-def _walk(top: str, exclude: frozenset[str]):
-    """``top`` and everything under it, not following symlinks, pruning ``exclude``."""
+def excluded(spec: PermSpec, real: str) -> bool:
+    """Whether ``exclude`` leaves the path at ``real`` (and what is under it) alone.
+
+    A directory is also tried with a trailing "/", so "/var/lib/svc/cache/"
+    names the directory, as a plain path with a trailing slash always did.
+    """
+    if not spec.exclude:
+        return False
+    path = container_path(spec.root, real)
+    candidates = [path, path.rstrip("/") + "/"] if os.path.isdir(real) and not os.path.islink(real) else [path]
+    return any(pattern.fullmatch(c) for pattern in spec.exclude for c in candidates)
+
+
+def _walk(top: str, spec: PermSpec):
+    """``top`` and everything under it, not following symlinks, pruning what ``spec`` excludes."""
     yield top
     if os.path.isdir(top) and not os.path.islink(top):
         for name in sorted(os.listdir(top)):
             child = os.path.join(top, name)
-            if child not in exclude:
-                yield from _walk(child, exclude)
+            if not excluded(spec, child):
+                yield from _walk(child, spec)
 
 
 def apply_permissions(config: Config) -> None:
@@ -583,10 +624,10 @@ def apply_permissions(config: Config) -> None:
             # Paths on volumes may appear later; a typo shows up here.
             warn(f"{spec.where}.path: {spec.path} does not exist; skipped")
         for top in matches:
-            if os.path.normpath(top) in spec.exclude:
+            if excluded(spec, top):
                 continue
             info(f"setting permissions on {top}" + (" recursively" if spec.recurse else ""))
-            for path in (_walk(top, spec.exclude) if spec.recurse else [top]):
+            for path in (_walk(top, spec) if spec.recurse else [top]):
                 try:
                     os.chown(path, *spec.owner, follow_symlinks=False)
                     st = os.lstat(path)

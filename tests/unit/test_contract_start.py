@@ -188,8 +188,11 @@ INVALID = [
     ("permission owner unknown", {"permissions": [_perm(owner="dockyard-no-such-user")]}, {}, "permissions[0].owner: unknown user 'dockyard-no-such-user'"),
     ("permission perm bad", {"permissions": [_perm(perm="0x1ff")]}, {}, "permissions[0].perm: must be an octal mode string"),
     ("permission recurse a number", {"permissions": [_perm(recurse=1)]}, {}, "permissions[0].recurse: must be true or false, got a number"),
-    ("exclude not a list", {"permissions": [_perm(exclude="/var/lib/svc/x")]}, {}, "permissions[0].exclude: must be a list of absolute paths, got a string"),
-    ("exclude relative item", {"permissions": [_perm(exclude=["x"])]}, {}, "permissions[0].exclude: must be an absolute path, got 'x'"),
+    ("exclude not a list", {"permissions": [_perm(exclude="/var/lib/svc/x")]}, {}, "permissions[0].exclude: must be a list of regular expressions for absolute paths, got a string"),
+    ("exclude relative item", {"permissions": [_perm(exclude=["/var/lib/svc/x", "x"])]}, {}, "permissions[0].exclude[1]: must be a regular expression for absolute paths, starting with '/', got 'x'"),
+    ("exclude a search pattern", {"permissions": [_perm(exclude=[r"\.log$"])]}, {}, "permissions[0].exclude[0]: must be a regular expression for absolute paths, starting with '/'"),
+    ("exclude not a string", {"permissions": [_perm(exclude=[7])]}, {}, "permissions[0].exclude[0]: must be a regular expression for absolute paths, starting with '/', got a number"),
+    ("exclude invalid regex", {"permissions": [_perm(exclude=["/var/lib/svc/x", "/var/lib/(svc"])]}, {}, "permissions[0].exclude[1]: '/var/lib/(svc' is not a valid regular expression: missing ), unterminated subpattern at position 9"),
     ("strategy unknown", {}, {"DOCKYARD_CONFIG_STRATEGY": "SOMETIMES"}, "DOCKYARD_CONFIG_STRATEGY: must be COPY_ALWAYS or COPY_ONCE, got 'SOMETIMES'"),
     ("image user unknown", {}, {"DOCKYARD_USER": "dockyard-no-such-user"}, "DOCKYARD_USER: unknown user 'dockyard-no-such-user'"),
     ("bootstrap without a step", {}, {"DOCKYARD_BOOTSTRAP": "1"}, "DOCKYARD_BOOTSTRAP is set, but this image has no executable bootstrap step"),
@@ -499,6 +502,47 @@ def test_permissions_recurse_with_exclude(box):
         assert mode_of(box.p(path)) == 0o640
     for path in ("/var/lib/svc/keep", "/var/lib/svc/keep/f", "/var/lib/svc/keep/sub/f"):
         assert owner_of(box.p(path))[0] == 0
+
+
+@pytest.mark.parametrize("pattern", [r"/var/lib/svc/keep", "/var/lib/svc/keep/", r"/var/lib/svc/k[e]+p", r"^/var/lib/svc/(keep|other)"])
+def test_an_exclude_is_a_regex_over_the_whole_container_path(box, pattern):
+    for path in ("/var/lib/svc/keep/f", "/var/lib/svc/keeper/f", "/var/lib/svc/a/keep"):
+        box.write(path, "x", 0o600)
+    box.config({"command": "true", "permissions": [_perm(recurse=True, exclude=[pattern])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/lib/svc/keep"))[0] == 0
+    assert owner_of(box.p("/var/lib/svc/keep/f"))[0] == 0          # pruned with its directory
+    # Matched whole: neither a longer name nor the same name elsewhere is excluded.
+    for path in ("/var/lib/svc/keeper", "/var/lib/svc/keeper/f", "/var/lib/svc/a/keep"):
+        assert owner_of(box.p(path))[0] == NOBODY.pw_uid
+
+
+def test_an_exclude_regex_leaves_out_matching_files_at_any_depth(box):
+    for path in ("/var/lib/svc/a.log", "/var/lib/svc/sub/b.log", "/var/lib/svc/sub/b.conf", "/var/lib/svc/alog"):
+        box.write(path, "x", 0o600)
+    box.config({"command": "true", "permissions": [_perm(perm="0640", recurse=True, exclude=[r"/var/lib/svc/.*\.log"])]})
+    assert box.start() == 0
+    for path in ("/var/lib/svc/a.log", "/var/lib/svc/sub/b.log"):
+        assert owner_of(box.p(path))[0] == 0 and mode_of(box.p(path)) == 0o600
+    for path in ("/var/lib/svc/sub", "/var/lib/svc/sub/b.conf", "/var/lib/svc/alog"):
+        assert owner_of(box.p(path))[0] == NOBODY.pw_uid
+
+
+def test_an_exclude_is_matched_against_the_container_path_not_the_real_one(box):
+    box.write("/var/lib/svc/keep/f", "x", 0o600)
+    # This matches where the test placed the file on the host, which the container never sees.
+    box.config({"command": "true", "permissions": [_perm(recurse=True, exclude=[f"{box.root}/var/lib/svc/keep"])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/lib/svc/keep/f"))[0] == NOBODY.pw_uid
+
+
+def test_an_excluded_glob_match_is_left_alone(box):
+    box.write("/var/log/svc-a.log", "")
+    box.write("/var/log/svc-b.log", "")
+    box.config({"command": "true", "permissions": [_perm(path="/var/log/svc-*.log", exclude=["/var/log/svc-b.log"])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/log/svc-a.log"))[0] == NOBODY.pw_uid
+    assert owner_of(box.p("/var/log/svc-b.log"))[0] == 0
 
 
 def test_permissions_without_recurse_touch_only_the_path(box):
