@@ -305,7 +305,9 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, where: str, message: str) -> None:
-        self.items.append(f"{self.name}: {where}: {message}" if where else f"{self.name}: {message}")
+        text = f"{self.name}: {where}: {message}" if where else f"{self.name}: {message}"
+        if text not in self.items:      # e.g. each match of a glob copied into the same file
+            self.items.append(text)
 
     def value(self, where: str, parse: Callable, value: object):
         try:
@@ -376,24 +378,10 @@ def _file_pairs(p: _Problems, where: str, source: str, dest: str, optional: bool
     # A trailing "/" or a glob source means "into that directory".
     into = dest.endswith("/") or _is_glob(source)
     real_dest = rebase(root, dest)
-    if into and os.path.lexists(real_dest) and not os.path.isdir(real_dest):
-        p.add(f"{where}.dest", f"{real_dest} is not a directory, so nothing can be copied into it")
-        return ()
-    pairs = []
-    for src in sources:
-        target = os.path.join(real_dest, os.path.basename(src)) if into else real_dest
-        src_dir = os.path.isdir(src)
-        # Refuse to swap a file for a directory (or back): one missing "/" must
-        # not wipe out a whole directory such as /etc/keystone.
-        if os.path.lexists(target) and os.path.isdir(target) != src_dir:
-            if src_dir:
-                p.add(f"{where}.dest", f"{target} is not a directory, but the source {src} is one")
-            else:
-                p.add(f"{where}.dest", f"{target} is a directory, but the source {src} is a file "
-                                       f"(end dest with '/' to copy into it)")
-            continue
-        pairs.append((src, target))
-    return tuple(pairs)
+    # Whether each target clashes with what is (or will be) there is checked
+    # once every entry is known: see _Layout.
+    return tuple((src, os.path.join(real_dest, os.path.basename(src)) if into else real_dest)
+                 for src in sources)
 
 
 def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpec | None:
@@ -415,6 +403,109 @@ def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpe
         return None
     return FileSpec(where, source, dest, owner, perm, flags["merge"], flags["preserve_properties"],
                     flags["optional"], pairs)
+
+
+# -- the destination tree: file/directory clashes --------------------------------------
+
+Kind = tuple[bool, str | None]            # (is a directory, the entry that puts it there; None: on disk now)
+
+
+def _under(path: str, top: str) -> bool:
+    return path != top and path.startswith(top.rstrip("/") + "/")
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above ``path``, outermost first."""
+    parents = []
+    while (parent := os.path.dirname(path)) != path:
+        parents.append(parent)
+        path = parent
+    return parents[::-1]
+
+
+class _Layout:
+    """The destination tree as copying the entries in order will leave it.
+
+    A path an earlier entry puts somewhere counts over what is on disk now, and
+    a directory an entry replaces hides what was under it on disk. Validation
+    checks every target against this, so a file where a directory must go (or
+    the reverse), whether on disk or from another entry, is refused before
+    anything is copied, rather than stopping the copy half-way.
+    """
+
+    def __init__(self) -> None:
+        self.planned: dict[str, Kind] = {}
+        self.replaced: list[str] = []
+
+    def kind(self, path: str) -> Kind | None:
+        """What will be at ``path`` when the next entry is copied; None: nothing."""
+        if path in self.planned:
+            return self.planned[path]
+        if any(_under(path, top) for top in self.replaced) or not os.path.lexists(path):
+            return None
+        return os.path.isdir(path), None
+
+    def put(self, path: str, is_dir: bool, where: str) -> None:
+        self.planned[path] = (is_dir, where)
+
+    def replace_tree(self, top: str) -> None:
+        for path in [p for p in self.planned if _under(p, top)]:
+            del self.planned[path]
+        self.replaced.append(top)
+
+
+def _by(kind: Kind) -> str:
+    is_dir, where = kind
+    return f" ({where} puts {'a directory' if is_dir else 'a file'} there)" if where else ""
+
+
+def _place(p: _Problems, layout: _Layout, spec: FileSpec, source: str, target: str) -> None:
+    """Check one (source, target) pair against the layout, then add it there."""
+    where = f"{spec.where}.dest"
+    for parent in _parents(target):
+        found = layout.kind(parent)
+        if found is None:
+            layout.put(parent, True, spec.where)          # made by os.makedirs
+        elif not found[0]:
+            p.add(where, f"{parent} is not a directory, so nothing can be copied into it{_by(found)}")
+            return
+    _place_tree(p, layout, spec, source, target, top=True)
+
+
+def _place_tree(p: _Problems, layout: _Layout, spec: FileSpec, source: str, target: str, top: bool) -> None:
+    is_dir = os.path.isdir(source)
+    found = layout.kind(target)
+    # Refuse to swap a file for a directory (or back): one missing "/" must not
+    # wipe out a whole directory such as /etc/keystone; and inside a merged tree
+    # the copy could not do it anyway.
+    if found is not None and found[0] != is_dir:
+        if is_dir:
+            p.add(f"{spec.where}.dest", f"{target} is not a directory, but the source {source} is one{_by(found)}")
+        else:
+            hint = " (end dest with '/' to copy into it)" if top else ""
+            p.add(f"{spec.where}.dest", f"{target} is a directory, but the source {source} is a file{_by(found)}{hint}")
+        return
+    if not is_dir:
+        layout.put(target, False, spec.where)
+        return
+    if top and not spec.merge:
+        layout.replace_tree(target)
+    layout.put(target, True, spec.where)
+    try:
+        children = _children(source, warn_skipped=False)
+    except OSError as exc:
+        p.add(f"{spec.where}.source", f"{source} cannot be read: {exc.strerror or exc}")
+        return
+    for name, _ in children:
+        _place_tree(p, layout, spec, os.path.join(source, name), os.path.join(target, name), top=False)
+
+
+def check_layout(p: _Problems, files: list[FileSpec]) -> None:
+    """Add a problem for each file/directory clash copying ``files`` in order would meet."""
+    layout = _Layout()
+    for spec in files:
+        for source, target in spec.pairs:
+            _place(p, layout, spec, source, target)
 
 
 def parse_exclude(value: object) -> re.Pattern[str]:
@@ -476,6 +567,10 @@ def parse_config(raw: object, root: str = "/", need_command: bool = True,
         p.add("command", "missing (required unless DOCKYARD_BOOTSTRAP is set)")
     user = p.value("user", resolve_user, raw["user"]) if "user" in raw else None
     files = [_parse_file_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "config_files"))]
+    known = [spec for spec in files if spec is not None]
+    if len(known) == len(files):
+        # Only with every entry known: a broken one could hide what another clashes with.
+        check_layout(p, known)
     perms = [_parse_perm_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "permissions"))]
     if p.items:
         raise Invalid(p.items)
@@ -527,7 +622,7 @@ def _copy_file(source: str, dest: str, spec: FileSpec) -> None:
         raise
 
 
-def _children(source: str) -> list[tuple[str, bool]]:
+def _children(source: str, warn_skipped: bool = True) -> list[tuple[str, bool]]:
     """(name, is_dir) of the regular files and directories in ``source``."""
     out = []
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
@@ -535,7 +630,7 @@ def _children(source: str) -> list[tuple[str, bool]]:
             out.append((entry.name, True))
         elif entry.is_file():
             out.append((entry.name, False))
-        else:
+        elif warn_skipped:
             warn(f"skipping {entry.path}: not a regular file or directory")
     return out
 

@@ -162,6 +162,7 @@ INVALID = [
     ("dest relative", {"extra": _entry(dest="etc/a.conf")}, {}, "config.json: config_files[1].dest: must be an absolute path"),
     ("dest a directory", {"extra": _entry(dest="/etc/existing-dir")}, {}, "config_files[1].dest: "),
     ("glob into a file", {"extra": _entry(source=f"{SRC}/*.conf", dest="/etc/existing-file")}, {}, "is not a directory, so nothing can be copied into it"),
+    ("dest under a file", {"extra": _entry(dest="/etc/existing-file/a.conf")}, {}, "config_files[1].dest: "),
     ("owner unknown user", {"extra": _entry(owner="dockyard-no-such-user")}, {}, "config.json: config_files[1].owner: unknown user 'dockyard-no-such-user'"),
     ("owner unknown group", {"extra": _entry(owner="nobody:dockyard-no-such-group")}, {}, "config.json: config_files[1].owner: unknown group 'dockyard-no-such-group'"),
     ("owner empty group", {"extra": _entry(owner="nobody:")}, {}, "config.json: config_files[1].owner: must be 'user', 'user:group' or a numeric uid"),
@@ -403,6 +404,64 @@ def test_merge_keeps_what_dest_already_holds(box):
     assert {str(p.relative_to(tree)): p.read_text() for p in tree.rglob("*") if p.is_file()} == {
         "kept": "k", "new": "n", "same": "from source", "sub/deep": "d", "sub/kept": "k"}
     assert box.start("--check") == 0
+
+
+@pytest.mark.parametrize("on_disk, message", [
+    ("file", "{dest}/sub is not a directory, but the source {src}/sub is one"),
+    ("dir", "{dest}/z is a directory, but the source {src}/z is a file"),
+])
+def test_a_clash_inside_a_merged_tree_is_invalid_before_anything_is_copied(box, capsys, on_disk, message):
+    box.source("first.conf", "1")
+    box.source("tree/a", "a")                  # would be copied before the clash is met
+    box.source("tree/sub/f", "f")
+    box.source("tree/z", "z")
+    if on_disk == "file":
+        box.write("/etc/tree/sub", "a file where the source has a directory")
+    else:
+        box.p("/etc/tree/z").mkdir(parents=True)
+    box.config({"command": "true", "config_files": [
+        _entry(source=f"{SRC}/first.conf", dest="/etc/first.conf"),
+        _entry(source=f"{SRC}/tree", dest="/etc/tree", merge=True)]})
+    before = box.snapshot()
+    assert box.start() == ds.EXIT_INVALID
+    err = capsys.readouterr().err
+    expected = message.format(dest=box.p("/etc/tree"), src=box.p(f"{SRC}/tree"))
+    assert f"ERROR config.json: config_files[1].dest: {expected}" in err
+    assert box.snapshot() == before
+
+
+@pytest.mark.parametrize("first, second, message", [
+    # A file dest that the next entry copies into.
+    (_entry(), _entry(source=f"{SRC}/b.conf", dest="/etc/svc/a.conf/b.conf"),
+     "{root}/etc/svc/a.conf is not a directory, so nothing can be copied into it (config_files[0] puts a file there)"),
+    # The reverse: a directory made by one entry, a file copied over it by the next.
+    (_entry(source=f"{SRC}/b.conf", dest="/etc/svc/a.conf/"), _entry(),
+     "{root}/etc/svc/a.conf is a directory, but the source {root}" + SRC + "/a.conf is a file "
+     "(config_files[0] puts a directory there)"),
+    # A file inside a copied tree that the next entry treats as a directory.
+    (_entry(source=f"{SRC}/tree", dest="/etc/tree", merge=True), _entry(dest="/etc/tree/sub/"),
+     "{root}/etc/tree/sub is not a directory, so nothing can be copied into it (config_files[0] puts a file there)"),
+])
+def test_entries_whose_dests_clash_are_invalid_before_anything_is_copied(box, capsys, first, second, message):
+    box.source("a.conf", "a")
+    box.source("b.conf", "b")
+    box.source("tree/sub", "a file")
+    box.config({"command": "true", "config_files": [first, second]})
+    before = box.snapshot()
+    assert box.start() == ds.EXIT_INVALID
+    assert f"ERROR config.json: config_files[1].dest: {message.format(root=box.root)}" in capsys.readouterr().err
+    assert box.snapshot() == before
+
+
+def test_a_replaced_tree_hides_what_was_on_disk_from_later_entries(box):
+    box.source("tree/sub/f", "f")
+    box.source("a.conf", "a")
+    box.write("/etc/tree/sub", "a file the replaced tree turns into a directory")
+    box.config({"command": "true", "config_files": [
+        _entry(source=f"{SRC}/tree", dest="/etc/tree"), _entry(dest="/etc/tree/sub/")]})
+    assert box.start() == 0
+    assert box.p("/etc/tree/sub/f").read_text() == "f"
+    assert box.p("/etc/tree/sub/a.conf").read_text() == "a"
 
 
 def test_perm_on_a_directory_source_lets_readers_search_it(box):
