@@ -35,6 +35,13 @@ from typing import Callable, Mapping
 # (and every path config.json names) under that directory, for tests.
 CONFIG_FILE = "/var/lib/dockyard/config_files/config.json"
 MARKER = "/var/lib/dockyard/.configured"
+# The command this container last started (not a bootstrap step), as a JSON
+# argv, for --check to compare with config.json's. Beside MARKER, in the
+# container's own filesystem rather than under /run: whether /run is a tmpfs
+# depends on the engine (Podman mounts one, Docker does not), and the record
+# must live exactly as long as the container under every engine: kept across
+# its restarts, gone with it, never inherited by a new container.
+COMMAND_RECORD = "/var/lib/dockyard/.command.json"
 EXTEND_START = "/usr/local/bin/dockyard-extend-start"
 BOOTSTRAP_STEP = "/usr/local/bin/dockyard-bootstrap"
 
@@ -832,6 +839,7 @@ class Settings:
     root: str = "/"
     config_file: str = CONFIG_FILE
     marker: str = MARKER
+    command_record: str = COMMAND_RECORD
     extend_start: str = EXTEND_START
     bootstrap_step: str = BOOTSTRAP_STEP
     strategy: str = "COPY_ALWAYS"
@@ -905,6 +913,36 @@ def configure(start: Start) -> None:
             raise ActionFailed(f"writing {marker}: {exc.strerror or exc}") from None
 
 
+def _write_atomically(path: str, text: str) -> None:
+    """Replace ``path`` with ``text``, mode 0600: readers see the old file or the new one."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".dockyard-")     # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def record_command(start: Start) -> None:
+    """Record the command about to run, for --check.
+
+    Failing to is a warning, not a failed start: the record only serves --check,
+    which then says the command is not recorded (a dockyard-start that is not
+    root, for instance, cannot write under /var/lib/dockyard).
+    """
+    assert start.config.command is not None
+    path = start.settings.real(start.settings.command_record)
+    try:
+        _write_atomically(path, json.dumps(list(start.config.command)) + "\n")
+    except OSError as exc:
+        warn(f"cannot record the command in {path} ({exc.strerror or exc}); --check will say it is not recorded")
+
+
 def run_extension(start: Start, environ: Mapping[str, str]) -> int:
     """The image's start extension, as root, when it has one; its exit code."""
     path = start.settings.real(start.settings.extend_start)
@@ -940,8 +978,31 @@ def exec_command(command: tuple[str, ...], who: Identity, environ: Mapping[str, 
     return EXIT_FAILED  # not reached: exec does not return
 
 
+def command_difference(start: Start) -> str | None:
+    """A --check line when config.json's command is not the one this container started."""
+    if start.settings.bootstrap:
+        return None           # a bootstrap container runs its step, never the command
+    path = start.settings.real(start.settings.command_record)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+    except FileNotFoundError:
+        if start.config.command is None:
+            info(f"command: none in config.json, and none recorded at {path}")
+            return None
+        # Started by a dockyard-start that kept no record, or one that could not write it.
+        return f"command: not recorded ({path} is missing), so it cannot be compared"
+    except (OSError, ValueError) as exc:
+        return f"command: the record {path} cannot be read: {getattr(exc, 'strerror', None) or exc}"
+    if not (isinstance(recorded, list) and all(isinstance(word, str) for word in recorded)):
+        return f"command: the record {path} is not a JSON list of strings"
+    # Only that it differs: the arguments are never printed (nor logged).
+    return None if tuple(recorded) == start.config.command else "command: differs"
+
+
 def run_check(start: Start) -> int:
-    diffs = differences(start.config)
+    command = command_difference(start)
+    diffs = ([command] if command else []) + differences(start.config)
     for line in diffs:
         print(line)
     sys.stdout.flush()
@@ -953,7 +1014,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         prog="dockyard-start",
         description="Configure this container from config.json, then run its command as the service user.")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 listing the files in place that differ from config.json's; change nothing")
+                        help="exit 1 listing what differs from config.json: the files in place, "
+                             "and the command this container started; change nothing")
     # Tests place the container's / elsewhere; images never pass it.
     parser.add_argument("--root", default="/", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -985,6 +1047,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         info(f"bootstrap: {step} exited {code}")
         return code
     assert start.config.command is not None
+    record_command(start)
     return exec_command(start.config.command, start.user, environ)
 
 

@@ -671,6 +671,80 @@ def test_check_reports_each_kind_of_difference_and_changes_nothing(box, capsys):
     assert box.snapshot() == before
 
 
+def test_starting_the_command_records_it_and_check_compares_it(box, capsys, execs):
+    box.config({"command": "keystone-all --debug 'two words'"})
+    assert box.start() == 0
+    record = box.p(ds.COMMAND_RECORD)
+    assert json.loads(record.read_text()) == ["keystone-all", "--debug", "two words"]
+    assert mode_of(record) == 0o600
+    assert box.start("--check") == 0
+
+    box.config({"command": "keystone-all --debug 'two' 'words'"})
+    capsys.readouterr()
+    before = box.snapshot()
+    assert box.start("--check") == 1
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["command: differs"]
+    assert "--debug" not in out                 # arguments are never printed
+    assert box.snapshot() == before
+    assert len(execs) == 1                      # --check never runs it
+
+    box.config({})                              # no command any more: that differs too
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == ["command: differs"]
+
+
+def test_check_lists_a_changed_command_with_the_files(box, capsys):
+    box.source("a.conf", "a")
+    box.config({"command": "true", "config_files": [_entry()]})
+    assert box.start() == 0
+    box.config({"command": "false", "config_files": [_entry()]})
+    box.p("/etc/svc/a.conf").write_text("changed")
+    capsys.readouterr()
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == ["command: differs", f"{box.p('/etc/svc/a.conf')}: content differs"]
+
+
+def test_a_missing_record_counts_only_when_config_json_has_a_command(box, capsys):
+    box.config({"command": "true"})
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"command: not recorded ({box.p(ds.COMMAND_RECORD)} is missing), so it cannot be compared"]
+    box.config({})
+    assert box.start("--check") == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"INFO command: none in config.json, and none recorded at {box.p(ds.COMMAND_RECORD)}" in captured.err
+
+
+def test_a_bootstrap_run_records_no_command_and_its_check_compares_none(box, capsys):
+    box.script(ds.BOOTSTRAP_STEP, "exit 0\n")
+    box.config({"command": "true"})
+    assert box.start(DOCKYARD_BOOTSTRAP="1") == 0
+    assert not box.p(ds.COMMAND_RECORD).exists()
+    capsys.readouterr()
+    assert box.start("--check", DOCKYARD_BOOTSTRAP="1") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_a_record_that_cannot_be_written_is_a_warning_and_check_says_so(box, capsys, execs):
+    box.p(ds.COMMAND_RECORD).mkdir(parents=True)       # a directory where the record goes
+    box.config({"command": "true"})
+    assert box.start() == 0
+    assert len(execs) == 1
+    assert f"WARNING cannot record the command in {box.p(ds.COMMAND_RECORD)}" in capsys.readouterr().err
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.startswith(f"command: the record {box.p(ds.COMMAND_RECORD)} cannot be read")
+
+
+@pytest.mark.parametrize("text", ['{"argv": ["true"]}', "[1, 2]", "not json"])
+def test_a_record_that_is_not_an_argv_counts_as_a_difference(box, capsys, text):
+    box.write(ds.COMMAND_RECORD, text)
+    box.config({"command": "true"})
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.startswith(f"command: the record {box.p(ds.COMMAND_RECORD)} ")
+
+
 def test_check_does_not_need_a_command_and_refuses_invalid_config(box, capsys):
     box.source("a.conf", "a")
     box.config({"config_files": [_entry()]})
@@ -797,6 +871,8 @@ def test_exec_replaces_the_process_as_the_service_user(open_box, service_user):
     assert str(extra.gr_gid) in groups.split()          # supplementary groups via initgroups
     assert (home, user) == (entry.pw_dir, entry.pw_name)
     assert f"INFO running sh as {entry.pw_name}" in proc.stderr
+    # Recorded as root, before the drop, for --check.
+    assert json.loads(box.p(ds.COMMAND_RECORD).read_text())[:2] == ["sh", "-c"]
 
 
 def test_exec_keeps_the_pid_of_dockyard_start(open_box):
@@ -824,6 +900,8 @@ def test_already_unprivileged_start_skips_the_drop(open_box):
     proc = run_module(box.root, {"DOCKYARD_USER": "root"}, user=NOBODY.pw_uid)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().split() == [str(NOBODY.pw_uid)]
+    # It cannot write the command's record under root's /var/lib/dockyard: a warning, not a failure.
+    assert "WARNING cannot record the command" in proc.stderr
 
 
 def test_a_missing_program_exits_127(open_box):
