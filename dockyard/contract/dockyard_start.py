@@ -24,12 +24,13 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 # Paths inside the container. A ``root`` other than "/" places all of them
 # (and every path config.json names) under that directory, for tests.
@@ -59,6 +60,8 @@ DIGITS = re.compile(r"[0-9]+")
 OCTAL_MODE = re.compile(r"(?:0o|0)?[0-7]{3,4}")
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "leave unchanged" to chown(2)
 FALSE_WORDS = ("", "0", "false", "no", "off")
+# What a stop sends (tini passes it to dockyard-start alone), passed on to a child it waits for.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 # -- errors and logging ---------------------------------------------------------------
@@ -824,12 +827,58 @@ def drop_privileges(who: Identity) -> None:
     os.setuid(who.uid)
 
 
+class _Forwarder:
+    """A signal handler that passes the signal on to the child, once there is one.
+
+    It is installed before the child starts: a signal that comes while the
+    child is being started is held, then passed on, where the default action
+    would end dockyard-start and leave the child running, orphaned, until the
+    engine kills it.
+    """
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.pending: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self.child.send_signal(signum)     # a no-op once the child has been reaped
+
+
+def run_child(argv: list[str], env: Mapping[str, str], **popen: Any) -> int:
+    """Run ``argv``, passing SIGTERM and SIGINT on to it, and wait; its exit code.
+
+    A child that handles the signal ends as it chooses, and its exit code is
+    dockyard-start's; one that does not dies of it (128+N).
+    """
+    forwarder = _Forwarder()
+    previous = {signum: signal.signal(signum, forwarder) for signum in FORWARDED_SIGNALS}
+    try:
+        try:
+            forwarder.child = subprocess.Popen(argv, env=dict(env), **popen)
+        except FileNotFoundError:
+            error(f"{argv[0]}: not found (or its #! interpreter is not)")
+            return 127
+        except OSError as exc:
+            error(f"{argv[0]}: {exc.strerror or exc}")
+            return 126
+        for signum in forwarder.pending:
+            forwarder.child.send_signal(signum)
+        return _exit_code(forwarder.child.wait())
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:            # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
 def run_as(argv: list[str], who: Identity, environ: Mapping[str, str]) -> int:
-    """Run ``argv`` as ``who`` and wait; its exit code."""
+    """Run ``argv`` as ``who`` and wait, passing stop signals on; its exit code."""
     kwargs: dict = {}
     if os.getuid() == 0 and who.uid != 0:
         kwargs = {"user": who.uid, "group": who.gid, "extra_groups": who.groups()}
-    return _exit_code(subprocess.call(argv, env=user_environment(environ, who), **kwargs))
+    return run_child(argv, user_environment(environ, who), **kwargs)
 
 
 @dataclass(frozen=True)
@@ -952,7 +1001,7 @@ def run_extension(start: Start, environ: Mapping[str, str]) -> int:
         warn(f"{path} exists but is not an executable file; not run")
         return EXIT_OK
     info(f"running {path}")
-    return _exit_code(subprocess.call([path], env=dict(environ)))
+    return run_child([path], environ)
 
 
 def _describe(who: Identity) -> str:

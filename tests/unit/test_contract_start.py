@@ -15,10 +15,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -814,6 +816,19 @@ def test_bootstrap_runs_the_step_as_the_service_user_and_exits_with_its_code(ope
     assert execs == []
 
 
+@pytest.mark.parametrize("child", [ds.EXTEND_START, ds.BOOTSTRAP_STEP])
+def test_a_child_that_cannot_be_run_exits_127_or_126_with_a_message(box, capsys, execs, child):
+    box.write(child, "#!/nonexistent/dockyard-interpreter\n", 0o755)
+    box.config({"command": "true"})
+    env = {"DOCKYARD_BOOTSTRAP": "1"} if child == ds.BOOTSTRAP_STEP else {}
+    assert box.start(**env) == 127
+    assert f"ERROR {box.p(child)}: not found (or its #! interpreter is not)" in capsys.readouterr().err
+    box.write(child, "\x7fELF not really\n", 0o755)
+    assert box.start(**env) == 126
+    assert f"ERROR {box.p(child)}: Exec format error" in capsys.readouterr().err
+    assert execs == []
+
+
 @pytest.mark.parametrize("value", ["0", "false", "FALSE", "no", ""])
 def test_bootstrap_values_that_mean_off(box, execs, value):
     box.config({"command": "true"})
@@ -902,6 +917,75 @@ def test_already_unprivileged_start_skips_the_drop(open_box):
     assert out.read_text().split() == [str(NOBODY.pw_uid)]
     # It cannot write the command's record under root's /var/lib/dockyard: a warning, not a failure.
     assert "WARNING cannot record the command" in proc.stderr
+
+
+# A step (or extension) that says it is ready once its handlers are in place,
+# then waits on stdin; a stop signal makes it say which and exit 7. Plain
+# os.write: the signal may come while "ready" is still being written.
+TRAPPING_CHILD = f"""#!{PYTHON}
+import os, signal
+def stop(signum, frame):
+    os.write(1, b"got %d\\n" % signum)
+    os._exit(7)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+os.write(1, b"ready\\n")
+os.read(0, 1)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("child", ["bootstrap step", "start extension"])
+def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, child, signum):
+    if child == "bootstrap step":
+        box.write(ds.BOOTSTRAP_STEP, TRAPPING_CHILD, 0o755)
+        box.config({})
+        env = {"DOCKYARD_BOOTSTRAP": "1"}
+    else:
+        box.write(ds.EXTEND_START, TRAPPING_CHILD, 0o755)
+        box.config({"command": "true"})
+        env = {}
+    with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)],
+                          env={"PATH": os.environ["PATH"], **env}, text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
+        try:
+            assert start.stdout.readline() == "ready\n"      # the handshake: the child runs, trapping
+            start.send_signal(signum)                        # as tini does: to dockyard-start alone
+            code = start.wait(timeout=30)
+        finally:
+            # Only now does the child's stdin close: a child that was never told
+            # to stop (left behind by a dockyard-start the signal ended) ends here.
+            start.stdin.close()
+            if start.poll() is None:
+                start.kill()
+            rest, err = start.stdout.read(), start.stderr.read()
+    assert (code, rest) == (7, f"got {int(signum)}\n"), err
+
+
+def test_a_stop_signal_that_comes_while_the_child_starts_is_passed_on_once_it_runs(monkeypatch):
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stopped_while_starting(*args, **kwargs):
+        # Without run_child's handler in place this would end pytest itself.
+        assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_DFL, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGTERM)     # caught by run_child's handler: there is no child yet
+        started.append(real_popen(*args, **kwargs))
+        return started[0]
+
+    monkeypatch.setattr(ds.subprocess, "Popen", stopped_while_starting)
+    # Only a hang guard: a child never told to stop would wait on stdin for ever.
+    guard = threading.Timer(30, lambda: started[0].stdin.close())
+    guard.start()
+    try:
+        code = ds.run_child([PYTHON, "-c", "import os; os.read(0, 1)"], os.environ, stdin=subprocess.PIPE)
+    finally:
+        guard.cancel()
+        for child in started:
+            child.stdin.close()
+    assert code == 128 + signal.SIGTERM                  # the child died of it
+    assert signal.getsignal(signal.SIGTERM) == before    # and the handler was put back
 
 
 def test_a_missing_program_exits_127(open_box):
