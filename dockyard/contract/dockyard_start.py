@@ -839,19 +839,30 @@ class _Forwarder:
     def __init__(self) -> None:
         self.child: subprocess.Popen | None = None
         self.pending: list[int] = []
+        self.first: int | None = None
 
     def __call__(self, signum: int, frame: object) -> None:
+        if self.first is None:
+            self.first = signum
         if self.child is None:
             self.pending.append(signum)
         else:
             self.child.send_signal(signum)     # a no-op once the child has been reaped
 
 
-def run_child(argv: list[str], env: Mapping[str, str], **popen: Any) -> int:
-    """Run ``argv``, passing SIGTERM and SIGINT on to it, and wait; its exit code.
+@dataclass(frozen=True)
+class Ended:
+    """How a child that dockyard-start waited for ended."""
 
-    A child that handles the signal ends as it chooses, and its exit code is
-    dockyard-start's; one that does not dies of it (128+N).
+    code: int                  # its exit code; 128+N when signal N killed it
+    stop: int | None           # the first stop signal passed on to it, if one came
+
+
+def run_child(argv: list[str], env: Mapping[str, str], **popen: Any) -> Ended:
+    """Run ``argv``, passing SIGTERM and SIGINT on to it, and wait for it.
+
+    A child that handles the signal ends as it chooses, with its own exit
+    code; one that does not dies of it (128+N).
     """
     forwarder = _Forwarder()
     previous = {signum: signal.signal(signum, forwarder) for signum in FORWARDED_SIGNALS}
@@ -860,13 +871,14 @@ def run_child(argv: list[str], env: Mapping[str, str], **popen: Any) -> int:
             forwarder.child = subprocess.Popen(argv, env=dict(env), **popen)
         except FileNotFoundError:
             error(f"{argv[0]}: not found (or its #! interpreter is not)")
-            return 127
+            return Ended(127, forwarder.first)
         except OSError as exc:
             error(f"{argv[0]}: {exc.strerror or exc}")
-            return 126
+            return Ended(126, forwarder.first)
         for signum in forwarder.pending:
             forwarder.child.send_signal(signum)
-        return _exit_code(forwarder.child.wait())
+        code = _exit_code(forwarder.child.wait())
+        return Ended(code, forwarder.first)
     finally:
         for signum, handler in previous.items():
             if handler is not None:            # None: set outside Python, cannot be put back
@@ -878,7 +890,7 @@ def run_as(argv: list[str], who: Identity, environ: Mapping[str, str]) -> int:
     kwargs: dict = {}
     if os.getuid() == 0 and who.uid != 0:
         kwargs = {"user": who.uid, "group": who.gid, "extra_groups": who.groups()}
-    return run_child(argv, user_environment(environ, who), **kwargs)
+    return run_child(argv, user_environment(environ, who), **kwargs).code
 
 
 @dataclass(frozen=True)
@@ -993,7 +1005,7 @@ def record_command(start: Start) -> None:
 
 
 def run_extension(start: Start, environ: Mapping[str, str]) -> int:
-    """The image's start extension, as root, when it has one; its exit code."""
+    """The image's start extension, as root, when it has one. 0: go on; else the code to exit with."""
     path = start.settings.real(start.settings.extend_start)
     if not os.path.lexists(path):
         return EXIT_OK
@@ -1001,7 +1013,16 @@ def run_extension(start: Start, environ: Mapping[str, str]) -> int:
         warn(f"{path} exists but is not an executable file; not run")
         return EXIT_OK
     info(f"running {path}")
-    return run_child([path], environ)
+    ended = run_child([path], environ)
+    if ended.code != EXIT_OK:
+        error(f"{path} exited {ended.code}; not starting")
+        return ended.code
+    if ended.stop is not None:
+        # The container is being stopped: a command started now would only be
+        # killed when the engine's grace period ran out.
+        info(f"{path} ended after {signal.Signals(ended.stop).name}; not starting")
+        return _exit_code(-ended.stop)
+    return EXIT_OK
 
 
 def _describe(who: Identity) -> str:
@@ -1086,7 +1107,6 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return EXIT_FAILED
     code = run_extension(start, environ)
     if code != EXIT_OK:
-        error(f"{start.settings.real(start.settings.extend_start)} exited {code}; not starting")
         return code
 
     if start.settings.bootstrap:

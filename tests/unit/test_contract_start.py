@@ -920,13 +920,14 @@ def test_already_unprivileged_start_skips_the_drop(open_box):
 
 
 # A step (or extension) that says it is ready once its handlers are in place,
-# then waits on stdin; a stop signal makes it say which and exit 7. Plain
-# os.write: the signal may come while "ready" is still being written.
+# then waits on stdin; a stop signal makes it say which and exit (7 unless
+# told otherwise). Plain os.write: the signal may come while "ready" is still
+# being written.
 TRAPPING_CHILD = f"""#!{PYTHON}
 import os, signal
 def stop(signum, frame):
     os.write(1, b"got %d\\n" % signum)
-    os._exit(7)
+    os._exit(EXIT)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 os.write(1, b"ready\\n")
@@ -938,11 +939,11 @@ os.read(0, 1)
 @pytest.mark.parametrize("child", ["bootstrap step", "start extension"])
 def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, child, signum):
     if child == "bootstrap step":
-        box.write(ds.BOOTSTRAP_STEP, TRAPPING_CHILD, 0o755)
+        box.write(ds.BOOTSTRAP_STEP, TRAPPING_CHILD.replace("EXIT", "7"), 0o755)
         box.config({})
         env = {"DOCKYARD_BOOTSTRAP": "1"}
     else:
-        box.write(ds.EXTEND_START, TRAPPING_CHILD, 0o755)
+        box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "7"), 0o755)
         box.config({"command": "true"})
         env = {}
     with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)],
@@ -962,6 +963,24 @@ def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, chil
     assert (code, rest) == (7, f"got {int(signum)}\n"), err
 
 
+def test_a_container_stopped_during_its_start_extension_does_not_start_the_command(box):
+    box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "0"), 0o755)   # ends "successfully"
+    box.config({"command": "sh -c 'echo the command ran'"})
+    with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)], env={"PATH": os.environ["PATH"]},
+                          text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
+        try:
+            assert start.stdout.readline() == "ready\n"
+            start.send_signal(signal.SIGTERM)
+            code = start.wait(timeout=30)
+        finally:
+            start.stdin.close()
+            if start.poll() is None:
+                start.kill()
+            rest, err = start.stdout.read(), start.stderr.read()
+    assert (code, rest) == (128 + signal.SIGTERM, f"got {int(signal.SIGTERM)}\n"), err
+    assert "ended after SIGTERM; not starting" in err
+
+
 def test_a_stop_signal_that_comes_while_the_child_starts_is_passed_on_once_it_runs(monkeypatch):
     started: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
@@ -979,12 +998,12 @@ def test_a_stop_signal_that_comes_while_the_child_starts_is_passed_on_once_it_ru
     guard = threading.Timer(30, lambda: started[0].stdin.close())
     guard.start()
     try:
-        code = ds.run_child([PYTHON, "-c", "import os; os.read(0, 1)"], os.environ, stdin=subprocess.PIPE)
+        ended = ds.run_child([PYTHON, "-c", "import os; os.read(0, 1)"], os.environ, stdin=subprocess.PIPE)
     finally:
         guard.cancel()
         for child in started:
             child.stdin.close()
-    assert code == 128 + signal.SIGTERM                  # the child died of it
+    assert ended == ds.Ended(128 + signal.SIGTERM, signal.SIGTERM)    # the child died of it
     assert signal.getsignal(signal.SIGTERM) == before    # and the handler was put back
 
 
