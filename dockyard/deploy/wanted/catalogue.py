@@ -48,6 +48,9 @@ IDENTITY_SERVICE = "keystone"
 TOOLBOX_IMAGE = "toolbox"
 
 NAME = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+# A Debian package name (policy 5.6.1: lower case letters, digits, + - .), or a
+# shell-style pattern of them with * and ? ("libvirt-daemon*", "qemu-system-*").
+PACKAGE_PATTERN = re.compile(r"[a-z0-9*?][a-z0-9+.*?-]*")
 _PASSWORD_REFERENCE = re.compile(r"\bpasswords\b")
 
 
@@ -211,6 +214,12 @@ class ContainerDef(StrictModel):
     # user's password): units of other services that read one wait for it, so a
     # changed secret reaches its checker before its users (docs/secrets.md).
     applies: list[str] = Field(default_factory=list)
+    # The Debian packages its running process is made of (names or patterns).
+    # When a rebuild of its image, of the same reference and release, changes
+    # none of their versions and nothing else of it changed, a deploy keeps it
+    # running rather than recreating it: the data plane (Open vSwitch, libvirt
+    # and its guests) is not restarted for a rebuild of unrelated layers.
+    restart_packages: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -233,6 +242,21 @@ class ContainerDef(StrictModel):
     @classmethod
     def _check_group(cls, value):
         return _groups(value)
+
+    @field_validator("restart_packages")
+    @classmethod
+    def _package_patterns(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            if not PACKAGE_PATTERN.fullmatch(pattern):
+                raise ValueError(f"[{i}] {pattern!r} is neither a Debian package name (a-z, 0-9, '+', '-', '.') "
+                                 f"nor a pattern of one with '*' and '?'")
+            if not pattern.strip("*?"):
+                raise ValueError(f"[{i}] {pattern!r} matches every package: name the packages its process is "
+                                 f"made of")
+        repeated = sorted({p for p in value if value.count(p) > 1})
+        if repeated:
+            raise ValueError(f"named twice: {', '.join(repeated)}")
+        return value
 
     @property
     def groups(self) -> list[str]:
