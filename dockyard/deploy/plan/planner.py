@@ -269,7 +269,7 @@ class Plan:
             touched = ", ".join(f"{by_id[i].kind} {names[i]}" for i in ids)
             lines.append(f"secret {secret} changed: {touched}")
         width = min(max(len(n) for n in [*names.values(), *(k.name for k in self.kept)]), 60)
-        kind_width = max(13, *(len(a.kind) for a in self.actions))
+        kind_width = max([13, *(len(a.kind) for a in self.actions)])
         services: dict[str, list[str]] = {}
         for a in self.actions:                      # services in plan (dependency) order
             line = f"  {a.kind:<{kind_width}} {names[a.id]:<{width}}  {a.reason}"

@@ -15,9 +15,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
 from dockyard.datafiles import StrictModel, read_model
@@ -179,6 +179,18 @@ class HealthSpec(StrictModel):
         return value
 
 
+def _package_pattern(value: str) -> str:
+    if not PACKAGE_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is neither a Debian package name (a-z, 0-9, '+', '-', '.') nor a pattern of "
+                         f"one with '*' and '?'")
+    if not value.strip("*?"):
+        raise ValueError(f"{value!r} matches every package: name the packages the process is made of")
+    return value
+
+
+PackagePattern = Annotated[str, AfterValidator(_package_pattern)]
+
+
 def _groups(value):
     groups = [value] if isinstance(value, str) else value
     for group in groups:
@@ -219,7 +231,7 @@ class ContainerDef(StrictModel):
     # none of their versions and nothing else of it changed, a deploy keeps it
     # running rather than recreating it: the data plane (Open vSwitch, libvirt
     # and its guests) is not restarted for a rebuild of unrelated layers.
-    restart_packages: list[str] = Field(default_factory=list)
+    restart_packages: list[PackagePattern] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -246,13 +258,6 @@ class ContainerDef(StrictModel):
     @field_validator("restart_packages")
     @classmethod
     def _package_patterns(cls, value: list[str]) -> list[str]:
-        for i, pattern in enumerate(value):
-            if not PACKAGE_PATTERN.fullmatch(pattern):
-                raise ValueError(f"[{i}] {pattern!r} is neither a Debian package name (a-z, 0-9, '+', '-', '.') "
-                                 f"nor a pattern of one with '*' and '?'")
-            if not pattern.strip("*?"):
-                raise ValueError(f"[{i}] {pattern!r} matches every package: name the packages its process is "
-                                 f"made of")
         repeated = sorted({p for p in value if value.count(p) > 1})
         if repeated:
             raise ValueError(f"named twice: {', '.join(repeated)}")
