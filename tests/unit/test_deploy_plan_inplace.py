@@ -63,6 +63,7 @@ def rebuild(site: Site, engine: FakeEngine, image: str, versions: dict[str, str 
     list is BUILT with ``versions`` changed (None: the package is gone). Returns its id."""
     new_id = f"sha256:{image}-rebuilt"
     site.image_ids[image] = new_id
+    engine.images_by_tag[f"{IMAGES[image]}-rebuilt"] = replace(engine.images_by_tag[IMAGES[image]], id=new_id)
     packages = {**BUILT, **(versions or {})}
     write_manifest(engine, new_id, {name: v for name, v in packages.items() if v is not None})
     return new_id
@@ -250,6 +251,7 @@ def rebuild_site_images(engine: FakeEngine, **versions: str) -> None:
         old = engine.images_by_tag[ref]
         new = replace(old, id=f"{old.id}-rebuilt")
         engine.images_by_tag[ref] = new
+        engine.images_by_tag[f"{ref}-previous"] = old     # untagged, kept while a container uses it
         write_manifest(engine, old.id, SITE_PACKAGES)
         write_manifest(engine, new.id, {**SITE_PACKAGES, "python3": "3.13.5-2", **versions})
 
@@ -320,3 +322,62 @@ def test_deploy_and_reconfigure_document_recreate():
     for command in ("deploy", "reconfigure"):
         out = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).output
         assert "--recreate A,B" in out and "restart_packages" in out, command
+
+
+def test_a_changed_command_recreates_libvirt_whatever_its_packages(aio, tmp_path):
+    import shutil
+
+    from dockyard import SOURCE_ROOT
+
+    site_dir, engine = aio
+    services = tmp_path / "services"
+    shutil.copytree(SOURCE_ROOT / "services", services, symlinks=True)
+    path = services / "nova-compute.yml"
+    text = path.read_text()
+    path.write_text(text.replace("    command: libvirtd\n", "    command: libvirtd --verbose\n"))
+    rebuild_site_images(engine)
+    plan = api.deploy(site_dir, engine=engine, dry_run=True, say=quiet, services_root=services)
+    assert plan.by_id()["recreate:nova_libvirt"].reason == "config-hash differs (image, config.json changed)"
+    assert "nova_libvirt" not in {k.name for k in plan.kept}
+
+
+# -- several hosts -------------------------------------------------------------------------
+
+def test_each_host_compares_its_own_images_and_an_engine_failing_the_read_recreates(tmp_path, monkeypatch):
+    from dockyard.deploy.engines import SiteEngines
+    from dockyard.errors import EngineUnavailable
+
+    from .deploy_fixtures import fake_engine as catalogue_engine, make_site
+    from .test_deploy_multihost import remote, write_inventory
+
+    config_dir = make_site(tmp_path)
+    text = (config_dir / "globals.yml").read_text()
+    text = text.replace(text[text.index("enabled_services:"):].split("\n", 1)[0], "enabled_services: [openvswitch]")
+    (config_dir / "globals.yml").write_text(text)
+    write_inventory(config_dir, {"net1": remote("192.0.2.11"), "cmp1": remote("192.0.2.12")},
+                    {"control": ["net1"], "network": ["net1"], "compute": ["cmp1"]})
+    net1, cmp1 = catalogue_engine(), catalogue_engine()
+    engines = SiteEngines({"net1": net1, "cmp1": cmp1}, urls={"net1": "tcp://192.0.2.11:2376",
+                                                               "cmp1": "tcp://192.0.2.12:2376"})
+    assert api.deploy(config_dir, engine=engines, say=quiet).ok
+    ref = "dockyard/openvswitch-vswitchd:2025.1"
+    for engine, switch in ((net1, "3.5.0-1"), (cmp1, "3.5.0-2")):
+        old = engine.images_by_tag[ref]
+        engine.images_by_tag[ref] = replace(old, id=f"{old.id}-rebuilt")
+        engine.images_by_tag[f"{ref}-previous"] = old
+        write_manifest(engine, old.id, SITE_PACKAGES)
+        write_manifest(engine, f"{old.id}-rebuilt", {**SITE_PACKAGES, "openvswitch-switch": switch})
+    plan = api.deploy(config_dir, engine=engines, dry_run=True, say=quiet)
+    assert [k.name for k in plan.kept] == ["openvswitch_vswitchd@net1"]
+    assert plan.by_id()["recreate:openvswitch_vswitchd@cmp1"].reason == \
+        "config-hash differs (image): rebuilt with openvswitch-switch 3.5.0-1 -> 3.5.0-2"
+
+    def gone(image, path):
+        raise EngineUnavailable("cannot reach the container engine", "Connection reset by peer")
+
+    monkeypatch.setattr(net1, "read_file", gone)
+    plan = api.deploy(config_dir, engine=engines, dry_run=True, say=quiet)
+    assert plan.kept == []
+    assert plan.by_id()["recreate:openvswitch_vswitchd@net1"].reason == (
+        "config-hash differs (image): its packages could not be compared: the engine did not answer: "
+        "Connection reset by peer")

@@ -261,3 +261,22 @@ def test_the_data_plane_names_its_packages_and_each_list_names_what_its_image_in
             installed += images[image].meta.packages
             image = images[image].parent
         assert any(fnmatchcase(p, pattern) for p in installed for pattern in c.restart_packages), name
+
+
+def test_the_docs_list_exactly_each_containers_restart_packages():
+    """docs/services.md's "Kept over a rebuild" table is the catalogue's."""
+    import re
+
+    text = (SOURCE_ROOT / "docs" / "services.md").read_text()
+    section = text[text.index("**Kept over a rebuild.**"):]
+    table = section[section.index("| container |"):]
+    table = table[:table.index("\n\n")]
+    documented = {}
+    for line in table.splitlines()[2:]:
+        cells = line.strip().strip("|").split("|")
+        names = re.findall(r"`([^`]+)`", cells[0])
+        for name in names:
+            documented[name] = set(re.findall(r"`([^`]+)`", cells[1]))
+    actual = {name: set(c.restart_packages) for service in load_services().services.values()
+              for name, c in service.spec.containers.items() if c.restart_packages}
+    assert documented == actual

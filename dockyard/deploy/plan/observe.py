@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
-from dockyard.errors import EngineError
+from dockyard.errors import EngineError, EngineUnavailable
 from dockyard.image.packages import MANIFEST, parse_manifest
 
 from dockyard.deploy.execute.jobs_record import load_job_secrets, load_jobs
@@ -178,6 +178,8 @@ def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> N
             if image_id not in lists:
                 try:
                     lists[image_id] = parse_manifest(engine.read_file(image_id, MANIFEST).decode(errors="replace"))
+                except EngineUnavailable:
+                    raise                                   # the whole engine: said once, for all it serves
                 except EngineError as exc:
                     lists[image_id] = f"cannot read {MANIFEST} of image {image_id[:19]}: {exc}"
             return lists[image_id]
