@@ -283,7 +283,7 @@ class Plan:
             lines.append(f"{service}:")
             lines += service_lines
         if not self.actions:
-            lines.append(f"nothing to do: everything is as wanted ({kept} on its current image)")
+            lines.append(f"nothing to do: everything is as wanted ({kept})")
             return "\n".join(lines)
         counts = Counter(a.kind for a in self.actions)
         detail = ", ".join(f"{counts[k]} {k}" for k in ActionKind if counts[k])
