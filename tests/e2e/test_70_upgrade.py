@@ -277,7 +277,8 @@ def test_data_made_on_the_old_release(story, demo, engine):
     openstack("project", "create", PROJECT)
     openstack("user", "create", "--project", PROJECT, "--password", USER_PASSWORD, USER)
     openstack("role", "add", "--project", PROJECT, "--user", USER, "member")
-    assert token_as(USER, USER_PASSWORD, PROJECT).returncode == 0
+    token = token_as(USER, USER_PASSWORD, PROJECT)
+    assert token.returncode == 0, token.stderr
 
     payload = folder / "image.raw"
     payload.write_bytes(os.urandom(2 * 1024 * 1024 + 70))
