@@ -50,9 +50,9 @@ def _exit_code(result: RunResult | Plan) -> int:
 
 
 def _converge(config_dir: Path, services: str | None, dry_run: bool, limit: str | None = None,
-              serial: int | None = None) -> int:
+              serial: int | None = None, recreate: str | None = None) -> int:
     return _exit_code(api.deploy(config_dir, services=_services(services), dry_run=dry_run, say=say,
-                                 limit=_services(limit), serial=serial))
+                                 limit=_services(limit), serial=serial, recreate=_services(recreate)))
 
 
 serial_option = click.option(
@@ -61,19 +61,33 @@ serial_option = click.option(
          "all at once, or the service's `serial` in services/<service>.yml].")
 
 
+recreate_option = click.option(
+    "--recreate", metavar="A,B",
+    help="Services or containers (comma separated: nova-compute, nova_libvirt) recreated on a rebuilt image even "
+         "where the packages that matter to them are unchanged; they are otherwise kept running (the "
+         "`restart_packages` of services/<service>.yml). Containers whose image did not change are left alone.")
+
+
 @cli.command()
 @config_dir_option
 @click.option("--services", metavar="A,B", help="Only these services (comma separated); the others are left alone.")
 @click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated); the others are left "
               "alone and not waited for.")
 @serial_option
+@recreate_option
 @click.option("--dry-run", is_flag=True, help="Print the plan with the reason for each action; change nothing.")
-def deploy(config_dir: Path, services: str | None, limit: str | None, serial: int | None, dry_run: bool):
+def deploy(config_dir: Path, services: str | None, limit: str | None, serial: int | None, recreate: str | None,
+           dry_run: bool):
     """Converge the running containers on the wanted state.
 
     Compares what runs (image, config files, volumes, environment, command) with
     what is wanted and does only the difference, in dependency order, gated on
     health checks. A second run with nothing changed does nothing.
+
+    A data-plane container (Open vSwitch, libvirt) whose image was rebuilt within
+    its release, with none of the packages its process is made of changed, is
+    kept running: the plan says so (`keep`), with the versions. --recreate
+    recreates it all the same.
 
     \b
     Exit codes: 0 converged, 1 an action failed, 2 invalid input (nothing
@@ -83,8 +97,9 @@ def deploy(config_dir: Path, services: str | None, limit: str | None, serial: in
     Examples:
       dockyard deploy --dry-run
       dockyard deploy --limit cmp1,cmp2 --serial 1     one compute host at a time
+      dockyard deploy --recreate nova_libvirt          libvirt on its rebuilt image, guests stopped
     """
-    return _converge(config_dir, services, dry_run, limit, serial)
+    return _converge(config_dir, services, dry_run, limit, serial, recreate)
 
 
 @cli.command()
@@ -92,11 +107,13 @@ def deploy(config_dir: Path, services: str | None, limit: str | None, serial: in
 @click.option("--services", metavar="A,B", help="Only these services (comma separated).")
 @click.option("--limit", metavar="H1,H2", help="Only these inventory hosts (comma separated).")
 @serial_option
+@recreate_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def reconfigure(config_dir: Path, services: str | None, limit: str | None, serial: int | None, dry_run: bool):
+def reconfigure(config_dir: Path, services: str | None, limit: str | None, serial: int | None, recreate: str | None,
+                dry_run: bool):
     """Apply changed configuration (globals.yml, overrides in config/): only
     the containers whose files or settings changed are recreated."""
-    return _converge(config_dir, services, dry_run, limit, serial)
+    return _converge(config_dir, services, dry_run, limit, serial, recreate)
 
 
 @cli.command()

@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "port":
         problem = check_port(args.port, args.host, args.proc)
     elif args.kind == "http":
-        problem = check_http(args.url, *args.status, timeout=args.timeout, insecure=args.insecure)
+        low, high = args.status
+        problem = check_http(args.url, low, high, timeout=args.timeout, insecure=args.insecure)
     elif args.kind == "socket":
         problem = check_socket(args.path, args.timeout)
     else:

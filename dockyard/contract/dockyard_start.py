@@ -24,17 +24,25 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 # Paths inside the container. A ``root`` other than "/" places all of them
 # (and every path config.json names) under that directory, for tests.
 CONFIG_FILE = "/var/lib/dockyard/config_files/config.json"
 MARKER = "/var/lib/dockyard/.configured"
+# The command this container last started (not a bootstrap step), as a JSON
+# argv, for --check to compare with config.json's. Beside MARKER, in the
+# container's own filesystem rather than under /run: whether /run is a tmpfs
+# depends on the engine (Podman mounts one, Docker does not), and the record
+# must live exactly as long as the container under every engine: kept across
+# its restarts, gone with it, never inherited by a new container.
+COMMAND_RECORD = "/var/lib/dockyard/.command.json"
 EXTEND_START = "/usr/local/bin/dockyard-extend-start"
 BOOTSTRAP_STEP = "/usr/local/bin/dockyard-bootstrap"
 
@@ -48,9 +56,12 @@ FILE_KEYS = frozenset({"source", "dest", "owner", "perm", "merge", "preserve_pro
 PERM_KEYS = frozenset({"path", "owner", "perm", "recurse", "exclude"})
 
 DIGITS = re.compile(r"[0-9]+")
-OCTAL_MODE = re.compile(r"0?[0-7]{3,4}")      # "640", "0640", "2775", "02775"
+# "640", "0640", "2775", "02775", and Python's and YAML 1.2's "0o640", "0o2775".
+OCTAL_MODE = re.compile(r"(?:0o|0)?[0-7]{3,4}")
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "leave unchanged" to chown(2)
 FALSE_WORDS = ("", "0", "false", "no", "off")
+# What a stop sends (tini passes it to dockyard-start alone), passed on to a child it waits for.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 # -- errors and logging ---------------------------------------------------------------
@@ -101,6 +112,14 @@ def rebase(root: str, path: str) -> str:
 def _clean(path: str) -> str:
     # One leading slash first: POSIX normpath keeps a leading "//" as it is.
     return os.path.normpath("/" + path.lstrip("/"))
+
+
+def container_path(root: str, real: str) -> str:
+    """The container path of real path ``real``: what ``rebase`` maps to it."""
+    if root in ("", "/"):
+        return _clean(real)
+    rel = os.path.relpath(real, root)
+    return "/" if rel == "." else _clean(rel)
 
 
 def _rebase_pattern(root: str, pattern: str) -> str:
@@ -210,7 +229,7 @@ def parse_owner(value: object) -> tuple[int, int]:
 
 
 def parse_perm(value: object) -> int:
-    """An octal mode string ('0640', '755', '2775') -> int. Raises Bad."""
+    """An octal mode string ('0640', '755', '2775', '0o640') -> int. Raises Bad."""
     if not isinstance(value, str) or not OCTAL_MODE.fullmatch(value):
         raise Bad(f"must be an octal mode string such as '0640', got {_short(value)}")
     return int(value, 8)
@@ -276,7 +295,8 @@ class PermSpec:
     owner: tuple[int, int]
     perm: int | None
     recurse: bool
-    exclude: frozenset[str]                  # real paths, normalised
+    exclude: tuple[re.Pattern[str], ...]     # full-matched against container paths
+    root: str                                # where the container's / is, to find those
 
 
 @dataclass(frozen=True)
@@ -295,7 +315,9 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, where: str, message: str) -> None:
-        self.items.append(f"{self.name}: {where}: {message}" if where else f"{self.name}: {message}")
+        text = f"{self.name}: {where}: {message}" if where else f"{self.name}: {message}"
+        if text not in self.items:      # e.g. each match of a glob copied into the same file
+            self.items.append(text)
 
     def value(self, where: str, parse: Callable, value: object):
         try:
@@ -366,24 +388,10 @@ def _file_pairs(p: _Problems, where: str, source: str, dest: str, optional: bool
     # A trailing "/" or a glob source means "into that directory".
     into = dest.endswith("/") or _is_glob(source)
     real_dest = rebase(root, dest)
-    if into and os.path.lexists(real_dest) and not os.path.isdir(real_dest):
-        p.add(f"{where}.dest", f"{real_dest} is not a directory, so nothing can be copied into it")
-        return ()
-    pairs = []
-    for src in sources:
-        target = os.path.join(real_dest, os.path.basename(src)) if into else real_dest
-        src_dir = os.path.isdir(src)
-        # Refuse to swap a file for a directory (or back): one missing "/" must
-        # not wipe out a whole directory such as /etc/keystone.
-        if os.path.lexists(target) and os.path.isdir(target) != src_dir:
-            if src_dir:
-                p.add(f"{where}.dest", f"{target} is not a directory, but the source {src} is one")
-            else:
-                p.add(f"{where}.dest", f"{target} is a directory, but the source {src} is a file "
-                                       f"(end dest with '/' to copy into it)")
-            continue
-        pairs.append((src, target))
-    return tuple(pairs)
+    # Whether each target clashes with what is (or will be) there is checked
+    # once every entry is known: see _Layout.
+    return tuple((src, os.path.join(real_dest, os.path.basename(src)) if into else real_dest)
+                 for src in sources)
 
 
 def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpec | None:
@@ -407,12 +415,135 @@ def _parse_file_entry(p: _Problems, i: int, entry: object, root: str) -> FileSpe
                     flags["optional"], pairs)
 
 
-def _parse_exclude(value: object) -> list[str]:
+# -- the destination tree: file/directory clashes --------------------------------------
+
+Kind = tuple[bool, str | None]            # (is a directory, the entry that puts it there; None: on disk now)
+
+
+def _under(path: str, top: str) -> bool:
+    return path != top and path.startswith(top.rstrip("/") + "/")
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above ``path``, outermost first."""
+    parents = []
+    while (parent := os.path.dirname(path)) != path:
+        parents.append(parent)
+        path = parent
+    return parents[::-1]
+
+
+class _Layout:
+    """The destination tree as copying the entries in order will leave it.
+
+    A path an earlier entry puts somewhere counts over what is on disk now, and
+    a directory an entry replaces hides what was under it on disk. Validation
+    checks every target against this, so a file where a directory must go (or
+    the reverse), whether on disk or from another entry, is refused before
+    anything is copied, rather than stopping the copy half-way.
+    """
+
+    def __init__(self) -> None:
+        self.planned: dict[str, Kind] = {}
+        self.replaced: list[str] = []
+
+    def kind(self, path: str) -> Kind | None:
+        """What will be at ``path`` when the next entry is copied; None: nothing."""
+        if path in self.planned:
+            return self.planned[path]
+        if any(_under(path, top) for top in self.replaced) or not os.path.lexists(path):
+            return None
+        return os.path.isdir(path), None
+
+    def put(self, path: str, is_dir: bool, where: str) -> None:
+        self.planned[path] = (is_dir, where)
+
+    def replace_tree(self, top: str) -> None:
+        for path in [p for p in self.planned if _under(p, top)]:
+            del self.planned[path]
+        self.replaced.append(top)
+
+
+def _by(kind: Kind) -> str:
+    is_dir, where = kind
+    return f" ({where} puts {'a directory' if is_dir else 'a file'} there)" if where else ""
+
+
+def _place(p: _Problems, layout: _Layout, spec: FileSpec, source: str, target: str) -> None:
+    """Check one (source, target) pair against the layout, then add it there."""
+    where = f"{spec.where}.dest"
+    for parent in _parents(target):
+        found = layout.kind(parent)
+        if found is None:
+            layout.put(parent, True, spec.where)          # made by os.makedirs
+        elif not found[0]:
+            p.add(where, f"{parent} is not a directory, so nothing can be copied into it{_by(found)}")
+            return
+    _place_tree(p, layout, spec, source, target, top=True)
+
+
+def _place_tree(p: _Problems, layout: _Layout, spec: FileSpec, source: str, target: str, top: bool) -> None:
+    is_dir = os.path.isdir(source)
+    found = layout.kind(target)
+    # Refuse to swap a file for a directory (or back): one missing "/" must not
+    # wipe out a whole directory such as /etc/keystone; and inside a merged tree
+    # the copy could not do it anyway.
+    if found is not None and found[0] != is_dir:
+        if is_dir:
+            p.add(f"{spec.where}.dest", f"{target} is not a directory, but the source {source} is one{_by(found)}")
+        else:
+            hint = " (end dest with '/' to copy into it)" if top else ""
+            p.add(f"{spec.where}.dest", f"{target} is a directory, but the source {source} is a file{_by(found)}{hint}")
+        return
+    if not is_dir:
+        layout.put(target, False, spec.where)
+        return
+    if top and not spec.merge:
+        layout.replace_tree(target)
+    layout.put(target, True, spec.where)
+    try:
+        children = _children(source, warn_skipped=False)
+    except OSError as exc:
+        p.add(f"{spec.where}.source", f"{source} cannot be read: {exc.strerror or exc}")
+        return
+    for name, _ in children:
+        _place_tree(p, layout, spec, os.path.join(source, name), os.path.join(target, name), top=False)
+
+
+def check_layout(p: _Problems, files: list[FileSpec]) -> None:
+    """Add a problem for each file/directory clash copying ``files`` in order would meet."""
+    layout = _Layout()
+    for spec in files:
+        for source, target in spec.pairs:
+            _place(p, layout, spec, source, target)
+
+
+def parse_exclude(value: object) -> re.Pattern[str]:
+    """One ``exclude`` item: a regular expression for whole container paths. Raises Bad.
+
+    Kolla's excludes are regular expressions too; a plain absolute path is one
+    that matches itself. The pattern must begin with "/" (or "^/"): it is matched
+    against the whole path, so one written to be searched for ("\\.log$") would
+    otherwise match nothing, silently.
+    """
+    if not isinstance(value, str) or not value.startswith(("/", "^/")):
+        raise Bad(f"must be a regular expression for absolute paths, starting with '/', got {_short(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise Bad(f"{_short(value)} is not a valid regular expression: {exc.msg} at position {exc.pos}") from None
+
+
+def _parse_excludes(p: _Problems, where: str, value: object) -> tuple[re.Pattern[str], ...] | None:
     if not isinstance(value, list):
-        raise Bad(f"must be a list of absolute paths, got {_kind(value)}")
-    for item in value:
-        parse_abs_path(item)
-    return value
+        p.add(where, f"must be a list of regular expressions for absolute paths, got {_kind(value)}")
+        return None
+    patterns = []
+    for j, item in enumerate(value):
+        pattern = p.value(f"{where}[{j}]", parse_exclude, item)
+        if pattern is not None:
+            patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _parse_perm_entry(p: _Problems, i: int, entry: object, root: str) -> PermSpec | None:
@@ -425,11 +556,10 @@ def _parse_perm_entry(p: _Problems, i: int, entry: object, root: str) -> PermSpe
     owner = p.value(f"{where}.owner", parse_owner, entry["owner"])
     perm = p.value(f"{where}.perm", parse_perm, entry["perm"]) if "perm" in entry else None
     recurse = p.value(f"{where}.recurse", parse_bool, entry.get("recurse", False))
-    exclude = p.value(f"{where}.exclude", _parse_exclude, entry.get("exclude", []))
-    if len(p.items) != before:
+    exclude = _parse_excludes(p, f"{where}.exclude", entry.get("exclude", []))
+    if len(p.items) != before or exclude is None:
         return None
-    return PermSpec(where, path, _rebase_pattern(root, path), owner, perm, recurse,
-                    frozenset(rebase(root, e) for e in exclude))
+    return PermSpec(where, path, _rebase_pattern(root, path), owner, perm, recurse, exclude, root)
 
 
 def parse_config(raw: object, root: str = "/", need_command: bool = True,
@@ -447,6 +577,10 @@ def parse_config(raw: object, root: str = "/", need_command: bool = True,
         p.add("command", "missing (required unless DOCKYARD_BOOTSTRAP is set)")
     user = p.value("user", resolve_user, raw["user"]) if "user" in raw else None
     files = [_parse_file_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "config_files"))]
+    known = [spec for spec in files if spec is not None]
+    if len(known) == len(files):
+        # Only with every entry known: a broken one could hide what another clashes with.
+        check_layout(p, known)
     perms = [_parse_perm_entry(p, i, e, root) for i, e in enumerate(p.list_of(raw, "permissions"))]
     if p.items:
         raise Invalid(p.items)
@@ -498,7 +632,7 @@ def _copy_file(source: str, dest: str, spec: FileSpec) -> None:
         raise
 
 
-def _children(source: str) -> list[tuple[str, bool]]:
+def _children(source: str, warn_skipped: bool = True) -> list[tuple[str, bool]]:
     """(name, is_dir) of the regular files and directories in ``source``."""
     out = []
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
@@ -506,7 +640,7 @@ def _children(source: str) -> list[tuple[str, bool]]:
             out.append((entry.name, True))
         elif entry.is_file():
             out.append((entry.name, False))
-        else:
+        elif warn_skipped:
             warn(f"skipping {entry.path}: not a regular file or directory")
     return out
 
@@ -564,14 +698,27 @@ def copy_files(config: Config) -> None:
 
 # -- permissions ----------------------------------------------------------------------
 
-def _walk(top: str, exclude: frozenset[str]):
-    """``top`` and everything under it, not following symlinks, pruning ``exclude``."""
+def excluded(spec: PermSpec, real: str) -> bool:
+    """Whether ``exclude`` leaves the path at ``real`` (and what is under it) alone.
+
+    A directory is also tried with a trailing "/", so "/var/lib/svc/cache/"
+    names the directory, as a plain path with a trailing slash always did.
+    """
+    if not spec.exclude:
+        return False
+    path = container_path(spec.root, real)
+    candidates = [path, path.rstrip("/") + "/"] if os.path.isdir(real) and not os.path.islink(real) else [path]
+    return any(pattern.fullmatch(c) for pattern in spec.exclude for c in candidates)
+
+
+def _walk(top: str, spec: PermSpec):
+    """``top`` and everything under it, not following symlinks, pruning what ``spec`` excludes."""
     yield top
     if os.path.isdir(top) and not os.path.islink(top):
         for name in sorted(os.listdir(top)):
             child = os.path.join(top, name)
-            if child not in exclude:
-                yield from _walk(child, exclude)
+            if not excluded(spec, child):
+                yield from _walk(child, spec)
 
 
 def apply_permissions(config: Config) -> None:
@@ -582,10 +729,10 @@ def apply_permissions(config: Config) -> None:
             # Paths on volumes may appear later; a typo shows up here.
             warn(f"{spec.where}.path: {spec.path} does not exist; skipped")
         for top in matches:
-            if os.path.normpath(top) in spec.exclude:
+            if excluded(spec, top):
                 continue
             info(f"setting permissions on {top}" + (" recursively" if spec.recurse else ""))
-            for path in (_walk(top, spec.exclude) if spec.recurse else [top]):
+            for path in (_walk(top, spec) if spec.recurse else [top]):
                 try:
                     os.chown(path, *spec.owner, follow_symlinks=False)
                     st = os.lstat(path)
@@ -680,12 +827,70 @@ def drop_privileges(who: Identity) -> None:
     os.setuid(who.uid)
 
 
+class _Forwarder:
+    """A signal handler that passes the signal on to the child, once there is one.
+
+    It is installed before the child starts: a signal that comes while the
+    child is being started is held, then passed on, where the default action
+    would end dockyard-start and leave the child running, orphaned, until the
+    engine kills it.
+    """
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.pending: list[int] = []
+        self.first: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.first is None:
+            self.first = signum
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self.child.send_signal(signum)     # a no-op once the child has been reaped
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a child that dockyard-start waited for ended."""
+
+    code: int                  # its exit code; 128+N when signal N killed it
+    stop: int | None           # the first stop signal passed on to it, if one came
+
+
+def run_child(argv: list[str], env: Mapping[str, str], **popen: Any) -> Ended:
+    """Run ``argv``, passing SIGTERM and SIGINT on to it, and wait for it.
+
+    A child that handles the signal ends as it chooses, with its own exit
+    code; one that does not dies of it (128+N).
+    """
+    forwarder = _Forwarder()
+    previous = {signum: signal.signal(signum, forwarder) for signum in FORWARDED_SIGNALS}
+    try:
+        try:
+            forwarder.child = subprocess.Popen(argv, env=dict(env), **popen)
+        except FileNotFoundError:
+            error(f"{argv[0]}: not found (or its #! interpreter is not)")
+            return Ended(127, forwarder.first)
+        except OSError as exc:
+            error(f"{argv[0]}: {exc.strerror or exc}")
+            return Ended(126, forwarder.first)
+        for signum in forwarder.pending:
+            forwarder.child.send_signal(signum)
+        code = _exit_code(forwarder.child.wait())
+        return Ended(code, forwarder.first)
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:            # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
 def run_as(argv: list[str], who: Identity, environ: Mapping[str, str]) -> int:
-    """Run ``argv`` as ``who`` and wait; its exit code."""
+    """Run ``argv`` as ``who`` and wait, passing stop signals on; its exit code."""
     kwargs: dict = {}
     if os.getuid() == 0 and who.uid != 0:
         kwargs = {"user": who.uid, "group": who.gid, "extra_groups": who.groups()}
-    return _exit_code(subprocess.call(argv, env=user_environment(environ, who), **kwargs))
+    return run_child(argv, user_environment(environ, who), **kwargs).code
 
 
 @dataclass(frozen=True)
@@ -695,6 +900,7 @@ class Settings:
     root: str = "/"
     config_file: str = CONFIG_FILE
     marker: str = MARKER
+    command_record: str = COMMAND_RECORD
     extend_start: str = EXTEND_START
     bootstrap_step: str = BOOTSTRAP_STEP
     strategy: str = "COPY_ALWAYS"
@@ -768,8 +974,38 @@ def configure(start: Start) -> None:
             raise ActionFailed(f"writing {marker}: {exc.strerror or exc}") from None
 
 
+def _write_atomically(path: str, text: str) -> None:
+    """Replace ``path`` with ``text``, mode 0600: readers see the old file or the new one."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".dockyard-")     # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def record_command(start: Start) -> None:
+    """Record the command about to run, for --check.
+
+    Failing to is a warning, not a failed start: the record only serves --check,
+    which then says the command is not recorded (a dockyard-start that is not
+    root, for instance, cannot write under /var/lib/dockyard).
+    """
+    assert start.config.command is not None
+    path = start.settings.real(start.settings.command_record)
+    try:
+        _write_atomically(path, json.dumps(list(start.config.command)) + "\n")
+    except OSError as exc:
+        warn(f"cannot record the command in {path} ({exc.strerror or exc}); --check will say it is not recorded")
+
+
 def run_extension(start: Start, environ: Mapping[str, str]) -> int:
-    """The image's start extension, as root, when it has one; its exit code."""
+    """The image's start extension, as root, when it has one. 0: go on; else the code to exit with."""
     path = start.settings.real(start.settings.extend_start)
     if not os.path.lexists(path):
         return EXIT_OK
@@ -777,7 +1013,16 @@ def run_extension(start: Start, environ: Mapping[str, str]) -> int:
         warn(f"{path} exists but is not an executable file; not run")
         return EXIT_OK
     info(f"running {path}")
-    return _exit_code(subprocess.call([path], env=dict(environ)))
+    ended = run_child([path], environ)
+    if ended.code != EXIT_OK:
+        error(f"{path} exited {ended.code}; not starting")
+        return ended.code
+    if ended.stop is not None:
+        # The container is being stopped: a command started now would only be
+        # killed when the engine's grace period ran out.
+        info(f"{path} ended after {signal.Signals(ended.stop).name}; not starting")
+        return _exit_code(-ended.stop)
+    return EXIT_OK
 
 
 def _describe(who: Identity) -> str:
@@ -803,8 +1048,31 @@ def exec_command(command: tuple[str, ...], who: Identity, environ: Mapping[str, 
     return EXIT_FAILED  # not reached: exec does not return
 
 
+def command_difference(start: Start) -> str | None:
+    """A --check line when config.json's command is not the one this container started."""
+    if start.settings.bootstrap:
+        return None           # a bootstrap container runs its step, never the command
+    path = start.settings.real(start.settings.command_record)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+    except FileNotFoundError:
+        if start.config.command is None:
+            info(f"command: none in config.json, and none recorded at {path}")
+            return None
+        # Started by a dockyard-start that kept no record, or one that could not write it.
+        return f"command: not recorded ({path} is missing), so it cannot be compared"
+    except (OSError, ValueError) as exc:
+        return f"command: the record {path} cannot be read: {getattr(exc, 'strerror', None) or exc}"
+    if not (isinstance(recorded, list) and all(isinstance(word, str) for word in recorded)):
+        return f"command: the record {path} is not a JSON list of strings"
+    # Only that it differs: the arguments are never printed (nor logged).
+    return None if tuple(recorded) == start.config.command else "command: differs"
+
+
 def run_check(start: Start) -> int:
-    diffs = differences(start.config)
+    command = command_difference(start)
+    diffs = ([command] if command else []) + differences(start.config)
     for line in diffs:
         print(line)
     sys.stdout.flush()
@@ -816,7 +1084,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         prog="dockyard-start",
         description="Configure this container from config.json, then run its command as the service user.")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 listing the files in place that differ from config.json's; change nothing")
+                        help="exit 1 listing what differs from config.json: the files in place, "
+                             "and the command this container started; change nothing")
     # Tests place the container's / elsewhere; images never pass it.
     parser.add_argument("--root", default="/", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -838,7 +1107,6 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return EXIT_FAILED
     code = run_extension(start, environ)
     if code != EXIT_OK:
-        error(f"{start.settings.real(start.settings.extend_start)} exited {code}; not starting")
         return code
 
     if start.settings.bootstrap:
@@ -848,6 +1116,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         info(f"bootstrap: {step} exited {code}")
         return code
     assert start.config.command is not None
+    record_command(start)
     return exec_command(start.config.command, start.user, environ)
 
 

@@ -23,7 +23,8 @@ from dockyard.releases import load_releases
 from dockyard.deploy.ops import demo as demo_steps
 from dockyard.deploy.ops import fernet_rotation, hostnet, postdeploy
 from dockyard.deploy.execute import volumes_record
-from dockyard.deploy.wanted.catalogue import REGISTRY_SERVICE, TOOLBOX_IMAGE, ServiceCatalogue, load_services
+from dockyard.deploy.wanted.catalogue import (REGISTRY_SERVICE, TOOLBOX_IMAGE, ServiceCatalogue, load_services,
+                                              unit_name)
 from dockyard.deploy.ops.compose import export_compose as compose_text
 from dockyard.deploy.engines import SiteEngines, connect_site
 from dockyard.deploy.execute.executor import RunResult, execute
@@ -252,14 +253,33 @@ def _check_limit(prepared: Prepared, limit: set[str] | None) -> None:
             raise ConfigError(f"unknown host {name!r} (hosts: {', '.join(hosts)})", key="--limit")
 
 
+def _recreate_names(prepared: Prepared, names: set[str] | None) -> set[str]:
+    """``--recreate``'s names as the planner takes them: a service's name, or a
+    container's engine name (``nova-libvirt`` and ``nova_libvirt`` are both
+    taken for the container, when no service has that name)."""
+    services = prepared.wanted.services()
+    containers = {c.name for c in prepared.wanted.containers}
+    out: set[str] = set()
+    for name in sorted(names or ()):
+        if name in services:
+            out.add(name)
+        elif unit_name(name) in containers:
+            out.add(unit_name(name))
+        else:
+            raise ConfigError(f"{name!r} is neither an enabled service nor a container of one", key="--recreate")
+    return out
+
+
 def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
            engine: Engine | SiteEngines | None = None, services_root: Path | None = None,
            limit: set[str] | None = None, serial: int | None = None, registry: ImageSource | None = None,
-           only_pulls: bool = False) -> RunResult | Plan:
+           only_pulls: bool = False, recreate: set[str] | None = None) -> RunResult | Plan:
     """Converge the site: only the difference is done, in dependency order.
     ``limit``: only these hosts' work (the others are assumed deployed);
     ``serial``: every service changes on that many hosts at a time;
-    ``only_pulls``: only the images (``dockyard pull``).
+    ``only_pulls``: only the images (``dockyard pull``);
+    ``recreate``: services or containers recreated on a rebuilt image even
+    where the packages that matter to them are unchanged (otherwise kept running).
 
     Returns the plan on a dry run (nothing done), else the run's result.
     """
@@ -269,6 +289,7 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
                           path=Path(config_dir) / "globals.yml", key="registry")
     _check_services(prepared, services)
     _check_limit(prepared, limit)
+    forced = _recreate_names(prepared, recreate)
     one_per_engine(prepared.site, prepared.wanted)
     for warning in prepared.warnings:
         say(warning)
@@ -279,7 +300,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
                            hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
         _check_foreign(prepared, observed)
         _check_releases(prepared, observed, services)
-        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit, serial=serial)
+        plan = make_plan(prepared.wanted, observed, only_services=services, only_hosts=limit, serial=serial,
+                         recreate=forced)
         if only_pulls:
             plan = Plan([a for a in plan.actions if a.kind in (ActionKind.PULL_IMAGE, ActionKind.REACH_ENGINE)])
         if dry_run:
@@ -289,6 +311,8 @@ def deploy(config_dir: Path, *, services: set[str] | None = None, dry_run: bool 
         _check_ports(prepared, plan)
         with Timeline(site.state_dir) as timeline:
             say(f"dockyard: run {timeline.run_id} on {config_dir}")
+            for kept in plan.kept:
+                say(f"keep {kept.name}: {kept.reason}")
             # Recorded before they are made: a run killed half-way still leaves
             # them known as this site's, for destroy --include-volumes.
             volumes_record.add_volumes(site.state_dir,

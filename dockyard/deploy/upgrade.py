@@ -34,7 +34,7 @@ from dockyard.deploy.execute.records import UPGRADE_RECORD
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
-from dockyard.deploy.plan.observe import ObservedState, observe
+from dockyard.deploy.plan.observe import ObservedState, observe, observe_packages
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan, running_releases
 from dockyard.deploy.site.loader import GLOBALS_FILE, Site
@@ -246,7 +246,11 @@ def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prep
     if wanted.missing_images:
         raise ConfigError(f"the images the site runs now are gone ({', '.join(wanted.missing_images)}): the site "
                           f"cannot be checked converged before its upgrade", path=path, key="release")
-    plan = make_plan(wanted.state, observed, only_services=services, secret_order=False)
+    # The package lists decide for the wanted state of the releases it runs (a
+    # container kept over a rebuild is converged): read them for that one.
+    as_it_runs = replace(observed, packages={})
+    observe_packages(prepared.engines(), wanted.state, as_it_runs)
+    plan = make_plan(wanted.state, as_it_runs, only_services=services, secret_order=False)
     pending = [a for a in plan.actions if a.changes_something or a.kind == ActionKind.WAIT_HEALTHY]
     if pending:
         shown = "; ".join(f"{a.id} ({a.reason})" for a in pending[:5])

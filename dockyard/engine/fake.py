@@ -231,6 +231,8 @@ class FakeEngine:
                 self.images_by_tag[ref] = replace(info, tags=(ref,), digests=(entry,))
 
     def read_file(self, image: str, path: str) -> bytes:
+        if self.image(image) is None:           # as the real engine, which makes a container of it to read
+            raise EngineError(f"no such image: {image}")
         try:
             return self.files[(image, path)]
         except KeyError as exc:

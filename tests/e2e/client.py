@@ -13,7 +13,8 @@ from .conftest import CONFIG_DIR
 def openstack(*args: str, cloud: str = "dockyard", check: bool = True, **env) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         ["openstack", "--os-cloud", cloud, *args],
-        capture_output=True, text=True, timeout=300,
+        # No stdin: `image create` without --file would read one as the image's data.
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
         env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(CONFIG_DIR / "clouds.yaml"), **env},
     )
     if check and proc.returncode != 0:

@@ -74,6 +74,37 @@ def test_image_upload_download_is_byte_identical(cloud, tmp_path):
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
+def test_image_upload_in_chunks_as_nova_sends_snapshots(cloud, tmp_path):
+    # Nova uploads a snapshot (and cinder a volume) through glanceclient as a body
+    # of unknown length: Transfer-Encoding chunked, 1 MiB chunks. Sent here by hand,
+    # chunk by chunk, to the image's file.
+    token = openstack("token", "issue", "-f", "value", "-c", "id").stdout.strip()
+    endpoint = next(e["URL"] for e in openstack_json("endpoint", "list", "--service", "image",
+                                                     "--interface", "public"))
+    # The record by the API: `openstack image create` with no --file uploads its
+    # stdin (empty here), which makes the image active before the PUT below.
+    create = urllib.request.Request(
+        f"{endpoint}/v2/images", method="POST",
+        data=json.dumps({"name": "e2e-chunked", "disk_format": "raw", "container_format": "bare"}).encode(),
+        headers={"X-Auth-Token": token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(create, timeout=60) as response:
+        image = json.load(response)
+    chunks = [os.urandom(1024 * 1024) for _ in range(3)] + [os.urandom(17)]
+    try:
+        put = urllib.request.Request(
+            f"{endpoint}/v2/images/{image['id']}/file", data=iter(chunks), method="PUT",
+            headers={"X-Auth-Token": token, "Content-Type": "application/octet-stream",
+                     "Transfer-Encoding": "chunked"})
+        with urllib.request.urlopen(put, timeout=120) as response:
+            assert response.status == 204
+        assert openstack_json("image", "show", image["id"])["status"] == "active"
+        dst = tmp_path / "back.raw"
+        openstack("image", "save", "--file", str(dst), image["id"])
+        assert hashlib.sha256(dst.read_bytes()).hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    finally:
+        openstack("image", "delete", image["id"], check=False)
+
+
 def test_placement_answers(cloud):
     # Its own standard resource classes: placement's database is there and its API answers.
     classes = {row["name"] for row in openstack_json("resource", "class", "list")}

@@ -124,10 +124,21 @@ def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
     poll(f"ssh {fip} after reboot", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1",
          on_timeout=lambda: console("dp-1")[-3000:])
 
+    # -- a snapshot becomes an image that boots a third server ---------------------------
+    # Nova uploads it to glance as a chunked body of unknown length.
+    openstack("server", "image", "create", "--wait", "--name", "dp-1-snapshot", "dp-1")
+    assert openstack_json("image", "show", "dp-1-snapshot")["status"] == "active"
+    three = boot("dp-3", image="dp-1-snapshot")
+    figures["snapshot_boot_to_sshd_console_s"] = three["sshd_s"]
+    assert f"{CONSOLE_HOSTNAME}dp-3" in console("dp-3")
+    reach = ssh(fip, f"ping -c 2 -W 3 {fixed_address('dp-3')}")
+    assert reach.returncode == 0 and "2 packets received" in reach.stdout, reach.stdout + reach.stderr
+
     # -- delete frees everything --------------------------------------------------------
-    for name in ("dp-1", "dp-2"):
+    for name in ("dp-1", "dp-2", "dp-3"):
         openstack("server", "delete", "--wait", name)
     openstack("floating", "ip", "delete", fip)
+    openstack("image", "delete", "dp-1-snapshot")
     assert not [s for s in openstack_json("server", "list") if s["Name"].startswith("dp-")]
     assert fip not in {f["Floating IP Address"] for f in openstack_json("floating", "ip", "list")}
     poll(f"{fip} silent", lambda: not answers_ping(fip), timeout=60)

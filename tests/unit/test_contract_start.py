@@ -15,10 +15,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,6 +164,7 @@ INVALID = [
     ("dest relative", {"extra": _entry(dest="etc/a.conf")}, {}, "config.json: config_files[1].dest: must be an absolute path"),
     ("dest a directory", {"extra": _entry(dest="/etc/existing-dir")}, {}, "config_files[1].dest: "),
     ("glob into a file", {"extra": _entry(source=f"{SRC}/*.conf", dest="/etc/existing-file")}, {}, "is not a directory, so nothing can be copied into it"),
+    ("dest under a file", {"extra": _entry(dest="/etc/existing-file/a.conf")}, {}, "config_files[1].dest: "),
     ("owner unknown user", {"extra": _entry(owner="dockyard-no-such-user")}, {}, "config.json: config_files[1].owner: unknown user 'dockyard-no-such-user'"),
     ("owner unknown group", {"extra": _entry(owner="nobody:dockyard-no-such-group")}, {}, "config.json: config_files[1].owner: unknown group 'dockyard-no-such-group'"),
     ("owner empty group", {"extra": _entry(owner="nobody:")}, {}, "config.json: config_files[1].owner: must be 'user', 'user:group' or a numeric uid"),
@@ -172,7 +175,9 @@ INVALID = [
     ("owner gid out of range", {"extra": _entry(owner="0:99999999999")}, {}, "config_files[1].owner: id 99999999999 is out of range"),
     ("perm symbolic", {"extra": _entry(perm="rw-r--r--")}, {}, "config.json: config_files[1].perm: must be an octal mode string such as '0640', got 'rw-r--r--'"),
     ("perm a number", {"extra": _entry(perm=640)}, {}, "config_files[1].perm: must be an octal mode string such as '0640', got a number"),
-    ("perm python prefix", {"extra": _entry(perm="0o640")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm python prefix, no digits", {"extra": _entry(perm="0o")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm python prefix, not octal", {"extra": _entry(perm="0o648")}, {}, "config_files[1].perm: must be an octal mode string"),
+    ("perm upper-case prefix", {"extra": _entry(perm="0O640")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("perm not octal", {"extra": _entry(perm="0888")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("perm too long", {"extra": _entry(perm="077777")}, {}, "config_files[1].perm: must be an octal mode string"),
     ("merge a string", {"extra": _entry(merge="yes")}, {}, "config.json: config_files[1].merge: must be true or false, got a string"),
@@ -186,8 +191,11 @@ INVALID = [
     ("permission owner unknown", {"permissions": [_perm(owner="dockyard-no-such-user")]}, {}, "permissions[0].owner: unknown user 'dockyard-no-such-user'"),
     ("permission perm bad", {"permissions": [_perm(perm="0x1ff")]}, {}, "permissions[0].perm: must be an octal mode string"),
     ("permission recurse a number", {"permissions": [_perm(recurse=1)]}, {}, "permissions[0].recurse: must be true or false, got a number"),
-    ("exclude not a list", {"permissions": [_perm(exclude="/var/lib/svc/x")]}, {}, "permissions[0].exclude: must be a list of absolute paths, got a string"),
-    ("exclude relative item", {"permissions": [_perm(exclude=["x"])]}, {}, "permissions[0].exclude: must be an absolute path, got 'x'"),
+    ("exclude not a list", {"permissions": [_perm(exclude="/var/lib/svc/x")]}, {}, "permissions[0].exclude: must be a list of regular expressions for absolute paths, got a string"),
+    ("exclude relative item", {"permissions": [_perm(exclude=["/var/lib/svc/x", "x"])]}, {}, "permissions[0].exclude[1]: must be a regular expression for absolute paths, starting with '/', got 'x'"),
+    ("exclude a search pattern", {"permissions": [_perm(exclude=[r"\.log$"])]}, {}, "permissions[0].exclude[0]: must be a regular expression for absolute paths, starting with '/'"),
+    ("exclude not a string", {"permissions": [_perm(exclude=[7])]}, {}, "permissions[0].exclude[0]: must be a regular expression for absolute paths, starting with '/', got a number"),
+    ("exclude invalid regex", {"permissions": [_perm(exclude=["/var/lib/svc/x", "/var/lib/(svc"])]}, {}, "permissions[0].exclude[1]: '/var/lib/(svc' is not a valid regular expression: missing ), unterminated subpattern at position 9"),
     ("strategy unknown", {}, {"DOCKYARD_CONFIG_STRATEGY": "SOMETIMES"}, "DOCKYARD_CONFIG_STRATEGY: must be COPY_ALWAYS or COPY_ONCE, got 'SOMETIMES'"),
     ("image user unknown", {}, {"DOCKYARD_USER": "dockyard-no-such-user"}, "DOCKYARD_USER: unknown user 'dockyard-no-such-user'"),
     ("bootstrap without a step", {}, {"DOCKYARD_BOOTSTRAP": "1"}, "DOCKYARD_BOOTSTRAP is set, but this image has no executable bootstrap step"),
@@ -284,6 +292,18 @@ def test_copy_sets_owner_and_mode_and_logs_without_contents(box, capsys, execs):
     assert "s3cret" not in err
     assert "--debug" not in err     # only the program's name is logged
     assert execs[0][0] == ("keystone-all", "--debug")
+
+
+@pytest.mark.parametrize("perm, mode", [("600", 0o600), ("0600", 0o600), ("0o600", 0o600),
+                                        ("2750", 0o2750), ("0o2750", 0o2750)])
+def test_perm_forms(box, perm, mode):
+    box.source("a.conf", "a")
+    box.config({"command": "true", "config_files": [_entry(perm=perm)],
+                "permissions": [_perm(perm=perm)]})
+    box.p("/var/lib/svc").mkdir(parents=True)
+    assert box.start() == 0
+    assert mode_of(box.p("/etc/svc/a.conf")) == mode
+    assert mode_of(box.p("/var/lib/svc")) == ds.dir_mode(mode)
 
 
 def test_without_owner_and_perm_the_copy_is_roots_with_the_source_mode(box):
@@ -388,6 +408,64 @@ def test_merge_keeps_what_dest_already_holds(box):
     assert box.start("--check") == 0
 
 
+@pytest.mark.parametrize("on_disk, message", [
+    ("file", "{dest}/sub is not a directory, but the source {src}/sub is one"),
+    ("dir", "{dest}/z is a directory, but the source {src}/z is a file"),
+])
+def test_a_clash_inside_a_merged_tree_is_invalid_before_anything_is_copied(box, capsys, on_disk, message):
+    box.source("first.conf", "1")
+    box.source("tree/a", "a")                  # would be copied before the clash is met
+    box.source("tree/sub/f", "f")
+    box.source("tree/z", "z")
+    if on_disk == "file":
+        box.write("/etc/tree/sub", "a file where the source has a directory")
+    else:
+        box.p("/etc/tree/z").mkdir(parents=True)
+    box.config({"command": "true", "config_files": [
+        _entry(source=f"{SRC}/first.conf", dest="/etc/first.conf"),
+        _entry(source=f"{SRC}/tree", dest="/etc/tree", merge=True)]})
+    before = box.snapshot()
+    assert box.start() == ds.EXIT_INVALID
+    err = capsys.readouterr().err
+    expected = message.format(dest=box.p("/etc/tree"), src=box.p(f"{SRC}/tree"))
+    assert f"ERROR config.json: config_files[1].dest: {expected}" in err
+    assert box.snapshot() == before
+
+
+@pytest.mark.parametrize("first, second, message", [
+    # A file dest that the next entry copies into.
+    (_entry(), _entry(source=f"{SRC}/b.conf", dest="/etc/svc/a.conf/b.conf"),
+     "{root}/etc/svc/a.conf is not a directory, so nothing can be copied into it (config_files[0] puts a file there)"),
+    # The reverse: a directory made by one entry, a file copied over it by the next.
+    (_entry(source=f"{SRC}/b.conf", dest="/etc/svc/a.conf/"), _entry(),
+     "{root}/etc/svc/a.conf is a directory, but the source {root}" + SRC + "/a.conf is a file "
+     "(config_files[0] puts a directory there)"),
+    # A file inside a copied tree that the next entry treats as a directory.
+    (_entry(source=f"{SRC}/tree", dest="/etc/tree", merge=True), _entry(dest="/etc/tree/sub/"),
+     "{root}/etc/tree/sub is not a directory, so nothing can be copied into it (config_files[0] puts a file there)"),
+])
+def test_entries_whose_dests_clash_are_invalid_before_anything_is_copied(box, capsys, first, second, message):
+    box.source("a.conf", "a")
+    box.source("b.conf", "b")
+    box.source("tree/sub", "a file")
+    box.config({"command": "true", "config_files": [first, second]})
+    before = box.snapshot()
+    assert box.start() == ds.EXIT_INVALID
+    assert f"ERROR config.json: config_files[1].dest: {message.format(root=box.root)}" in capsys.readouterr().err
+    assert box.snapshot() == before
+
+
+def test_a_replaced_tree_hides_what_was_on_disk_from_later_entries(box):
+    box.source("tree/sub/f", "f")
+    box.source("a.conf", "a")
+    box.write("/etc/tree/sub", "a file the replaced tree turns into a directory")
+    box.config({"command": "true", "config_files": [
+        _entry(source=f"{SRC}/tree", dest="/etc/tree"), _entry(dest="/etc/tree/sub/")]})
+    assert box.start() == 0
+    assert box.p("/etc/tree/sub/f").read_text() == "f"
+    assert box.p("/etc/tree/sub/a.conf").read_text() == "a"
+
+
 def test_perm_on_a_directory_source_lets_readers_search_it(box):
     box.source("tree/sub/f", "f")
     box.config({"command": "true", "config_files": [
@@ -487,6 +565,47 @@ def test_permissions_recurse_with_exclude(box):
         assert owner_of(box.p(path))[0] == 0
 
 
+@pytest.mark.parametrize("pattern", [r"/var/lib/svc/keep", "/var/lib/svc/keep/", r"/var/lib/svc/k[e]+p", r"^/var/lib/svc/(keep|other)"])
+def test_an_exclude_is_a_regex_over_the_whole_container_path(box, pattern):
+    for path in ("/var/lib/svc/keep/f", "/var/lib/svc/keeper/f", "/var/lib/svc/a/keep"):
+        box.write(path, "x", 0o600)
+    box.config({"command": "true", "permissions": [_perm(recurse=True, exclude=[pattern])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/lib/svc/keep"))[0] == 0
+    assert owner_of(box.p("/var/lib/svc/keep/f"))[0] == 0          # pruned with its directory
+    # Matched whole: neither a longer name nor the same name elsewhere is excluded.
+    for path in ("/var/lib/svc/keeper", "/var/lib/svc/keeper/f", "/var/lib/svc/a/keep"):
+        assert owner_of(box.p(path))[0] == NOBODY.pw_uid
+
+
+def test_an_exclude_regex_leaves_out_matching_files_at_any_depth(box):
+    for path in ("/var/lib/svc/a.log", "/var/lib/svc/sub/b.log", "/var/lib/svc/sub/b.conf", "/var/lib/svc/alog"):
+        box.write(path, "x", 0o600)
+    box.config({"command": "true", "permissions": [_perm(perm="0640", recurse=True, exclude=[r"/var/lib/svc/.*\.log"])]})
+    assert box.start() == 0
+    for path in ("/var/lib/svc/a.log", "/var/lib/svc/sub/b.log"):
+        assert owner_of(box.p(path))[0] == 0 and mode_of(box.p(path)) == 0o600
+    for path in ("/var/lib/svc/sub", "/var/lib/svc/sub/b.conf", "/var/lib/svc/alog"):
+        assert owner_of(box.p(path))[0] == NOBODY.pw_uid
+
+
+def test_an_exclude_is_matched_against_the_container_path_not_the_real_one(box):
+    box.write("/var/lib/svc/keep/f", "x", 0o600)
+    # This matches where the test placed the file on the host, which the container never sees.
+    box.config({"command": "true", "permissions": [_perm(recurse=True, exclude=[f"{box.root}/var/lib/svc/keep"])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/lib/svc/keep/f"))[0] == NOBODY.pw_uid
+
+
+def test_an_excluded_glob_match_is_left_alone(box):
+    box.write("/var/log/svc-a.log", "")
+    box.write("/var/log/svc-b.log", "")
+    box.config({"command": "true", "permissions": [_perm(path="/var/log/svc-*.log", exclude=["/var/log/svc-b.log"])]})
+    assert box.start() == 0
+    assert owner_of(box.p("/var/log/svc-a.log"))[0] == NOBODY.pw_uid
+    assert owner_of(box.p("/var/log/svc-b.log"))[0] == 0
+
+
 def test_permissions_without_recurse_touch_only_the_path(box):
     box.write("/var/lib/svc/f", "x", 0o600)
     box.config({"command": "true", "permissions": [_perm(owner="nobody:root")]})
@@ -552,6 +671,80 @@ def test_check_reports_each_kind_of_difference_and_changes_nothing(box, capsys):
                    f"{box.p('/etc/x/o')}: owner differs", f"{box.p('/etc/x/gone')}: missing",
                    f"{box.p('/etc/tree/extra')}: not in {box.p(SRC)}/tree"]
     assert box.snapshot() == before
+
+
+def test_starting_the_command_records_it_and_check_compares_it(box, capsys, execs):
+    box.config({"command": "keystone-all --debug 'two words'"})
+    assert box.start() == 0
+    record = box.p(ds.COMMAND_RECORD)
+    assert json.loads(record.read_text()) == ["keystone-all", "--debug", "two words"]
+    assert mode_of(record) == 0o600
+    assert box.start("--check") == 0
+
+    box.config({"command": "keystone-all --debug 'two' 'words'"})
+    capsys.readouterr()
+    before = box.snapshot()
+    assert box.start("--check") == 1
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["command: differs"]
+    assert "--debug" not in out                 # arguments are never printed
+    assert box.snapshot() == before
+    assert len(execs) == 1                      # --check never runs it
+
+    box.config({})                              # no command any more: that differs too
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == ["command: differs"]
+
+
+def test_check_lists_a_changed_command_with_the_files(box, capsys):
+    box.source("a.conf", "a")
+    box.config({"command": "true", "config_files": [_entry()]})
+    assert box.start() == 0
+    box.config({"command": "false", "config_files": [_entry()]})
+    box.p("/etc/svc/a.conf").write_text("changed")
+    capsys.readouterr()
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == ["command: differs", f"{box.p('/etc/svc/a.conf')}: content differs"]
+
+
+def test_a_missing_record_counts_only_when_config_json_has_a_command(box, capsys):
+    box.config({"command": "true"})
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"command: not recorded ({box.p(ds.COMMAND_RECORD)} is missing), so it cannot be compared"]
+    box.config({})
+    assert box.start("--check") == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"INFO command: none in config.json, and none recorded at {box.p(ds.COMMAND_RECORD)}" in captured.err
+
+
+def test_a_bootstrap_run_records_no_command_and_its_check_compares_none(box, capsys):
+    box.script(ds.BOOTSTRAP_STEP, "exit 0\n")
+    box.config({"command": "true"})
+    assert box.start(DOCKYARD_BOOTSTRAP="1") == 0
+    assert not box.p(ds.COMMAND_RECORD).exists()
+    capsys.readouterr()
+    assert box.start("--check", DOCKYARD_BOOTSTRAP="1") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_a_record_that_cannot_be_written_is_a_warning_and_check_says_so(box, capsys, execs):
+    box.p(ds.COMMAND_RECORD).mkdir(parents=True)       # a directory where the record goes
+    box.config({"command": "true"})
+    assert box.start() == 0
+    assert len(execs) == 1
+    assert f"WARNING cannot record the command in {box.p(ds.COMMAND_RECORD)}" in capsys.readouterr().err
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.startswith(f"command: the record {box.p(ds.COMMAND_RECORD)} cannot be read")
+
+
+@pytest.mark.parametrize("text", ['{"argv": ["true"]}', "[1, 2]", "not json"])
+def test_a_record_that_is_not_an_argv_counts_as_a_difference(box, capsys, text):
+    box.write(ds.COMMAND_RECORD, text)
+    box.config({"command": "true"})
+    assert box.start("--check") == 1
+    assert capsys.readouterr().out.startswith(f"command: the record {box.p(ds.COMMAND_RECORD)} ")
 
 
 def test_check_does_not_need_a_command_and_refuses_invalid_config(box, capsys):
@@ -623,6 +816,19 @@ def test_bootstrap_runs_the_step_as_the_service_user_and_exits_with_its_code(ope
     assert execs == []
 
 
+@pytest.mark.parametrize("child", [ds.EXTEND_START, ds.BOOTSTRAP_STEP])
+def test_a_child_that_cannot_be_run_exits_127_or_126_with_a_message(box, capsys, execs, child):
+    box.write(child, "#!/nonexistent/dockyard-interpreter\n", 0o755)
+    box.config({"command": "true"})
+    env = {"DOCKYARD_BOOTSTRAP": "1"} if child == ds.BOOTSTRAP_STEP else {}
+    assert box.start(**env) == 127
+    assert f"ERROR {box.p(child)}: not found (or its #! interpreter is not)" in capsys.readouterr().err
+    box.write(child, "\x7fELF not really\n", 0o755)
+    assert box.start(**env) == 126
+    assert f"ERROR {box.p(child)}: Exec format error" in capsys.readouterr().err
+    assert execs == []
+
+
 @pytest.mark.parametrize("value", ["0", "false", "FALSE", "no", ""])
 def test_bootstrap_values_that_mean_off(box, execs, value):
     box.config({"command": "true"})
@@ -680,6 +886,8 @@ def test_exec_replaces_the_process_as_the_service_user(open_box, service_user):
     assert str(extra.gr_gid) in groups.split()          # supplementary groups via initgroups
     assert (home, user) == (entry.pw_dir, entry.pw_name)
     assert f"INFO running sh as {entry.pw_name}" in proc.stderr
+    # Recorded as root, before the drop, for --check.
+    assert json.loads(box.p(ds.COMMAND_RECORD).read_text())[:2] == ["sh", "-c"]
 
 
 def test_exec_keeps_the_pid_of_dockyard_start(open_box):
@@ -707,6 +915,96 @@ def test_already_unprivileged_start_skips_the_drop(open_box):
     proc = run_module(box.root, {"DOCKYARD_USER": "root"}, user=NOBODY.pw_uid)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().split() == [str(NOBODY.pw_uid)]
+    # It cannot write the command's record under root's /var/lib/dockyard: a warning, not a failure.
+    assert "WARNING cannot record the command" in proc.stderr
+
+
+# A step (or extension) that says it is ready once its handlers are in place,
+# then waits on stdin; a stop signal makes it say which and exit (7 unless
+# told otherwise). Plain os.write: the signal may come while "ready" is still
+# being written.
+TRAPPING_CHILD = f"""#!{PYTHON}
+import os, signal
+def stop(signum, frame):
+    os.write(1, b"got %d\\n" % signum)
+    os._exit(EXIT)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+os.write(1, b"ready\\n")
+os.read(0, 1)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("child", ["bootstrap step", "start extension"])
+def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, child, signum):
+    if child == "bootstrap step":
+        box.write(ds.BOOTSTRAP_STEP, TRAPPING_CHILD.replace("EXIT", "7"), 0o755)
+        box.config({})
+        env = {"DOCKYARD_BOOTSTRAP": "1"}
+    else:
+        box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "7"), 0o755)
+        box.config({"command": "true"})
+        env = {}
+    with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)],
+                          env={"PATH": os.environ["PATH"], **env}, text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
+        try:
+            assert start.stdout.readline() == "ready\n"      # the handshake: the child runs, trapping
+            start.send_signal(signum)                        # as tini does: to dockyard-start alone
+            code = start.wait(timeout=30)
+        finally:
+            # Only now does the child's stdin close: a child that was never told
+            # to stop (left behind by a dockyard-start the signal ended) ends here.
+            start.stdin.close()
+            if start.poll() is None:
+                start.kill()
+            rest, err = start.stdout.read(), start.stderr.read()
+    assert (code, rest) == (7, f"got {int(signum)}\n"), err
+
+
+def test_a_container_stopped_during_its_start_extension_does_not_start_the_command(box):
+    box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "0"), 0o755)   # ends "successfully"
+    box.config({"command": "sh -c 'echo the command ran'"})
+    with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)], env={"PATH": os.environ["PATH"]},
+                          text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
+        try:
+            assert start.stdout.readline() == "ready\n"
+            start.send_signal(signal.SIGTERM)
+            code = start.wait(timeout=30)
+        finally:
+            start.stdin.close()
+            if start.poll() is None:
+                start.kill()
+            rest, err = start.stdout.read(), start.stderr.read()
+    assert (code, rest) == (128 + signal.SIGTERM, f"got {int(signal.SIGTERM)}\n"), err
+    assert "ended after SIGTERM; not starting" in err
+
+
+def test_a_stop_signal_that_comes_while_the_child_starts_is_passed_on_once_it_runs(monkeypatch):
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stopped_while_starting(*args, **kwargs):
+        # Without run_child's handler in place this would end pytest itself.
+        assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_DFL, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGTERM)     # caught by run_child's handler: there is no child yet
+        started.append(real_popen(*args, **kwargs))
+        return started[0]
+
+    monkeypatch.setattr(ds.subprocess, "Popen", stopped_while_starting)
+    # Only a hang guard: a child never told to stop would wait on stdin for ever.
+    guard = threading.Timer(30, lambda: started[0].stdin.close())
+    guard.start()
+    try:
+        ended = ds.run_child([PYTHON, "-c", "import os; os.read(0, 1)"], os.environ, stdin=subprocess.PIPE)
+    finally:
+        guard.cancel()
+        for child in started:
+            child.stdin.close()
+    assert ended == ds.Ended(128 + signal.SIGTERM, signal.SIGTERM)    # the child died of it
+    assert signal.getsignal(signal.SIGTERM) == before    # and the handler was put back
 
 
 def test_a_missing_program_exits_127(open_box):
@@ -720,7 +1018,7 @@ def test_a_missing_program_exits_127(open_box):
 
 NAMES = st.text(alphabet="abcdefgh", min_size=1, max_size=6)
 OWNERS = st.sampled_from([None, "root", "nobody", "nobody:root", NOBODY.pw_uid, f"{UNUSED_ID}"])
-PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "02750", "400"])
+PERMS = st.sampled_from([None, "0600", "0640", "0644", "0755", "2750", "02750", "400", "0o640"])
 
 
 @st.composite

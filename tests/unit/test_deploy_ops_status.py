@@ -63,7 +63,7 @@ def test_json_and_table(tmp_path):
     data = json.loads(to_json(rows))
     assert data[-1] == {"container": "glance_api", "service": "glance", "host": "aio", "state": "exited",
                         "health": "", "image": "dockyard/glance-api:test", "up_to_date": False,
-                        "reason": "start: is exited"}
+                        "reason": "start: is exited", "kept": ""}
     console = Console(record=True, width=200)
     render(rows, console)
     text = console.export_text()

@@ -99,6 +99,33 @@ def test_a_new_build_pushed_is_pulled_and_rolled_out(site):
     assert {e.container("memcached").image_id for e in hosts.values()} == {new}
 
 
+def test_a_kept_container_compares_the_new_image_once_its_host_holds_it(site, tmp_path):
+    """In-place updates through a registry: the new build's package list is read
+    on the host, so before its pull the container is recreated (and the plan
+    says why); after `dockyard pull` a rebuild that changes none of its
+    packages keeps it running."""
+    from dockyard.image.packages import MANIFEST
+
+    config_dir, engines, hosts, registry, build = site
+    catalogue = tmp_path / "services"
+    shutil.copytree(REPO / "services", catalogue)
+    with (catalogue / "memcached.yml").open("a") as fh:
+        fh.write("    restart_packages: [memcached, libc6]\n")
+    options = dict(engine=engines, registry=registry, say=quiet, services_root=catalogue)
+    assert api.deploy(config_dir, **options).ok
+    old = build.image(REF).id
+    new = rebuild(site)
+    for engine in hosts.values():
+        for image_id in (old, new):
+            engine.files[(image_id, MANIFEST)] = b"memcached=1.6.38-1\nlibc6=2.41-12\n"
+    before = api.deploy(config_dir, dry_run=True, **options)
+    assert "recreate:memcached@h1" in before.by_id() and before.kept == []
+    assert f"cannot read {MANIFEST} of image {new[:19]}" in before.by_id()["recreate:memcached@h1"].reason
+    assert api.pull(config_dir, **options).ok
+    after = api.deploy(config_dir, dry_run=True, **options)
+    assert after.is_empty() and {k.name for k in after.kept} == {f"memcached@{h}" for h in hosts}
+
+
 def test_an_image_not_in_the_registry_or_built_after_its_push_is_refused(site, tmp_path):
     config_dir, engines, hosts, _, _ = site
     with pytest.raises(ConfigError, match=r"not in the registry 127.0.0.99:4000: memcached.*dockyard build --push"):

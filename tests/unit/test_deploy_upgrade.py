@@ -225,6 +225,27 @@ def test_a_site_not_converged_on_its_release_is_refused(deployed):
     assert not load_record(api.load(site_dir, need_passwords=False)[0].state_dir)
 
 
+def test_a_site_keeping_libvirt_over_a_rebuild_is_converged_and_upgrades(deployed):
+    """libvirt kept on its rebuilt 2025.1 image (an in-place update) is as the
+    site wants it: the upgrade's convergence check agrees, and moves it."""
+    from dataclasses import replace
+
+    from dockyard.image.packages import MANIFEST
+
+    site_dir, engine = deployed
+    ref = "dockyard/nova-libvirt:2025.1"
+    old = engine.images_by_tag[ref]
+    engine.images_by_tag[f"{ref}-previous"] = old
+    engine.images_by_tag[ref] = replace(old, id=old.id + "-rebuilt")
+    for image_id in (old.id, old.id + "-rebuilt"):
+        engine.files[(image_id, MANIFEST)] = b"libvirt-daemon-system=11.3.0-3\nlibc6=2.41-12\n"
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok
+    assert engine.container("nova_libvirt").image_id == old.id                   # kept
+    set_release(site_dir, "2026.1")
+    plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
+    assert "recreate:nova_libvirt" in plan.by_id()
+
+
 @pytest.fixture
 def three_releases(tmp_path, monkeypatch):
     path = tmp_path / "releases.yml"

@@ -121,6 +121,14 @@ BROKEN = [
      "horizon.yml: glance-api"),                                                 # a name used twice
     ("nova-compute", lambda d: d["jobs"].append({"name": "nova-late", "image": "nova-api", "bootstrap": True}),
      "nova-compute.yml: jobs[1]"),        # a job the containers wait for, after one that waits for them
+    ("openvswitch", lambda d: d["containers"]["openvswitch-vswitchd"].update(restart_packages=["OpenVSwitch"]),
+     "openvswitch.yml: containers.openvswitch-vswitchd.restart_packages[0]"),   # not a Debian package name
+    ("openvswitch", lambda d: d["containers"]["openvswitch-vswitchd"].update(restart_packages=["*"]),
+     "openvswitch.yml: containers.openvswitch-vswitchd.restart_packages[0]"),   # every package
+    ("nova-compute", lambda d: d["containers"]["nova-libvirt"].update(restart_packages=["libc6", "libc6"]),
+     "nova-compute.yml: containers.nova-libvirt.restart_packages"),
+    ("nova-compute", lambda d: d["containers"]["nova-libvirt"].update(restart_packages="libc6"),
+     "nova-compute.yml: containers.nova-libvirt.restart_packages"),          # a list, not a string
 ]
 
 
@@ -210,4 +218,47 @@ def test_the_docs_list_exactly_what_each_container_is_given():
             if c.cap_add or devices or c.security_opt or shared or c.writable_proc_sys:
                 actual[name] = {"cap_add": set(c.cap_add), "devices": devices, "security_opt": set(c.security_opt),
                                 "shared": shared, "writable_proc_sys": c.writable_proc_sys}
+    assert documented == actual
+
+
+def test_the_data_plane_names_its_packages_and_each_list_names_what_its_image_installs():
+    """Open vSwitch's and libvirt's containers are kept running over a rebuild
+    that changes none of their packages; each list names at least one package
+    its image (or a parent) installs, so a misspelt list cannot match nothing."""
+    from fnmatch import fnmatchcase
+
+    from dockyard.image.catalogue import load_catalogue
+
+    images = load_catalogue().images
+    declared = {}
+    for service in load_services().services.values():
+        for name, c in service.spec.containers.items():
+            if c.restart_packages:
+                declared[name] = c
+    assert set(declared) == {"openvswitch-db-server", "openvswitch-vswitchd", "nova-libvirt", "nova-virtlogd"}
+    for name, c in declared.items():
+        installed: list[str] = []
+        image: str | None = c.image
+        while image:
+            installed += images[image].meta.packages
+            image = images[image].parent
+        assert any(fnmatchcase(p, pattern) for p in installed for pattern in c.restart_packages), name
+
+
+def test_the_docs_list_exactly_each_containers_restart_packages():
+    """docs/services.md's "Kept over a rebuild" table is the catalogue's."""
+    import re
+
+    text = (SOURCE_ROOT / "docs" / "services.md").read_text()
+    section = text[text.index("**Kept over a rebuild.**"):]
+    table = section[section.index("| container |"):]
+    table = table[:table.index("\n\n")]
+    documented = {}
+    for line in table.splitlines()[2:]:
+        cells = line.strip().strip("|").split("|")
+        names = re.findall(r"`([^`]+)`", cells[0])
+        for name in names:
+            documented[name] = set(re.findall(r"`([^`]+)`", cells[1]))
+    actual = {name: set(c.restart_packages) for service in load_services().services.values()
+              for name, c in service.spec.containers.items() if c.restart_packages}
     assert documented == actual

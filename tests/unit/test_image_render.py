@@ -194,3 +194,11 @@ def test_write_context_never_replaces_a_folder_that_is_not_a_context(tmp_path):
     with pytest.raises(ConfigError, match="not a build context"):
         write_context(ImageContext("x", "FROM scratch\n", {}), precious)
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_the_real_base_image_lets_dpkg_skip_fsync_while_building():
+    cat = load_catalogue()
+    renderer = Renderer(cat, BuildConfig())
+    dpkg_cfg = renderer.context_files(cat.images["base"])["dpkg.cfg"][0].decode()
+    assert "force-unsafe-io" in [line.strip() for line in dpkg_cfg.splitlines()]
+    assert "COPY dpkg.cfg /etc/dpkg/dpkg.cfg.d/" in renderer.dockerfile(cat.images["base"])

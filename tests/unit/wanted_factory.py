@@ -54,6 +54,8 @@ class Site:
     config: dict[str, str] = field(default_factory=dict)       # file name -> content (over DEFAULT_CONFIG)
     image_ids: dict[str, str] = field(default_factory=dict)    # image key -> id (default: "<key>-v1")
     environment: dict[str, dict[str, str]] = field(default_factory=dict)   # container -> extra env
+    # container -> the packages its process is made of (the catalogue's restart_packages)
+    restart_packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def content(self, name: str) -> bytes:
         return self.config.get(name, DEFAULT_CONFIG[name]).encode()
@@ -95,7 +97,8 @@ def add_container(site: Site, state: WantedState, name: str, service: str, image
     spec = replace(spec, labels={**spec.labels, **labels})
     container = WantedContainer(host=HOST, service=service, spec=spec, hash=labels[LABEL_HASH], after=after,
                                 files=tuple(str(site.folder(name) / n) for n in contents),
-                                volumes=tuple(volumes), health_timeout=30)
+                                volumes=tuple(volumes), health_timeout=30, image_id=site.image_id(image),
+                                restart_packages=site.restart_packages.get(name, ()))
     state.containers.append(container)
     return container
 

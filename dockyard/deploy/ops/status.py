@@ -2,7 +2,10 @@
 would leave it alone (and if not, why).
 
 "Up to date" is decided by the planner's own rule (``plan.container_change``), so
-status and ``deploy --dry-run`` never disagree. One list call to the engine.
+status and ``deploy --dry-run`` never disagree. One list call to the engine (and,
+for a container whose rebuilt image it may keep, its images' package lists).
+A container a deploy keeps on its current image, although that was rebuilt, is
+up to date and says so: "kept", with the versions that made it so.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class StatusRow:
     image: str               # the wanted image reference (the running one for unwanted containers)
     up_to_date: bool
     reason: str = ""         # why not up to date: what a deploy would do about it
+    kept: str = ""           # why a deploy keeps it on its current image, though that was rebuilt
 
 
 def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str] | None = None,
@@ -48,14 +52,15 @@ def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str
                                   health="", image=c.spec.image, up_to_date=False,
                                   reason=f"engine unreachable: {observed.unreachable[c.host]}"))
             continue
-        current = observed.containers.get(unit_key(c.name, c.host, multi))
-        kind, reason = container_change(c, current)
+        key = unit_key(c.name, c.host, multi)
+        current = observed.containers.get(key)
+        kind, reason, kept = container_change(c, current, packages=observed.packages.get(key))
         rows.append(StatusRow(
             container=c.name, service=c.service, host=c.host,
             state=current.status if current else "missing",
             health=(current.health or "") if current else "",
             image=c.spec.image, up_to_date=kind is None,
-            reason=f"{kind}: {reason}" if kind else ""))
+            reason=f"{kind}: {reason}" if kind else "", kept=kept))
     wanted_keys = {unit_key(c.name, c.host, multi) for c in wanted.containers}
     for key, current in sorted(observed.containers.items()):
         if key in wanted_keys or key in job_keys:
@@ -83,7 +88,10 @@ def table(rows: list[StatusRow]) -> Table:
     for r in rows:
         state = f"[{_STATE_STYLE[r.state]}]{r.state}[/]" if r.state in _STATE_STYLE else escape(r.state)
         health = f"[{_HEALTH_STYLE[r.health]}]{r.health}[/]" if r.health in _HEALTH_STYLE else escape(r.health)
-        verdict = "yes" if r.up_to_date else f"[yellow]no[/] ({escape(r.reason)})"
+        if not r.up_to_date:
+            verdict = f"[yellow]no[/] ({escape(r.reason)})"
+        else:
+            verdict = f"[cyan]kept[/] ({escape(r.kept)})" if r.kept else "yes"
         t.add_row(escape(r.container), escape(r.service), escape(r.host), state, health, escape(r.image), verdict)
     return t
 

@@ -6,6 +6,11 @@ seconds, so there is no per-container round trip here. On disk only the wanted
 files are read, the names of the files in their units' folders (a file no unit
 wants any more is removed), and the jobs record.
 
+A container whose image was rebuilt, and for which the versions of the
+packages it names decide whether it is kept (plan/inplace.py), has both
+images' package lists read, from its host's engine: only then, so a no-op
+deploy reads none.
+
 On a site of several hosts, containers and volumes are keyed ``name@host``
 (:func:`dockyard.deploy.wanted.model.unit_key`), as the plan names them. An
 engine that does not answer is no error here: its hosts go to ``unreachable``,
@@ -20,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.engine.driver import ContainerState, Engine, VolumeInfo
+from dockyard.errors import EngineError, EngineUnavailable
+from dockyard.image.packages import MANIFEST, parse_manifest
 
 from dockyard.deploy.execute.jobs_record import load_job_secrets, load_jobs
 from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SITE
-from dockyard.deploy.wanted.model import WantedState, unit_key
+from dockyard.deploy.wanted.model import WantedContainer, WantedState, unit_key
+
+from .inplace import PackageVersions, matching, rebuilt_only
 
 
 @dataclass
@@ -40,6 +49,9 @@ class ObservedState:
     unreachable: dict[str, str] = field(default_factory=dict)             # host -> why its engine did not answer
     images: dict[str, dict[str, str]] = field(default_factory=dict)       # host -> tag -> image id (with a registry)
     folder_files: dict[str, list[str]] = field(default_factory=dict)      # unit config folder -> its files' paths
+    # Container key -> the versions of its restart_packages in the image it runs
+    # and in the wanted one; only for containers where they decide (plan/inplace.py).
+    packages: dict[str, PackageVersions] = field(default_factory=dict)
 
 
 def read_file(path: str) -> tuple[bytes | None, int | None]:
@@ -136,7 +148,62 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
             observed.volumes |= {unit_key(v, host, observed.multi_host) for v in volumes}
             if tags:
                 observed.images[host] = images
+    observe_packages(engines, wanted, observed)
     return observed
+
+
+def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> None:
+    """For each wanted container whose package versions decide whether it is
+    kept (:func:`rebuilt_only`), those versions in the image it runs and in the
+    wanted one, read from its host's engine by image id; each image's list read
+    once per engine, every engine at once. What cannot be read is said in
+    ``error`` (and the container is recreated, with that reason)."""
+    from dockyard.deploy.engines import brief
+
+    todo: dict[str, list[tuple[str, WantedContainer, ContainerState]]] = {}
+    for c in wanted.containers:
+        if c.host in observed.unreachable:
+            continue
+        key = unit_key(c.name, c.host, observed.multi_host)
+        current = observed.containers.get(key)
+        if current is not None and rebuilt_only(c, current):
+            todo.setdefault(c.host, []).append((key, c, current))
+    if not todo:
+        return
+
+    def read(engine: Engine, served: list[str]) -> dict[str, PackageVersions]:
+        lists: dict[str, dict[str, str] | str] = {}          # image id -> its packages, or why unreadable
+
+        def packages(image_id: str) -> dict[str, str] | str:
+            if image_id not in lists:
+                try:
+                    lists[image_id] = parse_manifest(engine.read_file(image_id, MANIFEST).decode(errors="replace"))
+                except EngineUnavailable:
+                    raise                                   # the whole engine: said once, for all it serves
+                except EngineError as exc:
+                    lists[image_id] = f"cannot read {MANIFEST} of image {image_id[:19]}: {exc}"
+            return lists[image_id]
+
+        out = {}
+        for host in served:
+            for key, c, current in todo[host]:
+                running, wanted_list = packages(current.image_id), packages(c.image_id)
+                if isinstance(running, str) or isinstance(wanted_list, str):
+                    out[key] = PackageVersions(error=running if isinstance(running, str) else str(wanted_list))
+                else:
+                    out[key] = PackageVersions(matching(running, c.restart_packages),
+                                               matching(wanted_list, c.restart_packages))
+        return out
+
+    hosts = list(todo)
+    results = engines.each(hosts, read)
+    for i, (_, served) in enumerate(engines.groups(hosts)):
+        result = results[i]
+        if isinstance(result, Exception):
+            why = f"the engine did not answer: {brief(result)}"
+            observed.packages.update({key: PackageVersions(error=why) for host in served for key, _, _ in todo[host]})
+        else:
+            observed.packages.update(result)
 
 
 # -- what stop and destroy act on -------------------------------------------------------

@@ -15,6 +15,11 @@ The rules, in short (docs/planning.md has the long version):
 - a job runs when its recorded hash differs from its wanted hash;
 - a container is created when missing, recreated when its config-hash label
   differs, started when stopped, and waited on when it has a health check;
+- but a running container that names the packages its process is made of
+  (``restart_packages``), whose image alone was rebuilt (same reference and
+  release) with none of them changed, is kept: the plan lists it, with the
+  versions, and has no action for it (plan/inplace.py). ``recreate`` names
+  the services or containers recreated all the same;
 - a managed container nobody wants any more is removed;
 - X waits for Y (named in X's ``after``) only when Y has an action in this plan;
   a Y with nothing to do passes on what it would have waited for. Things that
@@ -35,9 +40,10 @@ import gc
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import PurePath
+from typing import NamedTuple
 
 from dockyard.engine.driver import ContainerSpec, ContainerState
 from dockyard.errors import ConfigError
@@ -47,6 +53,7 @@ from dockyard.deploy.wanted.hashing import (changed_secrets, differing_files, di
 from dockyard.labels import LABEL_HASH, LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import (WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount,
                                           WantedState, WantedVolume, unit_key)
+from .inplace import PackageVersions, verdict
 from .observe import ObservedState
 
 
@@ -179,13 +186,27 @@ class Action:
                 "host": self.host, "reason": self.reason, "deps": list(self.deps)}
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A container the plan leaves running although its image was rebuilt: none
+    of the packages its process is made of changed (plan/inplace.py). Not an
+    action: nothing is done to it."""
+
+    name: str             # as the plan names it (name@host on a site of several hosts)
+    service: str
+    host: str
+    reason: str
+
+
 @dataclass
 class Plan:
     actions: list[Action] = field(default_factory=list)
     # Secret name -> ids of the actions its change makes (by name; never a value).
     secrets: dict[str, list[str]] = field(default_factory=dict)
+    kept: list[Kept] = field(default_factory=list)
 
     def is_empty(self) -> bool:
+        """No action: containers kept running change nothing."""
         return not self.actions
 
     def by_id(self) -> dict[str, Action]:
@@ -236,8 +257,10 @@ class Plan:
         return order
 
     def render(self) -> str:
-        """The plan for ``--dry-run``: by service, one line per action with its reason."""
-        if not self.actions:
+        """The plan for ``--dry-run``: by service, one line per action with its
+        reason, and one per container kept running (``keep``)."""
+        kept = f"{len(self.kept)} container{'s' if len(self.kept) > 1 else ''} kept running" if self.kept else ""
+        if not self.actions and not self.kept:
             return "nothing to do: everything is as wanted"
         names = {a.id: _shown(a) for a in self.actions}
         by_id = self.by_id()
@@ -245,29 +268,33 @@ class Plan:
         for secret, ids in self.secrets.items():
             touched = ", ".join(f"{by_id[i].kind} {names[i]}" for i in ids)
             lines.append(f"secret {secret} changed: {touched}")
-        width = min(max(len(n) for n in names.values()), 60)
-        kind_width = max(13, *(len(a.kind) for a in self.actions))
-        services: dict[str, list[Action]] = {}
+        width = min(max(len(n) for n in [*names.values(), *(k.name for k in self.kept)]), 60)
+        kind_width = max([13, *(len(a.kind) for a in self.actions)])
+        services: dict[str, list[str]] = {}
         for a in self.actions:                      # services in plan (dependency) order
-            services.setdefault(a.service or "(no service)", []).append(a)
-        for service, actions in services.items():
+            line = f"  {a.kind:<{kind_width}} {names[a.id]:<{width}}  {a.reason}"
+            after = _render_deps(a.deps)
+            if after:
+                line += f"  [after {after}]"
+            services.setdefault(a.service or "(no service)", []).append(line)
+        for k in self.kept:
+            services.setdefault(k.service, []).append(f"  {'keep':<{kind_width}} {k.name:<{width}}  {k.reason}")
+        for service, service_lines in services.items():
             lines.append(f"{service}:")
-            for a in actions:
-                line = f"  {a.kind:<{kind_width}} {names[a.id]:<{width}}  {a.reason}"
-                after = _render_deps(a.deps)
-                if after:
-                    line += f"  [after {after}]"
-                lines.append(line)
+            lines += service_lines
+        if not self.actions:
+            lines.append(f"nothing to do: everything is as wanted ({kept})")
+            return "\n".join(lines)
         counts = Counter(a.kind for a in self.actions)
         detail = ", ".join(f"{counts[k]} {k}" for k in ActionKind if counts[k])
-        lines.append(f"{len(self.actions)} actions ({detail})")
+        lines.append(f"{len(self.actions)} actions ({detail})" + (f"; {kept}" if kept else ""))
         return "\n".join(lines)
 
     def to_json(self) -> str:
         counts = Counter(a.kind for a in self.actions)
         return json.dumps({"actions": [a.to_dict() for a in self.actions],
                            "counts": {k: counts[k] for k in ActionKind if counts[k]},
-                           "secrets": self.secrets}, indent=2)
+                           "secrets": self.secrets, "kept": [asdict(k) for k in self.kept]}, indent=2)
 
 
 def _shown(a: Action) -> str:
@@ -333,23 +360,39 @@ def secrets_said(names: list[str]) -> str:
     return f"secret{'s' if len(names) > 1 else ''} {', '.join(names)} changed"
 
 
-def container_change(c: WantedContainer, current: ContainerState | None,
-                     rewritten_files: Sequence[str] = ()) -> tuple[ActionKind | None, str]:
-    """What a container needs: (kind or None, reason). The one place that decides."""
+class Change(NamedTuple):
+    """What a container needs: ``kind`` (None: nothing) and the reason for it;
+    ``kept``, when it stays on its current image although that was rebuilt, why."""
+
+    kind: ActionKind | None
+    reason: str
+    kept: str = ""
+
+
+def container_change(c: WantedContainer, current: ContainerState | None, rewritten_files: Sequence[str] = (),
+                     packages: PackageVersions | None = None, forced: bool = False) -> Change:
+    """What a container needs. The one place that decides. ``packages``: the
+    versions of its ``restart_packages`` in both images (observed), which
+    decide whether a rebuilt image is kept; ``forced``: recreated all the same."""
     if current is None:
-        return ActionKind.CREATE, "not present"
+        return Change(ActionKind.CREATE, "not present")
+    kept = ""
     if current.labels.get(LABEL_HASH) != c.hash:
-        return ActionKind.RECREATE, hash_reason(current.labels, c.spec.labels, rewritten_files)
+        decided = verdict(c, current, packages, forced)
+        if decided is None or not decided.keep:
+            reason = hash_reason(current.labels, c.spec.labels, rewritten_files)
+            return Change(ActionKind.RECREATE, f"{reason}: {decided.reason}" if decided else reason)
+        kept = decided.reason
     if c.copy_in and current.status == "created":
         # Created and never started: a run killed before it copied the whole
         # configuration in may have left it so. Made again, it is certain.
-        return ActionKind.RECREATE, "created but never started (its configuration copy may be incomplete)"
+        return Change(ActionKind.RECREATE, "created but never started (its configuration copy may be incomplete)")
     if not current.running:
         code = f", exit code {current.exit_code}" if current.status == "exited" and current.exit_code else ""
-        return ActionKind.START, f"is {current.status}{code}"
+        return Change(ActionKind.START, f"is {current.status}{code}", kept)
     if c.spec.healthcheck is not None and current.health != "healthy":
-        return ActionKind.WAIT_HEALTHY, f"running, health {current.health or 'not reported yet'}"
-    return None, ""
+        return Change(ActionKind.WAIT_HEALTHY, f"running, health {current.health or 'not reported yet'}", kept)
+    return Change(None, "", kept)
 
 
 def _file_reason(f: WantedFile, observed: ObservedState) -> str | None:
@@ -428,7 +471,7 @@ def unit_order(wanted: WantedState, multi_host: bool = False, index: UnitIndex |
 
 def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: set[str] | None = None,
               only_hosts: set[str] | None = None, serial: int | None = None,
-              secret_order: bool = True) -> Plan:
+              secret_order: bool = True, recreate: set[str] | None = None) -> Plan:
     """The actions that converge ``observed`` on ``wanted``.
 
     ``only_services`` limits the plan to those services' objects, ``only_hosts``
@@ -438,6 +481,8 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     catalogue entry sets ``serial`` roll so.
     ``secret_order`` off leaves out the waits on the units that make a changed
     secret true (``secret_after``): an upgrade orders services its own way.
+    ``recreate``: services or containers (engine names) recreated on a rebuilt
+    image even where the packages that matter to them are unchanged.
     """
     # Planning allocates many small objects and no reference cycles; the cyclic
     # collector would rescan the growing heap again and again, which makes a
@@ -445,7 +490,7 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Planner(wanted, observed, only_services, only_hosts, serial, secret_order).run()
+        return _Planner(wanted, observed, only_services, only_hosts, serial, secret_order, recreate).run()
     finally:
         if was_enabled:
             gc.enable()
@@ -453,8 +498,11 @@ def make_plan(wanted: WantedState, observed: ObservedState, *, only_services: se
 
 class _Planner:
     def __init__(self, wanted: WantedState, observed: ObservedState, only_services: set[str] | None,
-                 only_hosts: set[str] | None = None, serial: int | None = None, secret_order: bool = True):
+                 only_hosts: set[str] | None = None, serial: int | None = None, secret_order: bool = True,
+                 recreate: set[str] | None = None):
         self.wanted = wanted
+        self.recreate = recreate or set()
+        self.kept: list[Kept] = []
         self.observed = observed
         self.only = only_services
         self.only_hosts = only_hosts
@@ -519,7 +567,7 @@ class _Planner:
                        *self.reach.values()]:
             self.add(action)
         self.roll_serially()
-        return Plan(self.actions, {name: ids for name, ids in sorted(self.secrets.items())})
+        return Plan(self.actions, {name: ids for name, ids in sorted(self.secrets.items())}, self.kept)
 
     # -- objects --------------------------------------------------------------------------
     def plan_unreachable(self, units: list[Unit]) -> None:
@@ -729,7 +777,10 @@ class _Planner:
     def plan_container(self, c: WantedContainer) -> None:
         key = self.index.key(c)
         current = self.observed.containers.get(key)
-        kind, reason = container_change(c, current, self.rewritten(c.files))
+        kind, reason, kept = container_change(c, current, self.rewritten(c.files), self.observed.packages.get(key),
+                                              forced=bool({c.service, c.name} & self.recreate))
+        if kept:
+            self.kept.append(Kept(key, c.service, c.host, kept))
         if kind == ActionKind.RECREATE and current is not None and not rekeyed(current.labels, c.spec.labels):
             self.note_secrets(changed_secrets(current.labels, c.spec.labels), f"{kind}:{key}")
         if kind is None:

@@ -225,7 +225,7 @@ class _Weaver:
             actions.append(replace(a, deps=tuple(dict.fromkeys(d for d in deps if d != a.id))))
         plan = Plan(self.new + actions)
         plan.validate()                                 # raises on a cycle
-        return Plan(_stable_order(plan.actions))
+        return Plan(_stable_order(plan.actions), kept=self.base.kept)
 
 
 def _stable_order(actions: list[Action]) -> list[Action]:

@@ -531,7 +531,9 @@ class WantedBuilder:
             after=tuple(dict.fromkeys([*after, *(unit_name(a) for a in c.after)])),
             files=tuple(f.path for f in files), volumes=tuple(m.source for m in mounts if m.is_volume),
             health_timeout=self.site.globals.health_timeout, ports=tuple(c.ports), address=host.address,
-            copy_in=self.copies(unit), remote=host.remote))
+            copy_in=self.copies(unit), remote=host.remote,
+            image_id=self.image_id(c.image, host.name, self.tag(service, c.image)) or "",
+            restart_packages=tuple(c.restart_packages)))
         return unit.name
 
     def job(self, unit: _Unit, image: str, command: str | None, bootstrap: bool, user: str | None,

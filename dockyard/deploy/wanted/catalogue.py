@@ -15,9 +15,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from dockyard import SOURCE_ROOT
 from dockyard.datafiles import StrictModel, read_model
@@ -48,6 +48,9 @@ IDENTITY_SERVICE = "keystone"
 TOOLBOX_IMAGE = "toolbox"
 
 NAME = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+# A Debian package name (policy 5.6.1: lower case letters, digits, + - .), or a
+# shell-style pattern of them with * and ? ("libvirt-daemon*", "qemu-system-*").
+PACKAGE_PATTERN = re.compile(r"[a-z0-9*?][a-z0-9+.*?-]*")
 _PASSWORD_REFERENCE = re.compile(r"\bpasswords\b")
 
 
@@ -176,6 +179,18 @@ class HealthSpec(StrictModel):
         return value
 
 
+def _package_pattern(value: str) -> str:
+    if not PACKAGE_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is neither a Debian package name (a-z, 0-9, '+', '-', '.') nor a pattern of "
+                         f"one with '*' and '?'")
+    if not value.strip("*?"):
+        raise ValueError(f"{value!r} matches every package: name the packages the process is made of")
+    return value
+
+
+PackagePattern = Annotated[str, AfterValidator(_package_pattern)]
+
+
 def _groups(value):
     groups = [value] if isinstance(value, str) else value
     for group in groups:
@@ -211,6 +226,12 @@ class ContainerDef(StrictModel):
     # user's password): units of other services that read one wait for it, so a
     # changed secret reaches its checker before its users (docs/secrets.md).
     applies: list[str] = Field(default_factory=list)
+    # The Debian packages its running process is made of (names or patterns).
+    # When a rebuild of its image, of the same reference and release, changes
+    # none of their versions and nothing else of it changed, a deploy keeps it
+    # running rather than recreating it: the data plane (Open vSwitch, libvirt
+    # and its guests) is not restarted for a rebuild of unrelated layers.
+    restart_packages: list[PackagePattern] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -233,6 +254,14 @@ class ContainerDef(StrictModel):
     @classmethod
     def _check_group(cls, value):
         return _groups(value)
+
+    @field_validator("restart_packages")
+    @classmethod
+    def _package_patterns(cls, value: list[str]) -> list[str]:
+        repeated = sorted({p for p in value if value.count(p) > 1})
+        if repeated:
+            raise ValueError(f"named twice: {', '.join(repeated)}")
+        return value
 
     @property
     def groups(self) -> list[str]:

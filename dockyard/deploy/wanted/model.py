@@ -88,6 +88,13 @@ class WantedContainer:
     # disk: these files are put into the created container before it starts.
     copy_in: tuple[FileCopy, ...] = field(default=(), repr=False)
     remote: bool = False            # its host's engine is remote (ports are not checked from here)
+    # The id its image reference resolves to (on its host's engine, or in the
+    # site's registry); "" when unknown (images not resolved, or missing).
+    image_id: str = ""
+    # The Debian packages (names or patterns) its running process is made of:
+    # a rebuild of its image that changes none of them keeps it running
+    # (dockyard.deploy.plan.inplace).
+    restart_packages: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
