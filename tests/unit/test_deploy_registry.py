@@ -107,10 +107,9 @@ def test_a_kept_container_compares_the_new_image_once_its_host_holds_it(site, tm
     from dockyard.image.packages import MANIFEST
 
     config_dir, engines, hosts, registry, build = site
-    catalogue = tmp_path / "services"
-    shutil.copytree(REPO / "services", catalogue)
-    with (catalogue / "memcached.yml").open("a") as fh:
-        fh.write("    restart_packages: [memcached, libc6]\n")
+    catalogue = copy_services(tmp_path)
+    edit_service(catalogue, "memcached", lambda d: d["containers"]["memcached"].update(
+        restart_packages=["memcached", "libc6"]))
     options = dict(engine=engines, registry=registry, say=quiet, services_root=catalogue)
     assert api.deploy(config_dir, **options).ok
     old = build.image(REF).id
