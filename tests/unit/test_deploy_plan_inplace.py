@@ -20,7 +20,7 @@ from dockyard.errors import ConfigError
 from dockyard.image.packages import MANIFEST
 from dockyard.labels import LABEL_RELEASE
 
-from .test_deploy_api import full_engine, quiet
+from .deploy_fixtures import converge_site, full_engine, quiet, remote, set_globals, write_inventory
 from .wanted_factory import IMAGES, Site, converge, fake_engine, make_wanted
 
 # memcached stands for a data-plane container here: it names its packages.
@@ -256,13 +256,8 @@ def rebuild_site_images(engine: FakeEngine, **versions: str) -> None:
 
 
 @pytest.fixture
-def aio(tmp_path):
-    from .deploy_fixtures import make_site
-
-    site_dir = make_site(tmp_path)
-    engine = full_engine()
-    assert api.deploy(site_dir, engine=engine, say=quiet).ok
-    return site_dir, engine
+def aio(site_dir):
+    return site_dir, converge_site(site_dir, full_engine())
 
 
 def test_the_all_in_one_keeps_libvirt_and_open_vswitch_and_recreates_nova_compute(aio):
@@ -347,12 +342,9 @@ def test_each_host_compares_its_own_images_and_an_engine_failing_the_read_recrea
     from dockyard.errors import EngineUnavailable
 
     from .deploy_fixtures import fake_engine as catalogue_engine, make_site
-    from .test_deploy_multihost import remote, write_inventory
 
     config_dir = make_site(tmp_path)
-    text = (config_dir / "globals.yml").read_text()
-    text = text.replace(text[text.index("enabled_services:"):].split("\n", 1)[0], "enabled_services: [openvswitch]")
-    (config_dir / "globals.yml").write_text(text)
+    set_globals(config_dir, enabled_services=["openvswitch"])
     write_inventory(config_dir, {"net1": remote("192.0.2.11"), "cmp1": remote("192.0.2.12")},
                     {"control": ["net1"], "network": ["net1"], "compute": ["cmp1"]})
     net1, cmp1 = catalogue_engine(), catalogue_engine()
