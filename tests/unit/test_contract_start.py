@@ -946,8 +946,15 @@ def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, chil
         box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "7"), 0o755)
         box.config({"command": "true"})
         env = {}
+    code, rest, err = signalled_start(box, signum, env)
+    assert (code, rest) == (7, f"got {int(signum)}\n"), err
+
+
+def signalled_start(box, signum, env: dict | None = None) -> tuple[int, str, str]:
+    """Run dockyard-start in ``box``, send it ``signum`` once its trapping child
+    says it runs; its exit code, the rest of its stdout, and its stderr."""
     with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)],
-                          env={"PATH": os.environ["PATH"], **env}, text=True,
+                          env={"PATH": os.environ["PATH"], **(env or {})}, text=True,
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
         try:
             assert start.stdout.readline() == "ready\n"      # the handshake: the child runs, trapping
@@ -960,23 +967,13 @@ def test_a_stop_signal_is_passed_on_to_the_child_and_its_code_returned(box, chil
             if start.poll() is None:
                 start.kill()
             rest, err = start.stdout.read(), start.stderr.read()
-    assert (code, rest) == (7, f"got {int(signum)}\n"), err
+    return code, rest, err
 
 
 def test_a_container_stopped_during_its_start_extension_does_not_start_the_command(box):
     box.write(ds.EXTEND_START, TRAPPING_CHILD.replace("EXIT", "0"), 0o755)   # ends "successfully"
     box.config({"command": "sh -c 'echo the command ran'"})
-    with subprocess.Popen([PYTHON, ds.__file__, "--root", str(box.root)], env={"PATH": os.environ["PATH"]},
-                          text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as start:
-        try:
-            assert start.stdout.readline() == "ready\n"
-            start.send_signal(signal.SIGTERM)
-            code = start.wait(timeout=30)
-        finally:
-            start.stdin.close()
-            if start.poll() is None:
-                start.kill()
-            rest, err = start.stdout.read(), start.stderr.read()
+    code, rest, err = signalled_start(box, signal.SIGTERM)
     assert (code, rest) == (128 + signal.SIGTERM, f"got {int(signal.SIGTERM)}\n"), err
     assert "ended after SIGTERM; not starting" in err
 
