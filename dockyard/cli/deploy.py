@@ -274,7 +274,9 @@ def up(config_dir: Path, threads: int | None):
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Poll every API while the upgrade runs and report each one's unavailable seconds (needs the "
                    "clouds.yaml that post-deploy writes).")
-def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool):
+@click.option("--abandon", is_flag=True, help="Give up the upgrade a killed or failed run left unfinished (its "
+                                              "steps not done then never run); change nothing else.")
+def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool, abandon: bool):
     """Move the running site to the release globals.yml now names (`release`,
     `service_releases`), service by service: the infrastructure first, then
     each API before those that call it. Per service: its pre-upgrade check,
@@ -283,9 +285,10 @@ def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool):
     migrations once no old code runs (docs/upgrades.md).
 
     Refused, with nothing changed (exit 2): a downgrade, a jump the services do
-    not support in one step, a site not converged on the release it runs. A
-    killed upgrade continues where it stopped when run again; once done, a
-    second one does nothing.
+    not support in one step, a site not converged on the release it runs, a
+    killed upgrade whose services are no longer all enabled. A killed upgrade
+    continues where it stopped when run again (or is given up: --abandon); once
+    done, a second one does nothing.
 
     While it runs, a probe asks every API (a new token, image, network, server
     and resource provider lists) about three times a second; the report says how
@@ -297,7 +300,13 @@ def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool):
       dockyard upgrade --dry-run             the order, the versions and the steps
       dockyard upgrade
     """
+    from dockyard.deploy.upgrade import abandon as abandon_upgrade
     from dockyard.deploy.upgrade import upgrade as run_upgrade
 
+    if abandon:
+        if services or dry_run:
+            raise click.UsageError("--abandon takes neither --services nor --dry-run")
+        abandon_upgrade(config_dir, say=say)
+        return EXIT_OK
     result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say, probe=probe)
     return result.exit_code if hasattr(result, "exit_code") and not dry_run else EXIT_OK

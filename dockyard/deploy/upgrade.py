@@ -8,14 +8,16 @@ what is refused (exit 2, nothing done):
 - a jump the services do not support in one step (``upgrade_from`` in
   images/releases.yml);
 - a site that is not converged on the releases it runs: every difference from
-  its current releases' wanted state is a change the upgrade would make blind.
+  its current releases' wanted state is a change the upgrade would make blind;
+- an unfinished upgrade (below) moving a service globals.yml no longer enables.
 
 The upgrade is recorded in ``<state_dir>/upgrade.json`` (from and to, per
 service) before its first action; its steps are recorded as they succeed, like
 jobs. A killed upgrade run again finds the record, skips the convergence check
 (the site is half-way, by design), keeps the releases it started from, and does
 what is left. Once a run succeeds the record says so, and another
-``dockyard upgrade`` finds nothing to move.
+``dockyard upgrade`` finds nothing to move. ``--abandon`` marks an unfinished
+record given up: the next upgrade is a new one.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def write_record(state_dir: Path, record: dict) -> None:
     write_atomic(record_path(state_dir), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), 0o644)
 
 
+def unfinished(record: dict) -> bool:
+    """The record is of an upgrade a run started and none finished (nor abandoned)."""
+    return bool(record) and not record.get("complete") and not record.get("abandoned") \
+        and isinstance(record.get("from"), dict)
+
+
 # -- what runs now ----------------------------------------------------------------------
 
 def upgrade_order(catalogue: ServiceCatalogue, services: list[str], releases: Releases) -> list[str]:
@@ -107,8 +115,10 @@ def decide(site: Site, catalogue: ServiceCatalogue, observed: ObservedState, ser
     enabled = catalogue.closure(g.enabled_services)
     running = running_releases(observed, releases)
     record = load_record(site.state_dir)
-    in_progress = bool(record) and not record.get("complete") and isinstance(record.get("from"), dict)
+    in_progress = unfinished(record)
     target = {s: g.service_release(s) for s in enabled}
+    if in_progress:
+        _check_recorded_services_enabled(record, target, path)
     resuming = in_progress and all(record.get("to", {}).get(s) == target[s] for s in record["from"])
     moves, stays = [], {}
     for service in enabled:
@@ -149,6 +159,21 @@ def decide(site: Site, catalogue: ServiceCatalogue, observed: ObservedState, ser
     by_name = {m[0]: m for m in moves}
     return Decision([by_name[s] for s in order], {s: r for s, r in stays.items() if s not in by_name},
                     resuming, record)
+
+
+def _check_recorded_services_enabled(record: dict, target: dict[str, str], path: Path) -> None:
+    """A service the unfinished upgrade moves must still be in the site: its
+    steps left (a contract, online migrations) cannot run in a site without it,
+    and whether they ran cannot be told from here."""
+    gone = sorted(s for s in record["from"] if s not in target)
+    if not gone:
+        return
+    moves = ", ".join(f"{s} ({record['from'][s]} -> {record.get('to', {}).get(s, '?')})" for s in gone)
+    it = "it" if len(gone) == 1 else "them"
+    raise ConfigError(f"the upgrade a previous run started moves {moves}, no longer enabled: enable {it} again "
+                      f"and run `dockyard upgrade` to finish that upgrade, or give it up with `dockyard upgrade "
+                      f"--abandon` (its steps not done then never run; docs/upgrades.md)",
+                      path=path, key="enabled_services")
 
 
 def current_site(site: Site, decision: Decision) -> Site:
@@ -258,6 +283,25 @@ def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prep
         sources = ", ".join(sorted({source for _, source, _ in decision.moves}))
         raise ConfigError(f"the site is not converged on the release it runs ({sources}): {shown}{more}. Set the "
                           f"release back, run `dockyard deploy`, then upgrade", path=path, key="release")
+
+
+def abandon(config_dir: Path, *, say: Say = print, services_root: Path | None = None) -> bool:
+    """Give up the upgrade a previous run started and none finished: its record
+    says so (and is kept, to be read), and the next ``dockyard upgrade`` starts
+    a new one, convergence check included. Nothing else changes: the steps it
+    had not done are never run. False when no upgrade was unfinished."""
+    site, _ = api.load(Path(config_dir), services_root, need_passwords=False)
+    with SiteLock(site.state_dir):
+        record = load_record(site.state_dir)
+        if not unfinished(record):
+            say("no unfinished upgrade to abandon")
+            return False
+        write_record(site.state_dir, {**record, "abandoned": True})
+        moves = ", ".join(f"{s} {source} -> {record.get('to', {}).get(s, '?')}"
+                          for s, source in sorted(record["from"].items()))
+        say(f"abandoned the upgrade a previous run started ({moves}): the steps it had not done will not run; "
+            f"the next `dockyard upgrade` starts a new one")
+        return True
 
 
 def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,

@@ -11,6 +11,7 @@ import pytest
 from dockyard import releases as releases_mod
 from dockyard.deploy import api
 from dockyard.deploy.plan.planner import ActionKind, Plan
+from dockyard.deploy.site.loader import DEFAULT_SERVICES
 from dockyard.deploy.upgrade import load_record, upgrade
 from dockyard.engine.driver import JobResult
 from dockyard.engine.fake import FakeEngine
@@ -195,6 +196,42 @@ def test_a_service_whose_containers_moved_before_the_kill_still_contracts(deploy
     assert "upgrade:keystone:contract" in plan.by_id()
     assert "upgrade:keystone:expand" not in plan.by_id()
     assert upgrade(site_dir, engine=engine, say=quiet).ok
+
+
+def test_a_service_disabled_between_the_kill_and_the_retry_is_named_and_nothing_changes(deployed):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["nova_upgrade_migrate"] = JobResult(1, "database locked\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    record = load_record(state_dir)
+    assert record["from"]["horizon"] == "2025.1"
+    del engine.job_results["nova_upgrade_migrate"]
+    set_globals(site_dir, enabled_services=[s for s in DEFAULT_SERVICES if s != "horizon"])
+    refused(site_dir, engine, "horizon", "no longer enabled", "enabled_services", "enable it again",
+            "dockyard upgrade --abandon")
+    assert load_record(state_dir) == record
+
+
+def test_an_abandoned_upgrade_is_not_resumed_and_nothing_else_changes(deployed, monkeypatch, capsys):
+    site_dir, engine = deployed
+    set_release(site_dir, "2026.1")
+    engine.job_results["nova_upgrade_migrate"] = JobResult(1, "database locked\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    del engine.job_results["nova_upgrade_migrate"]
+    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    set_globals(site_dir, enabled_services=[s for s in DEFAULT_SERVICES if s != "horizon"])
+    jobs = (state_dir / "jobs.json").read_bytes()
+    engine.calls.clear()
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir), "--abandon") == 0
+    assert "abandoned the upgrade a previous run started (horizon 2025.1 -> 2026.1, " in capsys.readouterr().out
+    assert load_record(state_dir)["abandoned"] is True
+    assert (state_dir / "jobs.json").read_bytes() == jobs and acting_calls(engine) == []
+    # The next upgrade is a new one: it no longer names horizon, and asks the
+    # half-way site to be converged first (docs/upgrades.md says what follows).
+    refused(site_dir, engine, "not converged")
+    assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir), "--abandon") == 0
+    assert "no unfinished upgrade to abandon" in capsys.readouterr().out
 
 
 # -- refusals ---------------------------------------------------------------------------
