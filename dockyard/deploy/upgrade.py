@@ -238,8 +238,8 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
             g = site.globals
             hosts = site.inventory.hosts_in(first.groups[0])
             # The engine of the service's (first) host.
-            engine = prepared.engines().of(hosts[0].name if hosts else "")
-            versions = package_versions(engine, g.image_ref(first.image, g.release_tag(source)),
+            host_engine = prepared.engines().of(hosts[0].name if hosts else "")
+            versions = package_versions(host_engine, g.image_ref(first.image, g.release_tag(source)),
                                         g.image_ref(first.image, g.release_tag(target)), _main_packages(first.image))
         moves.append(Move(service, source, target, steps,
                           tuple(svc.spec.upgrade.contract_after) if svc.spec.upgrade else (), versions))
