@@ -5,6 +5,8 @@ debootstrap makes that suite's root filesystem (a script of another suite when
 debootstrap has none of its own) and what apt needs to read it, the tag its
 images carry, the releases it can be upgraded from in one step, and the services
 that stay behind on an older release's images (a package the suite lacks).
+Images no release owns (the guest image) are pinned to one release, whatever
+release a site runs.
 
 The order of the list is the order of the releases: an upgrade goes down it,
 never up.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +99,18 @@ class ReleaseDef(StrictModel):
 class ReleasesFile(StrictModel):
     current: str
     upgrade_order: list[str] = Field(default_factory=list)
+    pinned_images: dict[str, str] = Field(default_factory=dict)     # image -> the release it is built from
     releases: list[ReleaseDef] = Field(min_length=1)
 
     @field_validator("current", mode="before")
     @classmethod
     def _quoted(cls, value: Any) -> Any:
         return _text(value, "release")
+
+    @field_validator("pinned_images", mode="before")
+    @classmethod
+    def _quoted_map(cls, value: Any) -> Any:
+        return {k: _text(v, "release") for k, v in value.items()} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _references(self) -> "ReleasesFile":
@@ -118,6 +126,9 @@ class ReleasesFile(StrictModel):
                 if stays not in names[:i]:
                     raise ValueError(f"releases[{i}].services.{service}: {stays!r} is not a release listed "
                                      f"before {r.name!r} (a service stays behind on an older release)")
+        for image, release in self.pinned_images.items():
+            if release not in names:
+                raise ValueError(f"pinned_images.{image}: {release!r} is not among the releases ({', '.join(names)})")
         if self.current not in names:
             raise ValueError(f"current: {self.current!r} is not among the releases ({', '.join(names)})")
         return self
@@ -131,6 +142,7 @@ class Releases:
     current: str
     by_name: dict[str, ReleaseDef]
     upgrade_order: tuple[str, ...] = ()
+    pinned_images: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -162,6 +174,11 @@ class Releases:
         the older one it stays on (images/releases.yml ``services``)."""
         return self.by_name[release].services.get(service, release)
 
+    def image_release(self, image: str, release: str) -> str:
+        """The release ``image`` is built from when a site runs ``release``: the one
+        it is pinned to (``pinned_images``), else ``release``."""
+        return self.pinned_images.get(image, release)
+
     def held_images(self, release: str, images_of: dict[str, set[str]], parents: dict[str, str | None]) -> set[str]:
         """Images a build of ``release`` leaves out: every service that uses them
         (or an image built on them) stays on an older release. ``images_of``:
@@ -182,4 +199,5 @@ def load_releases(path: Path | None = None) -> Releases:
     """The releases file (default: the catalogue's), read once per process."""
     path = Path(path or DEFAULT_PATH)
     model = read_model(path, ReleasesFile)
-    return Releases(path, model.current, {r.name: r for r in model.releases}, tuple(model.upgrade_order))
+    return Releases(path, model.current, {r.name: r for r in model.releases}, tuple(model.upgrade_order),
+                    dict(model.pinned_images))

@@ -108,13 +108,16 @@ def release_config(config: BuildConfig, release: ReleaseDef) -> BuildConfig:
 
 def held_back(catalogue: Catalogue, release: ReleaseDef) -> frozenset[str]:
     """The images a build of ``release`` leaves out: those only services that stay
-    on an older release use (glance's on 2026.1)."""
+    on an older release use (glance's on 2026.1), and those pinned to another
+    release (the guest image: ``pinned_images``)."""
+    releases = load_releases()
+    pinned = {image for image, own in releases.pinned_images.items() if own != release.name}
     if not release.services:
-        return frozenset()
+        return frozenset(pinned)
     services = load_services()
     images_of = {name: svc.images() for name, svc in services.services.items()}
     parents = {name: image.parent for name, image in catalogue.images.items()}
-    return frozenset(load_releases().held_images(release.name, images_of, parents))
+    return frozenset(releases.held_images(release.name, images_of, parents)) | pinned
 
 
 catalogue_option = click.option(
@@ -200,9 +203,11 @@ def build(patterns, profiles, threads, retries, tag, release, namespace, registr
     options = BuildOptions(patterns=list(patterns), profiles=list(profiles), overrides=list(overrides),
                            work_dir=work_dir, logs_dir=logs_dir, push=push, skip_existing=skip_existing,
                            no_cache=no_cache, rebuild_rootfs=rebuild_rootfs, exclude=exclude)
-    if exclude and not [n for n in catalogue.select(options.patterns, options.profiles) if n not in exclude]:
-        raise ConfigError(f"release {release} builds none of the selected images: {', '.join(sorted(exclude))} "
-                          f"stay on an older release (images/releases.yml)", key="--release")
+    selected = catalogue.select(options.patterns, options.profiles)
+    if exclude and not [n for n in selected if n not in exclude]:
+        left_out = ", ".join(sorted(exclude & set(selected)))
+        raise ConfigError(f"release {release} builds none of the selected images: {left_out} stay on an older "
+                          f"release or are pinned to another one (images/releases.yml)", key="--release")
     if template_only:
         builder = Builder(None, config, catalogue, options)
         for path in builder.render_to(work_dir):

@@ -463,12 +463,12 @@ def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, servi
         raise ConfigError(f"the demo boots servers: enable {' and '.join(missing)} in globals.yml",
                           path=Path(config_dir) / "globals.yml", key="enabled_services")
     engine = engine_for(site, engine)
-    if engine.image(site.globals.image_ref(guestimage.GUEST_IMAGE)) is None:
-        say(f"building the guest image ({guestimage.GUEST_IMAGE})")
-        if not build_images(site, engine, [guestimage.GUEST_IMAGE], say, threads):
+    guest_ref, guest_release = demo_steps.guest_image(site)
+    if engine.image(guest_ref) is None:
+        say(f"building the guest image ({guest_ref})")
+        if not build_images(site, engine, [guestimage.GUEST_IMAGE], say, threads, release=guest_release):
             raise DockyardError("the guest image did not build; see the build log above")
-    disk = guestimage.export_guest_disk(engine, site.globals.image_ref(guestimage.GUEST_IMAGE),
-                                        site.state_dir / "guest" / "dockyard-guest.qcow2")
+    disk = guestimage.export_guest_disk(engine, guest_ref, site.state_dir / "guest" / "dockyard-guest.qcow2")
     guest = (disk.path, disk.sha256)
     auth = yaml.safe_load(postdeploy.clouds_yaml(site))["clouds"]["dockyard"]
     conn = openstack.connect(**auth)

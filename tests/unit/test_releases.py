@@ -34,6 +34,10 @@ def test_the_releases_file_loads():
     assert releases.service_release("2026.1", "glance") == "2025.1"
     assert releases.service_release("2026.1", "nova") == "2026.1"
     assert set(releases.upgrade_order) <= SERVICES
+    # The guest image is no release's: built from 2025.1 whatever release a site runs.
+    assert releases.pinned_images == {"guest-image": "2025.1"} and set(releases.pinned_images) <= set(CATALOGUE.images)
+    assert releases.image_release("guest-image", "2026.1") == "2025.1"
+    assert releases.image_release("keystone", "2026.1") == "2026.1"
 
 
 @pytest.mark.parametrize("text, words", [
@@ -44,6 +48,10 @@ def test_the_releases_file_loads():
      ["apt_options", "NAME=VALUE"]),
     ('current: "2024.1"\nreleases: [{name: "2025.1", suite: trixie, tag: "2025.1"}]', ["current", "2024.1"]),
     ('current: "2025.1"\nreleases: [{name: "2025.1", suite: trixie, tag: "2025.1", sutie: x}]', ["sutie"]),
+    ('current: "2025.1"\npinned_images: {guest-image: "2024.1"}\nreleases: [{name: "2025.1", suite: trixie, '
+     'tag: "2025.1"}]', ["pinned_images.guest-image", "2024.1"]),
+    ('current: "2025.1"\npinned_images: {guest-image: 2025.1}\nreleases: [{name: "2025.1", suite: trixie, '
+     'tag: "2025.1"}]', ["pinned_images", "quoted"]),
 ])
 def test_a_bad_releases_file_names_the_file_and_key(tmp_path, text, words):
     path = tmp_path / "releases.yml"
@@ -77,10 +85,23 @@ def test_the_default_release_builds_what_it_built_before():
 
 def test_a_release_leaves_out_the_images_only_held_back_services_use():
     held = held_back(CATALOGUE, load_releases().get("2026.1"))
-    assert held == {"glance-api", "glance-base"}
+    assert held == {"glance-api", "glance-base", "guest-image"}
     assert held_back(CATALOGUE, load_releases().get("2025.1")) == set()
     builder = Builder(None, BuildConfig(), CATALOGUE, BuildOptions(patterns=["glance", "^keystone$"], exclude=held))
     assert "glance-api" not in builder.selected and "keystone" in builder.selected
+
+
+def test_a_release_build_leaves_the_guest_image_out(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dockyard.cli import cli
+
+    monkeypatch.setenv("DOCKYARD_CONFIG_DIR", str(tmp_path / "etc"))      # no build.yml of this machine
+    args = ["--template-only", "--work-dir", str(tmp_path / "out"), "^guest-image$"]
+    current = CliRunner().invoke(cli, ["build", *args], standalone_mode=False)
+    assert current.exception is None and "guest-image" in current.output
+    forky = CliRunner().invoke(cli, ["build", "--release", "2026.1", *args], standalone_mode=False)
+    assert forky.exception is None and "guest-image" not in forky.output and "base" in forky.output
 
 
 # -- globals.yml ---------------------------------------------------------------------

@@ -78,6 +78,19 @@ class External:
                    options["external_bridge"])
 
 
+def guest_image(site: Site) -> tuple[str, str]:
+    """The guest image's reference on this site, and the release it is built
+    from: the one images/releases.yml pins it to (``pinned_images``), whatever
+    release the site runs. It is no release's: a site moved to another release
+    keeps using the guest it has, never rebuilt from the new release's suite."""
+    from dockyard.guestimage import GUEST_IMAGE
+    from dockyard.releases import load_releases
+
+    g = site.globals
+    release = load_releases().image_release(GUEST_IMAGE, g.site_release)
+    return g.image_ref(GUEST_IMAGE, g.release_tag(release)), release
+
+
 def agent_options(site: Site) -> dict:
     """The Neutron agents' options as their templates see them: globals.yml's,
     checked, with the defaults services/neutron-agents.yml declares (the
