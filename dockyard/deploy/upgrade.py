@@ -35,6 +35,7 @@ from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.execute.records import UPGRADE_RECORD
 from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
+from dockyard.deploy.ops.availability import AvailabilityRecord
 from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
 from dockyard.deploy.plan.observe import ObservedState, observe, observe_packages
 from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
@@ -48,7 +49,6 @@ from dockyard.releases import Releases, load_releases
 
 Say = Callable[[str], None]
 RECORD_NAME = UPGRADE_RECORD          # forgotten with the data by destroy --include-volumes
-AVAILABILITY_NAME = "upgrade-availability.json"     # the probe's figures of the last run
 
 
 # -- the record ------------------------------------------------------------------------
@@ -263,6 +263,24 @@ def _main_packages(image: str) -> list[str]:
     return names
 
 
+def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord, say: Say) -> None:
+    """The run's figures, written whole (no longer partial) with those of the
+    runs before it, and printed: all of them added up."""
+    report = watcher.stop()
+    try:
+        total = figures.write(report, partial=False)
+    except OSError as exc:
+        say(f"the availability figures could not be written to {figures.path}: {exc}")
+        total = report
+    else:
+        if watcher.publish_error:
+            say(f"the availability figures could not be written while the run went on: {watcher.publish_error}")
+    during = "the run" if figures.runs == 1 else \
+        f"the upgrade's {figures.runs} runs (the time between them not polled)"
+    for line in total.lines(during):
+        say(line)
+
+
 def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prepared, decision: Decision,
                      observed: ObservedState, services: set[str] | None) -> None:
     now = current_site(site, decision)
@@ -311,8 +329,10 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
     a dry run (nothing done), else the run's result.
 
     With ``probe`` (and the ``clouds.yaml`` post-deploy wrote), every API is
-    polled while the upgrade runs; each one's unavailable seconds are printed at
-    the end and kept in ``<state_dir>/upgrade-availability.json``."""
+    polled while the upgrade runs; the figures are kept in
+    ``<state_dir>/upgrade-availability.json`` as the run goes (partial until it
+    ends: a killed run leaves them), a resumed upgrade's added to those of its
+    runs before (``ops/availability.py``), and printed at the end."""
     site, _ = api.load(Path(config_dir), services_root, need_passwords=False)
     with SiteLock(site.state_dir):
         prepared, upgrade_plan, decision, observed = plan_upgrade(config_dir, services=services, engine=engine,
@@ -328,32 +348,35 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
             say(f"{upgrade_plan.plan.changes()} changes planned (dry run: nothing done)")
             return upgrade_plan
         api._check_ports(prepared, upgrade_plan.plan)
-        if not decision.resuming:
-            write_record(site.state_dir, {
-                "from": {s: source for s, source, _ in decision.moves},
-                "to": {s: target for s, _, target in decision.moves}, "complete": False})
-        else:
-            say("resuming the upgrade a previous run started")
-        for move in upgrade_plan.moves:
-            say(f"  {move.line()}")
-        clouds = Path(config_dir) / "clouds.yaml"
-        watcher = AvailabilityProbe(cloud_auth(clouds)) if probe and clouds.exists() else None
-        if watcher is not None:
-            watcher.start()
-        try:
-            with Timeline(site.state_dir) as timeline:
-                say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
+        with Timeline(site.state_dir) as timeline:
+            if not decision.resuming:
+                # The first run's id names the upgrade: the probe's figures of its runs go together.
+                write_record(site.state_dir, {
+                    "from": {s: source for s, source, _ in decision.moves},
+                    "to": {s: target for s, _, target in decision.moves}, "complete": False,
+                    "started_by": timeline.run_id})
+            else:
+                say("resuming the upgrade a previous run started")
+            for move in upgrade_plan.moves:
+                say(f"  {move.line()}")
+            say(f"dockyard: upgrade run {timeline.run_id} on {config_dir}")
+            clouds = Path(config_dir) / "clouds.yaml"
+            watcher, figures = None, None
+            if probe and clouds.exists():
+                upgrade_id = timeline.run_id if not decision.resuming else str(decision.record.get("started_by", ""))
+                figures = AvailabilityRecord.open(site.state_dir, upgrade_id, timeline.run_id,
+                                                  resuming=decision.resuming, say=say)
+                watcher = AvailabilityProbe(cloud_auth(clouds), on_figures=figures.write)
+                watcher.start()
+            try:
                 volumes_record.add_volumes(site.state_dir, [a.target for a in upgrade_plan.plan.actions
                                                             if a.kind == ActionKind.CREATE_VOLUME])
                 result = execute(upgrade_plan.plan, prepared.engines(), parallelism=site.globals.parallelism,
                                  timeline=timeline, jobs_record=JobsRecord(site.state_dir),
                                  progress=lambda o: say(o.line()))
-        finally:
-            if watcher is not None:
-                report = watcher.stop()
-                write_atomic(Path(site.state_dir) / AVAILABILITY_NAME, report.to_json().encode(), 0o644)
-                for line in report.lines():
-                    say(line)
+            finally:
+                if watcher is not None and figures is not None:
+                    _report_availability(watcher, figures, say)
         if result.ok:
             record = load_record(site.state_dir)
             write_record(site.state_dir, {**record, "complete": True})

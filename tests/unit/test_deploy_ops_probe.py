@@ -1,10 +1,13 @@
-"""The availability probe's figures, from samples (no cloud needed)."""
+"""The availability probe's figures, from samples (no cloud needed), handed over
+while it runs and kept on disk, run by run."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from dockyard.deploy.ops.probe import Sample, summarise
+from dockyard.deploy.ops.availability import AvailabilityRecord, figures_path
+from dockyard.deploy.ops.probe import APIS, ApiFigures, AvailabilityProbe, ProbeReport, Sample, combine, summarise
 
 
 def samples(api: str, pattern: str, step: float = 1.0) -> list[Sample]:
@@ -52,3 +55,112 @@ def test_the_report_reads_and_serialises():
     text = "\n".join(report.lines())
     assert "image" in text and "unavailable    1.0 s in 1 outage(s)" in text
     assert json.loads(report.to_json())["apis"]["image"]["failed"] == 1
+
+
+# -- the figures handed over while the probe runs, and kept on disk ------------------------
+
+class Clock:
+    """A clock the test sets."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedProbe(AvailabilityProbe):
+    """Asks no cloud: each round, every API answers as ``answers`` says ('+' or '-')."""
+
+    def __init__(self, clock: Clock, answers: str = "+", **options):
+        super().__init__({"password": "probe-secret-70"}, clock=clock, **options)
+        self.answers = answers
+
+    def _ask_round(self) -> None:
+        for name in APIS:
+            self._record(name, self.answers == "+")
+
+
+def rounds(probe: ScriptedProbe, clock: Clock, times: list[float]) -> None:
+    """The probe's rounds, one at each of ``times``, in this thread."""
+    clock.now = times[0]
+    probe._t0 = clock()
+    for t in times:
+        clock.now = t
+        probe.poll_once()
+
+
+def test_the_figures_are_handed_over_after_the_first_round_then_at_most_once_a_second():
+    clock, handed = Clock(), []
+    probe = ScriptedProbe(clock, on_figures=handed.append, every=1.0)
+    rounds(probe, clock, [0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4])
+    assert [r.apis["identity"].polls for r in handed] == [1, 4, 7]      # at 0.0, 1.2, 2.4
+    assert [r.wall_s for r in handed] == [0.0, 1.2, 2.4]
+
+
+def test_a_failing_hand_over_does_not_stop_the_polling():
+    clock = Clock()
+
+    def disk_full(report: ProbeReport) -> None:
+        raise OSError(28, "No space left on device")
+
+    probe = ScriptedProbe(clock, on_figures=disk_full)
+    rounds(probe, clock, [0.0, 1.0, 2.0])
+    assert len(probe.samples) == 3 * len(APIS) and "No space left" in (probe.publish_error or "")
+
+
+def record_file(state_dir: Path) -> dict:
+    return json.loads(figures_path(state_dir).read_text())
+
+
+def test_a_killed_run_leaves_its_figures_so_far_marked_partial_without_the_credentials(tmp_path):
+    clock = Clock()
+    record = AvailabilityRecord.open(tmp_path, "up-1", "run-1", resuming=False, say=print)
+    probe = ScriptedProbe(clock, "-", on_figures=record.write)
+    rounds(probe, clock, [0.0, 0.5, 1.0, 1.5])
+    # Killed here: stop() never runs.
+    data = record_file(tmp_path)
+    assert data["partial"] is True and data["upgrade"] == "up-1"
+    assert [(r["run"], r["partial"]) for r in data["runs"]] == [("run-1", True)]
+    assert data["apis"]["compute"]["polls"] == 3 and data["apis"]["compute"]["unavailable_s"] == 1.0
+    assert "probe-secret-70" not in figures_path(tmp_path).read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["upgrade-availability.json"]     # no temporary file left
+
+
+def test_the_run_resuming_the_upgrade_adds_to_its_figures(tmp_path):
+    first = AvailabilityRecord.open(tmp_path, "up-1", "run-1", resuming=False, say=print)
+    first.write(summarise(samples("image", "++--"), wall_s=4.0, apis=("image",)))          # partial: then killed
+    second = AvailabilityRecord.open(tmp_path, "up-1", "run-2", resuming=True, say=print)
+    total = second.write(summarise(samples("image", "-+++++"), wall_s=6.0, apis=("image",)), partial=False)
+    data = record_file(tmp_path)
+    assert data["partial"] is False and second.runs == 2
+    assert [(r["run"], r["partial"]) for r in data["runs"]] == [("run-1", True), ("run-2", False)]
+    f = data["apis"]["image"]
+    # 2 s open at the kill, 1 s at the resumed run's start: two outages, the time between not counted.
+    assert (f["polls"], f["failed"], f["outages"], f["unavailable_s"], f["longest_outage_s"]) == (10, 3, 2, 3.0, 2.0)
+    assert data["wall_s"] == 10.0 and ProbeReport.from_dict(data) == total
+
+
+def test_a_new_upgrade_or_a_run_not_resuming_starts_its_figures_afresh(tmp_path):
+    AvailabilityRecord.open(tmp_path, "up-1", "run-1", resuming=False, say=print).write(
+        summarise(samples("image", "+"), wall_s=1.0, apis=("image",)))
+    for upgrade, resuming in (("up-2", True), ("up-1", False)):
+        record = AvailabilityRecord.open(tmp_path, upgrade, "run-9", resuming=resuming, say=print)
+        assert record.earlier == []
+
+
+def test_unreadable_figures_are_said_and_replaced(tmp_path):
+    figures_path(tmp_path).write_text('{"upgrade": "up-1", "runs": [{"run": "run-1", "partial": true}]}')
+    said: list[str] = []
+    record = AvailabilityRecord.open(tmp_path, "up-1", "run-2", resuming=True, say=said.append)
+    assert record.earlier == [] and "cannot be read" in said[0] and str(figures_path(tmp_path)) in said[0]
+    record.write(summarise(samples("image", "+"), wall_s=1.0, apis=("image",)))
+    assert [r["run"] for r in record_file(tmp_path)["runs"]] == ["run-2"]
+
+
+def test_combined_figures_add_up_and_keep_the_longest_outage():
+    a = summarise(samples("image", "+---+") + samples("identity", "+---+"), wall_s=5.0, apis=("image", "identity"))
+    b = summarise(samples("image", "+-+") + samples("identity", "+++"), wall_s=3.0, apis=("image", "identity"))
+    total = combine([a, b])
+    assert total.wall_s == 8.0 and total.all_down_s == 3.0
+    assert total.apis["image"] == ApiFigures(polls=8, failed=4, unavailable_s=4.0, longest_outage_s=3.0, outages=2)

@@ -234,6 +234,86 @@ def test_an_abandoned_upgrade_is_not_resumed_and_nothing_else_changes(deployed, 
     assert "no unfinished upgrade to abandon" in capsys.readouterr().out
 
 
+# -- the probe's figures of a killed run, and of the run that resumes it ------------------
+
+class Killed(BaseException):
+    """What SIGKILL does to the run, as far as the files go: it ends at once, no
+    clean-up of its own runs."""
+
+
+@pytest.fixture
+def probed(deployed, monkeypatch):
+    """The deployed site with its clouds.yaml, and a probe that asks no cloud:
+    every API answers, a round when it starts and one when it stops, on a clock
+    that moves half a second each time it is read. Once ``kill`` is set, its
+    stop() dies with the run (a killed process stops no thread)."""
+    from dockyard.deploy import upgrade as upgrade_mod
+    from dockyard.deploy.ops.probe import APIS, AvailabilityProbe
+
+    site_dir, engine = deployed
+    api.post_deploy(site_dir)
+    state = {"kill": False}
+
+    class ScriptedProbe(AvailabilityProbe):
+        def __init__(self, auth: dict, **options):
+            ticks = iter(range(10**6))
+            super().__init__(auth, clock=lambda: next(ticks) / 2, **options)
+
+        def start(self) -> None:
+            self._t0 = self.clock()
+            self.poll_once()
+
+        def stop(self):
+            if state["kill"]:
+                raise Killed
+            self.poll_once()
+            return self.figures()
+
+        def _ask_round(self) -> None:
+            for name in APIS:
+                self._record(name, True)
+
+    monkeypatch.setattr(upgrade_mod, "AvailabilityProbe", ScriptedProbe)
+    return site_dir, engine, state
+
+
+def test_a_killed_upgrades_figures_are_kept_and_the_resumed_run_adds_to_them(probed):
+    import json
+
+    from dockyard.deploy.ops.probe import cloud_auth
+
+    site_dir, engine, state = probed
+    site = api.load(site_dir, need_passwords=False)[0]
+    password = cloud_auth(site_dir / "clouds.yaml")["password"]        # what the probe logs in with
+    figures_file = site.state_dir / "upgrade-availability.json"
+    set_release(site_dir, "2026.1")
+
+    def say_and_die(line: str) -> None:                  # killed as the e2e story kills it
+        if line.split()[:2] == ["ok", "upgrade:keystone:migrate"]:
+            state["kill"] = True
+            raise Killed
+
+    with pytest.raises(Killed):
+        upgrade(site_dir, engine=engine, say=say_and_die)
+    killed = json.loads(figures_file.read_text())
+    first_run = load_record(site.state_dir)["started_by"]
+    assert killed["partial"] is True and killed["upgrade"] == first_run
+    assert [(r["run"], r["partial"]) for r in killed["runs"]] == [(first_run, True)]
+    assert killed["apis"]["identity"]["polls"] == 1
+
+    state["kill"] = False
+    lines: list[str] = []
+    assert upgrade(site_dir, engine=engine, say=lines.append).ok
+    both = json.loads(figures_file.read_text())
+    assert both["partial"] is False and both["upgrade"] == first_run
+    second_run = next(line.split()[3] for line in lines if line.startswith("dockyard: upgrade run "))
+    assert [(r["run"], r["partial"]) for r in both["runs"]] == [(first_run, True), (second_run, False)]
+    assert {name: f["polls"] for name, f in both["apis"].items()} == {name: 3 for name in killed["apis"]}
+    assert both["wall_s"] == round(sum(r["wall_s"] for r in both["runs"]), 1)
+    assert "availability during the upgrade's 2 runs" in "\n".join(lines)
+    assert password and password not in figures_file.read_text()
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 def refused(site_dir: Path, engine: FakeEngine, *words: str) -> None:

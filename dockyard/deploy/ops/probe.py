@@ -9,8 +9,14 @@ that answered), its longest outage, and how long every API was down at once:
 the figure an operator cares about most, and the one a rolling upgrade keeps
 at zero.
 
+While it runs, the probe hands its figures so far to ``on_figures`` after a
+round of polls, at most once every ``every`` seconds (the upgrade writes them to
+disk: ``availability.py``), so a run killed outright leaves figures up to its
+last second or so.
+
 The summary is a pure function of the samples, so it is tested without a
-cloud; the polling itself is tested against a real one (tests/e2e).
+cloud, and so is the hand-over (a probe whose rounds answer from a script); the
+polling itself is tested against a real one (tests/e2e).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -57,8 +63,8 @@ class ProbeReport:
     apis: dict[str, ApiFigures] = field(default_factory=dict)
     all_down_s: float = 0.0
 
-    def lines(self) -> list[str]:
-        out = [f"availability during the run ({self.wall_s:.1f} s):"]
+    def lines(self, during: str = "the run") -> list[str]:
+        out = [f"availability during {during} ({self.wall_s:.1f} s):"]
         for name, f in self.apis.items():
             out.append(f"  {name:<10} unavailable {f.unavailable_s:6.1f} s in {f.outages} outage(s), longest "
                        f"{f.longest_outage_s:.1f} s ({f.failed} of {f.polls} polls failed)")
@@ -67,6 +73,50 @@ class ProbeReport:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: object) -> ProbeReport:
+        """The report :meth:`to_json` wrote (as a dict); ValueError when it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("apis"), dict):
+            raise ValueError("not a report: no apis")
+        apis = {}
+        for name, figures in data["apis"].items():
+            if not isinstance(figures, dict) or set(figures) != {f.name for f in fields(ApiFigures)}:
+                raise ValueError(f"apis.{name}: not the figures of an API")
+            apis[str(name)] = ApiFigures(_count(figures["polls"]), _count(figures["failed"]),
+                                         _seconds(figures["unavailable_s"]), _seconds(figures["longest_outage_s"]),
+                                         _count(figures["outages"]))
+        return cls(_seconds(data.get("wall_s")), apis, _seconds(data.get("all_down_s")))
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{value!r} is not a number of seconds")
+    return float(value)
+
+
+def combine(reports: list[ProbeReport]) -> ProbeReport:
+    """The figures of several runs as one: polls, failures, outages and seconds
+    add up (the time between runs was not polled: it counts in none), the longest
+    outage is the longest of any run. An outage a run ended in and the next run
+    began with counts as two."""
+    total = ProbeReport(wall_s=round(sum(r.wall_s for r in reports), 1))
+    for report in reports:
+        for name, f in report.apis.items():
+            into = total.apis.setdefault(name, ApiFigures())
+            into.polls += f.polls
+            into.failed += f.failed
+            into.outages += f.outages
+            into.unavailable_s = round(into.unavailable_s + f.unavailable_s, 1)
+            into.longest_outage_s = max(into.longest_outage_s, f.longest_outage_s)
+        total.all_down_s = round(total.all_down_s + report.all_down_s, 1)
+    return total
 
 
 def _outages(samples: list[Sample], end: float) -> list[tuple[float, float]]:
@@ -120,15 +170,24 @@ class AvailabilityProbe:
 
     ``interval`` is the pause between two rounds (each round asks every API
     once, each with ``timeout``): about three rounds a second on a quiet cloud.
+    ``on_figures``, when given, is handed the report so far after the first
+    round, then after a round at most once every ``every`` seconds, in the
+    probe's thread; an OSError it raises (a full disk) does not stop the
+    polling: the first one is kept in ``publish_error``.
     """
 
     def __init__(self, auth: dict, interval: float = 0.3, timeout: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 on_figures: Callable[[ProbeReport], object] | None = None, every: float = 1.0):
         self.auth, self.interval, self.timeout, self.clock = auth, interval, timeout, clock
+        self.on_figures, self.every = on_figures, every
         self.samples: list[Sample] = []
+        self.publish_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="availability-probe", daemon=True)
         self._t0 = 0.0
+        self._published: float | None = None        # when on_figures was last called
+        self._token_session = None                  # the last session that got a token: the others ask with it
 
     def __enter__(self) -> AvailabilityProbe:
         self.start()
@@ -145,7 +204,28 @@ class AvailabilityProbe:
     def stop(self) -> ProbeReport:
         self._stop.set()
         self._thread.join()
+        return self.figures()
+
+    def figures(self) -> ProbeReport:
+        """The report of the samples so far."""
         return summarise(self.samples, self.clock() - self._t0)
+
+    def poll_once(self) -> None:
+        """One round, then the figures handed over when they are due."""
+        self._ask_round()
+        self._publish_if_due()
+
+    def _publish_if_due(self) -> None:
+        if self.on_figures is None:
+            return
+        now = self.clock()
+        if self._published is not None and now - self._published < self.every:
+            return
+        self._published = now
+        try:
+            self.on_figures(self.figures())
+        except OSError as exc:
+            self.publish_error = self.publish_error or str(exc)
 
     def _session(self):
         from keystoneauth1 import session
@@ -154,29 +234,33 @@ class AvailabilityProbe:
         return session.Session(auth=v3.Password(**self.auth), timeout=self.timeout)
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll_once()
+            self._stop.wait(self.interval)
+
+    def _ask_round(self) -> None:
+        """Every API asked once, each answer recorded as it comes."""
         from keystoneauth1 import exceptions
 
-        session = None                      # the last one that got a token: the others ask with it
-        while not self._stop.is_set():
-            fresh = self._session()
-            try:                            # identity: a new token, every round
-                fresh.get_token()
-                session = fresh
-                self._record(IDENTITY, True)
-            except exceptions.ClientException:
-                self._record(IDENTITY, False)
-            for name, (service_type, path) in QUERIES.items():
-                ok = False
-                if session is not None:
-                    try:
-                        answer = session.get(path, endpoint_filter={"service_type": service_type,
-                                                                    "interface": "public"},
-                                             raise_exc=False, timeout=self.timeout)
-                        ok = answer.status_code == 200
-                    except exceptions.ClientException:
-                        ok = False
-                self._record(name, ok)
-            self._stop.wait(self.interval)
+        fresh = self._session()
+        try:                                # identity: a new token, every round
+            fresh.get_token()
+            self._token_session = fresh
+            self._record(IDENTITY, True)
+        except exceptions.ClientException:
+            self._record(IDENTITY, False)
+        session = self._token_session
+        for name, (service_type, path) in QUERIES.items():
+            ok = False
+            if session is not None:
+                try:
+                    answer = session.get(path, endpoint_filter={"service_type": service_type,
+                                                                "interface": "public"},
+                                         raise_exc=False, timeout=self.timeout)
+                    ok = answer.status_code == 200
+                except exceptions.ClientException:
+                    ok = False
+            self._record(name, ok)
 
     def _record(self, api: str, ok: bool) -> None:
         self.samples.append(Sample(api, self.clock() - self._t0, ok))
