@@ -25,3 +25,7 @@ LABEL_HASH_SECRET_PREFIX = LABEL_HASH_PART_PREFIX + "secret."  # + a password's 
 LABEL_IMAGE_HASH = "dockyard.hash"          # the image's tree hash: equal means no build needed
 LABEL_IMAGE_NAME = "dockyard.image"         # its name in the catalogue ("rootfs" for the root filesystem)
 LABEL_BUILD_TIME = "dockyard.build-time"    # UTC, ISO 8601
+# The hash of the image's own build context alone (its Dockerfile and files,
+# not its parents'): equal means the image's own files did not change, which
+# the in-place keep rule needs besides equal package versions.
+LABEL_OWN_HASH = "dockyard.own-hash"

@@ -22,8 +22,8 @@ from dockyard.registry.client import ImageSource, push_ref, repository_and_tag
 from . import rootfs as rootfs_mod
 from .catalogue import Catalogue
 from .config import BuildConfig
-from dockyard.labels import LABEL_BUILD_TIME, LABEL_IMAGE_HASH, LABEL_IMAGE_NAME, LABEL_VERSION
-from .hashing import rootfs_hash, tree_hashes
+from dockyard.labels import LABEL_BUILD_TIME, LABEL_IMAGE_HASH, LABEL_IMAGE_NAME, LABEL_OWN_HASH, LABEL_VERSION
+from .hashing import image_hash, rootfs_hash, tree_hashes
 from .render import ImageContext, Renderer, write_context
 from .report import BuildReport, distinct_bytes
 from .scheduler import CACHED, FAILED, SKIPPED, EventSink, Outcome, Scheduler, ignore
@@ -118,6 +118,7 @@ class Builder:
             LABEL_VERSION: __version__,
             LABEL_IMAGE_HASH: self.hashes[name],
             LABEL_IMAGE_NAME: name,
+            LABEL_OWN_HASH: image_hash(self.contexts[name], ""),
             LABEL_BUILD_TIME: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 

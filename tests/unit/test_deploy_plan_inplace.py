@@ -18,7 +18,7 @@ from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.image.packages import MANIFEST
-from dockyard.labels import LABEL_RELEASE
+from dockyard.labels import LABEL_OWN_HASH, LABEL_RELEASE
 
 from .deploy_fixtures import converge_site, full_engine, quiet, remote, set_globals, write_inventory
 from .wanted_factory import IMAGES, Site, converge, fake_engine, make_wanted
@@ -44,8 +44,9 @@ def deployed(site: Site, state_dir):
     site.restart_packages["memcached"] = MEMCACHED_PACKAGES
     engine = fake_engine(RecordingReads)
     converge(engine, make_wanted(site), state_dir)
-    for info in engine.images_by_tag.values():
+    for tag, info in engine.images_by_tag.items():
         write_manifest(engine, info.id, BUILT)
+        engine.images_by_tag[tag] = replace(info, labels={**info.labels, LABEL_OWN_HASH: f"own-{tag}"})
     engine.calls.clear()
     return engine
 
@@ -58,12 +59,19 @@ class RecordingReads(FakeEngine):
         return super().read_file(image, path)
 
 
-def rebuild(site: Site, engine: FakeEngine, image: str, versions: dict[str, str | None] | None = None) -> str:
+def rebuild(site: Site, engine: FakeEngine, image: str, versions: dict[str, str | None] | None = None,
+            own_hash: str | None = None) -> str:
     """``image`` rebuilt: a new id (what the wanted state resolves), whose package
-    list is BUILT with ``versions`` changed (None: the package is gone). Returns its id."""
+    list is BUILT with ``versions`` changed (None: the package is gone), and whose
+    own-file hash is ``own_hash`` ("": no label; None: as before). Returns its id."""
     new_id = f"sha256:{image}-rebuilt"
     site.image_ids[image] = new_id
-    engine.images_by_tag[f"{IMAGES[image]}-rebuilt"] = replace(engine.images_by_tag[IMAGES[image]], id=new_id)
+    before = engine.images_by_tag[IMAGES[image]]
+    labels = dict(before.labels)
+    if own_hash is not None:
+        labels.pop(LABEL_OWN_HASH, None)
+        labels.update({LABEL_OWN_HASH: own_hash} if own_hash else {})
+    engine.images_by_tag[f"{IMAGES[image]}-rebuilt"] = replace(before, id=new_id, labels=labels)
     packages = {**BUILT, **(versions or {})}
     write_manifest(engine, new_id, {name: v for name, v in packages.items() if v is not None})
     return new_id
@@ -121,6 +129,21 @@ def test_a_changed_package_that_matters_recreates_it_naming_both_versions(site, 
     assert plan.by_id()["recreate:memcached"].reason == \
         "config-hash differs (image): rebuilt with libc6 2.41-12 -> 2.41-13"
     assert plan.kept == []
+
+
+def test_a_change_to_the_images_own_files_recreates_it(site, state_dir, deployed):
+    # nova-libvirt's qemu hook is a file of its own image, in no package.
+    rebuild(site, deployed, "memcached", own_hash="own-changed")
+    plan = plan_of(deployed, site, state_dir)
+    assert plan.by_id()["recreate:memcached"].reason == "config-hash differs (image): its image's own files changed"
+    assert plan.kept == []
+
+
+def test_an_image_without_an_own_hash_cannot_be_compared_and_is_recreated(site, state_dir, deployed):
+    rebuild(site, deployed, "memcached", own_hash="")
+    reason = plan_of(deployed, site, state_dir).by_id()["recreate:memcached"].reason
+    assert reason == ("config-hash differs (image): its image's own files cannot be compared "
+                      "(an image without dockyard.own-hash)")
 
 
 def test_a_package_that_matters_added_or_gone_is_named(site, state_dir, deployed):
@@ -247,7 +270,8 @@ def rebuild_site_images(engine: FakeEngine, **versions: str) -> None:
     """The data plane's images and nova-compute's rebuilt under their tags: new ids."""
     for name in REBUILT:
         ref = f"dockyard/{name}:2025.1"
-        old = engine.images_by_tag[ref]
+        old = replace(engine.images_by_tag[ref], labels={**engine.images_by_tag[ref].labels,
+                                                         LABEL_OWN_HASH: f"own-{name}"})
         new = replace(old, id=f"{old.id}-rebuilt")
         engine.images_by_tag[ref] = new
         engine.images_by_tag[f"{ref}-previous"] = old     # untagged, kept while a container uses it
@@ -353,7 +377,7 @@ def test_each_host_compares_its_own_images_and_an_engine_failing_the_read_recrea
     assert api.deploy(config_dir, engine=engines, say=quiet).ok
     ref = "dockyard/openvswitch-vswitchd:2025.1"
     for engine, switch in ((net1, "3.5.0-1"), (cmp1, "3.5.0-2")):
-        old = engine.images_by_tag[ref]
+        old = replace(engine.images_by_tag[ref], labels={LABEL_OWN_HASH: "own-openvswitch-vswitchd"})
         engine.images_by_tag[ref] = replace(old, id=f"{old.id}-rebuilt")
         engine.images_by_tag[f"{ref}-previous"] = old
         write_manifest(engine, old.id, SITE_PACKAGES)

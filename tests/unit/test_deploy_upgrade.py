@@ -348,10 +348,11 @@ def test_a_site_keeping_libvirt_over_a_rebuild_is_converged_and_upgrades(deploye
     from dataclasses import replace
 
     from dockyard.image.packages import MANIFEST
+    from dockyard.labels import LABEL_OWN_HASH
 
     site_dir, engine = deployed
     ref = "dockyard/nova-libvirt:2025.1"
-    old = engine.images_by_tag[ref]
+    old = replace(engine.images_by_tag[ref], labels={LABEL_OWN_HASH: "own-nova-libvirt"})
     engine.images_by_tag[f"{ref}-previous"] = old
     engine.images_by_tag[ref] = replace(old, id=old.id + "-rebuilt")
     for image_id in (old.id, old.id + "-rebuilt"):

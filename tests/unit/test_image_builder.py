@@ -61,7 +61,8 @@ def test_labels_logs_and_contexts(tmp_path):
     builder = make_builder(engine, tmp_path)
     builder.run()
     info = engine.image("dockyard/keystone:2025.1")
-    assert set(info.labels) == {"dockyard.version", LABEL_IMAGE_HASH, "dockyard.image", "dockyard.build-time"}
+    assert set(info.labels) == {"dockyard.version", LABEL_IMAGE_HASH, "dockyard.image", "dockyard.build-time",
+                                "dockyard.own-hash"}
     assert info.labels[LABEL_IMAGE_HASH] == builder.hashes["keystone"]
     assert info.labels["dockyard.image"] == "keystone"
     assert info.labels["dockyard.build-time"].endswith("+00:00")

@@ -11,9 +11,12 @@ running process is made of, and every image lists its packages
 (``/var/lib/dockyard/packages.txt``, :mod:`dockyard.image.packages`).
 
 When the image is the only part of a running container that differs, its image
-reference and release are the same, and every package that matters has the
-same version in both images, the container is kept: the plan says so, with
-the versions. Otherwise it is recreated, and the plan names what changed.
+reference and release are the same, every package that matters has the same
+version in both images, and the image's own files (its Dockerfile and the files
+beside it, e.g. nova-libvirt's qemu hook) are the same (``dockyard.own-hash``),
+the container is kept: the plan says so, with the versions. Otherwise it is
+recreated, and the plan names what changed. An image built before that label
+existed cannot be compared, so its container is recreated once.
 
 Observation reads the two lists (:mod:`dockyard.deploy.plan.observe`), only
 for the containers where they decide (:func:`rebuilt_only`): a no-op deploy
@@ -29,7 +32,7 @@ from fnmatch import fnmatchcase
 from dockyard.deploy.wanted.hashing import differing_parts, rekeyed
 from dockyard.deploy.wanted.model import WantedContainer
 from dockyard.engine.driver import ContainerState
-from dockyard.labels import LABEL_HASH, LABEL_RELEASE
+from dockyard.labels import LABEL_HASH, LABEL_OWN_HASH, LABEL_RELEASE
 
 # Versions a reason lists before it says "and N more".
 LISTED_VERSIONS = 3
@@ -44,6 +47,9 @@ class PackageVersions:
     running: Mapping[str, str] = field(default_factory=dict)
     wanted: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
+    # The images' own-file hashes (LABEL_OWN_HASH); "" when an image has none.
+    own_running: str = ""
+    own_wanted: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ def verdict(c: WantedContainer, current: ContainerState | None, versions: Packag
     changes = changed(versions.running, versions.wanted)
     if changes:
         return Verdict(False, "rebuilt with " + ", ".join(changes))
+    if not versions.own_running or not versions.own_wanted:
+        return Verdict(False, f"its image's own files cannot be compared (an image without {LABEL_OWN_HASH})")
+    if versions.own_running != versions.own_wanted:
+        return Verdict(False, "its image's own files changed")
     same = listed(versions.wanted)
     if forced:
         return Verdict(False, f"recreated as asked (--recreate), though {same} unchanged")

@@ -29,7 +29,7 @@ from dockyard.errors import EngineError, EngineUnavailable
 from dockyard.image.packages import MANIFEST, parse_manifest
 
 from dockyard.deploy.execute.jobs_record import load_job_secrets, load_jobs
-from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_SITE
+from dockyard.labels import LABEL_HOST, LABEL_MANAGED, LABEL_OWN_HASH, LABEL_SITE
 from dockyard.deploy.wanted.model import WantedContainer, WantedState, unit_key
 
 from .inplace import PackageVersions, matching, rebuilt_only
@@ -155,8 +155,9 @@ def observe_containers(engine, wanted: WantedState, site: str | None = None, hos
 def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> None:
     """For each wanted container whose package versions decide whether it is
     kept (:func:`rebuilt_only`), those versions in the image it runs and in the
-    wanted one, read from its host's engine by image id; each image's list read
-    once per engine, every engine at once. What cannot be read is said in
+    wanted one, read from its host's engine by image id, with the two images'
+    own-file hashes (their labels); each image's list read once per engine,
+    every engine at once. What cannot be read is said in
     ``error`` (and the container is recreated, with that reason)."""
     from dockyard.deploy.engines import brief
 
@@ -184,6 +185,10 @@ def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> N
                     lists[image_id] = f"cannot read {MANIFEST} of image {image_id[:19]}: {exc}"
             return lists[image_id]
 
+        def own_hash(image_id: str) -> str:
+            info = engine.image(image_id)
+            return info.labels.get(LABEL_OWN_HASH, "") if info is not None else ""
+
         out = {}
         for host in served:
             for key, c, current in todo[host]:
@@ -192,7 +197,9 @@ def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> N
                     out[key] = PackageVersions(error=running if isinstance(running, str) else str(wanted_list))
                 else:
                     out[key] = PackageVersions(matching(running, c.restart_packages),
-                                               matching(wanted_list, c.restart_packages))
+                                               matching(wanted_list, c.restart_packages),
+                                               own_running=own_hash(current.image_id),
+                                               own_wanted=own_hash(c.image_id))
         return out
 
     hosts = list(todo)
