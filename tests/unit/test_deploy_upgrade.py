@@ -31,6 +31,17 @@ def deployed(site_dir):
     return site_dir, converge_site(site_dir, full_engine("2025.1", "2026.1"))
 
 
+def failed_upgrade(site_dir: Path, engine: FakeEngine, job: str, status: int = 1) -> Path:
+    """The site's upgrade to 2026.1 run with ``job`` failing, then the failure
+    cleared (what a killed or failed run leaves for the next). Returns the site's
+    state folder, where the upgrade's record is."""
+    set_release(site_dir, "2026.1")
+    engine.job_results[job] = JobResult(status, "lock wait timeout\n")
+    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    del engine.job_results[job]
+    return api.load(site_dir, need_passwords=False)[0].state_dir
+
+
 def before(plan: Plan, first: str, then: str) -> bool:
     """``then`` waits (directly or not) for ``first``."""
     return first in waits_for(plan, then)
@@ -186,11 +197,8 @@ def test_a_killed_upgrade_continues_where_it_stopped(deployed):
 
 def test_a_service_whose_containers_moved_before_the_kill_still_contracts(deployed):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1")
-    engine.job_results["keystone_upgrade_contract"] = JobResult(1, "lock wait timeout\n")
-    assert not upgrade(site_dir, engine=engine, say=quiet).ok
+    failed_upgrade(site_dir, engine, "keystone_upgrade_contract")
     assert engine.container("keystone").image == "dockyard/keystone:2026.1"
-    del engine.job_results["keystone_upgrade_contract"]
     lines: list[str] = []
     plan = upgrade(site_dir, engine=engine, dry_run=True, say=lines.append).plan
     assert "upgrade:keystone:contract" in plan.by_id()
@@ -200,13 +208,9 @@ def test_a_service_whose_containers_moved_before_the_kill_still_contracts(deploy
 
 def test_a_service_disabled_between_the_kill_and_the_retry_is_named_and_nothing_changes(deployed):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1")
-    engine.job_results["nova_upgrade_migrate"] = JobResult(1, "database locked\n")
-    assert not upgrade(site_dir, engine=engine, say=quiet).ok
-    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    state_dir = failed_upgrade(site_dir, engine, "nova_upgrade_migrate")
     record = load_record(state_dir)
     assert record["from"]["horizon"] == "2025.1"
-    del engine.job_results["nova_upgrade_migrate"]
     set_globals(site_dir, enabled_services=[s for s in DEFAULT_SERVICES if s != "horizon"])
     refused(site_dir, engine, "horizon", "no longer enabled", "enabled_services", "enable it again",
             "dockyard upgrade --abandon")
@@ -215,11 +219,7 @@ def test_a_service_disabled_between_the_kill_and_the_retry_is_named_and_nothing_
 
 def test_an_abandoned_upgrade_is_not_resumed_and_nothing_else_changes(deployed, monkeypatch, capsys):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1")
-    engine.job_results["nova_upgrade_migrate"] = JobResult(1, "database locked\n")
-    assert not upgrade(site_dir, engine=engine, say=quiet).ok
-    del engine.job_results["nova_upgrade_migrate"]
-    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    state_dir = failed_upgrade(site_dir, engine, "nova_upgrade_migrate")
     set_globals(site_dir, enabled_services=[s for s in DEFAULT_SERVICES if s != "horizon"])
     jobs = (state_dir / "jobs.json").read_bytes()
     engine.calls.clear()
@@ -417,10 +417,7 @@ def test_the_dry_run_shows_the_main_package_versions(deployed):
 
 def test_destroy_with_volumes_forgets_an_unfinished_upgrade(deployed):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1")
-    engine.job_results["keystone_upgrade_check"] = JobResult(2, "a check failed\n")
-    assert not upgrade(site_dir, engine=engine, say=quiet).ok
-    state_dir = api.load(site_dir, need_passwords=False)[0].state_dir
+    state_dir = failed_upgrade(site_dir, engine, "keystone_upgrade_check", status=2)
     assert load_record(state_dir)["complete"] is False
     api.destroy(site_dir, include_volumes=True, engine=engine, say=quiet)
     assert load_record(state_dir) == {}
@@ -428,10 +425,7 @@ def test_destroy_with_volumes_forgets_an_unfinished_upgrade(deployed):
 
 def test_a_resumed_upgrade_waits_for_a_new_container_still_starting(deployed):
     site_dir, engine = deployed
-    set_release(site_dir, "2026.1")
-    engine.job_results["keystone_upgrade_contract"] = JobResult(1, "lock wait timeout\n")
-    assert not upgrade(site_dir, engine=engine, say=quiet).ok
-    del engine.job_results["keystone_upgrade_contract"]
+    failed_upgrade(site_dir, engine, "keystone_upgrade_contract")
     engine._set("keystone", health="starting")
     plan = upgrade(site_dir, engine=engine, dry_run=True, say=quiet).plan
     assert before(plan, "wait_healthy:keystone", "upgrade:keystone:contract")
