@@ -173,7 +173,10 @@ def test_an_engine_stopped_mid_run_is_reported_and_the_next_run_converges(site):
     tb_cli("up", "2")
     again = dockyard("deploy", "--config-dir", str(config), timeout=120)
     assert "0 failed, 0 skipped" in again.stdout
-    assert "@h1" not in again.stdout.replace("dockyard: run", ""), again.stdout
+    # Nothing is done on h1; it may only wait on memcached's health check (the
+    # engine's own, 30 s apart, may not have reported since its recreate).
+    on_h1 = [line for line in again.stdout.splitlines() if "@h1" in line]
+    assert all(line.startswith("  ok      wait_healthy:memcached@h1 ") for line in on_h1), again.stdout
     assert "STAT limit_maxbytes 67108864" in memcached_stats(h2.address)
     assert "STAT limit_maxbytes 67108864" in memcached_stats(h1.address)
     final = dockyard("deploy", "--config-dir", str(config))
