@@ -15,7 +15,9 @@ engine's client has it, otherwise Debian trixie's docker-compose package,
 fetched once into the bench folder with a private apt list (see
 `compose_tool.py`; nothing is installed on the host). Where neither can be had
 it falls back to docker-compose v1, which has no `--wait`: the benchmark then
-waits for the health checks itself, on the engine's events. The compose fresh
+waits for the health checks itself, as a deploy does (running each check every
+second). Compose's own waits (`service_healthy`, `--wait`) follow the engine's
+checks, 30 s apart since dockyard stopped checking every 2 s. The compose fresh
 time includes `dockyard genconfig` and creating the external volumes, which its
 file needs and `dockyard deploy` does itself.
 

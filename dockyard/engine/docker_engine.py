@@ -15,6 +15,7 @@ import io
 import math
 import shutil
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Concatenate, ParamSpec, TypeVar
@@ -29,13 +30,14 @@ from docker.types import Mount as SdkMount
 
 from dockyard.errors import DockyardError, EngineError, EngineUnavailable
 
+from . import health_wait
 from .driver import (
-    ContainerDied,
     DEFAULT_READONLY_PATHS,
     ContainerSpec,
     ContainerState,
+    ExecResult,
     FileCopy,
-    HealthTimeout,
+    Healthcheck,
     ImageInfo,
     JobResult,
     LogSink,
@@ -369,19 +371,36 @@ class DockerEngine:
 
     # -- containers --------------------------------------------------------------
     @staticmethod
-    def _state(attrs: dict) -> ContainerState:
+    def _healthcheck(config: dict) -> Healthcheck | None:
+        """The container's health check as the engine holds it (``Config.Healthcheck``,
+        the image's merged in); a zero duration or count is the engine's default."""
+        hc = config.get("Healthcheck") or {}
+        test = tuple(hc.get("Test") or ())
+        if not test:
+            return None
+
+        def seconds(key: str, default: float) -> float:
+            return (hc.get(key) or 0) / _NS or default
+
+        return Healthcheck(test=test, interval=seconds("Interval", 30.0), timeout=seconds("Timeout", 30.0),
+                           retries=int(hc.get("Retries") or 3), start_period=seconds("StartPeriod", 0.0))
+
+    @classmethod
+    def _state(cls, attrs: dict) -> ContainerState:
         state = attrs.get("State") or {}
+        config = attrs.get("Config") or {}
         health = (state.get("Health") or {}).get("Status")
         return ContainerState(
             id=attrs["Id"],
             name=attrs["Name"].lstrip("/"),
             image_id=attrs["Image"],
-            image=(attrs.get("Config") or {}).get("Image", ""),
-            labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+            image=config.get("Image", ""),
+            labels=dict(config.get("Labels") or {}),
             status=state.get("Status", "unknown"),
             health=health,
             started_at=state.get("StartedAt", ""),
             exit_code=state.get("ExitCode"),
+            healthcheck=cls._healthcheck(config),
         )
 
     @_boundary
@@ -507,44 +526,40 @@ class DockerEngine:
             self.remove(spec.name)
 
     @_boundary
-    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
-        """Wait on the engine's own health events, re-checking state as each arrives."""
-        deadline = time.monotonic() + timeout
-        # The events API's `since` has one-second steps and replays what happened in
-        # that second: an event already acted on is recognised by its nanosecond
-        # stamp and passed over, or the wait would wake on it again and again.
-        since = int(time.time()) - 1
-        seen_nano = 0
-        while True:
-            state = self.container(name)
-            if state is None:
-                raise ContainerDied(f"{name} does not exist")
-            if state.status in ("exited", "dead", "restarting"):
-                # With a restart policy a crashing service shows as restarting: its
-                # command failed, and waiting longer would not make it healthy.
-                raise ContainerDied(f"{name} exited with code {state.exit_code} ({state.status})")
-            if state.health == "healthy" or (state.health is None and state.running):
-                return state
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HealthTimeout(f"{name} not healthy after {timeout:.0f}s (health: {state.health})")
-            # Block on the next new event for this container (health change, die),
-            # bounded by the deadline; then look again.
-            until = int(time.time() + min(remaining, 30)) + 1
-            events = self.client.events(since=since, until=until, decode=True,
-                                        filters={"container": name})
+    def exec_in(self, name: str, command: tuple[str, ...], timeout: float) -> ExecResult:
+        """Run ``command`` in ``name`` and collect its output. The engine's attach
+        stream has no timeout of its own (the SDK polls its socket without one),
+        so the call runs in a thread of its own, awaited ``timeout`` seconds: a
+        check that hangs is a failing check, and its thread is left to end when
+        the engine closes the stream, as the engine's own health check leaves a
+        hung probe."""
+        exec_id = self.api.exec_create(name, list(command), stdout=True, stderr=True)["Id"]
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
             try:
-                for event in events:
-                    stamp = int(event.get("timeNano") or 0)
-                    if stamp and stamp <= seen_nano:
-                        continue
-                    seen_nano = max(seen_nano, stamp)
-                    since = int(event.get("time", since))
-                    status = event.get("status", "")
-                    if status.startswith("health_status") or status in ("die", "destroy", "start"):
-                        break
-            finally:
-                events.close()
+                outcome["output"] = self.api.exec_start(exec_id)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"dockyard-exec-{name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return ExecResult(None, f"no answer within {timeout:g}s")
+        error = outcome.get("error")
+        if isinstance(error, BaseException):
+            raise error
+        output = outcome.get("output")
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else ""
+        code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(code if isinstance(code, int) else -1, text)     # no code said: not a pass
+
+    @_boundary
+    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
+        """Run the container's own health check about every second until it passes
+        (health_wait.py): the engine's checks are 30 s apart, too slow to wait on."""
+        return health_wait.wait_healthy(self, name, timeout)
 
     # -- volumes -----------------------------------------------------------------
     @_boundary

@@ -46,11 +46,17 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class Healthcheck:
-    test: tuple[str, ...]          # e.g. ("CMD", "dockyard-healthcheck", "port", "3306")
-    interval: float = 5.0          # seconds
-    timeout: float = 5.0
-    retries: int = 6
-    start_period: float = 5.0
+    """The engine's own health check of a container. The engine runs it every
+    ``interval`` for ``docker ps`` and ``dockyard status``; a deploy waiting on
+    a container runs the same test itself, every second (health_wait.py), so
+    the interval can be long: each check is an exec. The defaults are the
+    catalogue's (``HealthSpec``)."""
+
+    test: tuple[str, ...]          # ("CMD", program, args...) | ("CMD-SHELL", "command") | ("NONE",)
+    interval: float = 30.0         # seconds
+    timeout: float = 10.0
+    retries: int = 3
+    start_period: float = 300.0    # failures in this time after a start do not count
 
 
 # The paths under /proc the engine makes read-only by default (its own list);
@@ -111,6 +117,7 @@ class ContainerState:
     health: str | None             # starting | healthy | unhealthy | None when no healthcheck
     started_at: str = ""
     exit_code: int | None = None
+    healthcheck: Healthcheck | None = None     # the health check the engine has for it (its test, timeout)
 
     @property
     def running(self) -> bool:
@@ -138,6 +145,14 @@ class FileCopy:
 class JobResult:
     exit_code: int
     logs: str
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run in a running container (``Engine.exec_in``)."""
+
+    exit_code: int | None          # None: it did not finish within its timeout
+    output: str                    # stdout and stderr, interleaved
 
 
 class HealthTimeout(Exception):
@@ -202,9 +217,17 @@ class Engine(Protocol):
     def run_job(self, spec: ContainerSpec, timeout: float = 600, files: tuple[FileCopy, ...] = ()) -> JobResult:
         """Run a one-shot container to completion (``files`` copied in before it starts)."""
         ...
+    def exec_in(self, name: str, command: tuple[str, ...], timeout: float) -> ExecResult:
+        """Run ``command`` in the running container ``name`` (as its user, with its
+        environment, as the engine runs its health check), at most ``timeout``
+        seconds. Raises :class:`dockyard.errors.EngineError` when it cannot run
+        (the container is not running, or gone)."""
+        ...
     def wait_healthy(self, name: str, timeout: float) -> ContainerState:
-        """Block until the container reports healthy (or is running, when it has
-        no healthcheck). Raises :class:`HealthTimeout` or :class:`ContainerDied`."""
+        """Block until the container's health check passes (or it is running, when
+        it has none): its own test, run about every second (health_wait.py).
+        Raises :class:`HealthTimeout` (naming what the check last said) or
+        :class:`ContainerDied`."""
         ...
 
     # -- volumes -------------------------------------------------------------

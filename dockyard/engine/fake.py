@@ -2,9 +2,16 @@
 
 It records every call in ``calls`` so tests can assert what was done, and can be
 told to fail builds (``fail_builds``: image tag -> number of failures before success,
-or -1 for always) or to leave containers unhealthy (``unhealthy``). With ``down``
-set, every engine call raises what the real driver raises for an engine that is
-not running: :class:`EngineUnavailable` (from a ``ConnectionRefusedError``).
+or -1 for always) or to leave containers unhealthy (``unhealthy``: the engine says
+so and their health check fails). A container with a health check is healthy as
+soon as it starts, unless named in ``starting`` (the engine's own check has not
+run yet: it stays ``starting``, as for the first 30 s of a real one). What a
+health check run through ``exec_in`` gives can be scripted (``exec_results``, and
+``on_exec`` to act as it runs: a container that dies mid-wait). ``wait_healthy``
+is the real wait (health_wait.py) on a clock of its own: a wait of minutes ends
+at once, with no sleep. With ``down`` set, every engine call raises what the
+real driver raises for an engine that is not running: :class:`EngineUnavailable`
+(from a ``ConnectionRefusedError``).
 Engines given one :class:`FakeRegistry` push to and pull from it, by digest, as
 real engines do through a registry.
 """
@@ -16,15 +23,16 @@ import itertools
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from dockyard.errors import EngineError, EngineUnavailable
 
+from . import health_wait
 from .driver import (
-    ContainerDied,
     ContainerSpec,
     ContainerState,
+    ExecResult,
     FileCopy,
-    HealthTimeout,
     ImageInfo,
     JobResult,
     LogSink,
@@ -45,7 +53,7 @@ def _matches(labels: dict[str, str], label: str | None) -> bool:
 _CALLS = frozenset({"ping", "image", "images", "build", "import_rootfs", "tag", "tags", "push", "pull", "read_file",
                     "copy_file",
                     "containers", "container", "create", "start", "stop", "restart", "remove", "logs", "copy_in",
-                    "run_job", "wait_healthy", "volumes", "create_volume", "remove_volume"})
+                    "run_job", "exec_in", "wait_healthy", "volumes", "create_volume", "remove_volume"})
 
 
 def _split(ref: str, address: str) -> tuple[str, str]:
@@ -84,6 +92,21 @@ class FakeRegistry:
         return RegistryImage(digest, info.id) if digest and info is not None else None
 
 
+class FakeClock:
+    """Time that passes only when slept: a health wait of minutes in no time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class FakeEngine:
     @property
     def down(self) -> bool:
@@ -119,6 +142,10 @@ class FakeEngine:
         self.calls: list[tuple] = []
         self.fail_builds: dict[str, int] = {}
         self.unhealthy: set[str] = set()
+        self.starting: set[str] = set()          # the engine's own check has not reported yet
+        # container -> what its execs give, in turn (the last one again and again)
+        self.exec_results: dict[str, list[ExecResult]] = {}
+        self.on_exec: Callable[[str, tuple[str, ...]], None] | None = None   # called as each exec runs
         self.job_results: dict[str, JobResult] = {}
         self.jobs_run: list[str] = []
 
@@ -266,7 +293,8 @@ class FakeEngine:
             if m.is_volume and m.source not in self.volumes_by_name:
                 self.volumes_by_name[m.source] = VolumeInfo(m.source, {})
         state = ContainerState(id=self._next_id("c"), name=spec.name, image_id=image.id, image=spec.image,
-                               labels=dict(spec.labels), status="created", health=None)
+                               labels=dict(spec.labels), status="created", health=None,
+                               healthcheck=spec.healthcheck)
         self.containers_by_name[spec.name] = (spec, state)
         return state.id
 
@@ -277,9 +305,13 @@ class FakeEngine:
     def start(self, name: str) -> None:
         self._record("start", name)
         spec, _ = self.containers_by_name[name]
-        health = None
-        if spec.healthcheck:
-            health = "unhealthy" if name in self.unhealthy else "healthy"
+        health = None                       # no health check (or NONE): the engine reports none
+        if spec.healthcheck and not health_wait.disabled(spec.healthcheck):
+            health = "healthy"
+            if name in self.starting:
+                health = "starting"
+            if name in self.unhealthy:
+                health = "unhealthy"
         self._set(name, status="running", health=health, started_at=self._next_id("t"))
 
     def stop(self, name: str, timeout: int = 10) -> None:
@@ -316,16 +348,30 @@ class FakeEngine:
             self.jobs_run.append(spec.name)
         return self.job_results.get(spec.name, JobResult(0, "ok\n"))
 
-    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
-        self._record("wait", name)
+    def exec_in(self, name: str, command: tuple[str, ...], timeout: float) -> ExecResult:
+        """The next of ``exec_results[name]``; without a script, a pass, or a
+        failure for an ``unhealthy`` container. Refused, as by a real engine,
+        when the container is not running (``on_exec`` may have stopped it)."""
+        self._record("exec", name, tuple(command))
+        if self.on_exec is not None:
+            self.on_exec(name, tuple(command))
         state = self.container(name)
         if state is None:
-            raise ContainerDied(f"{name} does not exist")
-        if state.status != "running":
-            raise ContainerDied(f"{name} is {state.status}")
-        if state.health == "unhealthy":
-            raise HealthTimeout(f"{name} not healthy after {timeout:.0f}s (health: unhealthy)")
-        return state
+            raise EngineError(f"no such container: {name}")
+        if not state.running:
+            raise EngineError(f"container {name} is not running")
+        with self._lock:
+            script = self.exec_results.get(name)
+            if script:
+                return script.pop(0) if len(script) > 1 else script[0]
+        if name in self.unhealthy:
+            return ExecResult(1, f"{name} is unhealthy (fake engine)\n")
+        return ExecResult(0, "")
+
+    def wait_healthy(self, name: str, timeout: float) -> ContainerState:
+        self._record("wait", name)
+        clock = FakeClock()
+        return health_wait.wait_healthy(self, name, timeout, clock=clock, sleep=clock.sleep)
 
     # -- volumes ---------------------------------------------------------------------
     def volumes(self, label: str | None = None) -> list[VolumeInfo]:

@@ -20,7 +20,7 @@ from dockyard.deploy.execute.jobs_record import JobsRecord, load_jobs
 from dockyard.deploy.plan.observe import ObservedState
 from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
 from dockyard.deploy.execute.timeline import Timeline, load_timeline
-from dockyard.engine.driver import ContainerSpec, JobResult
+from dockyard.engine.driver import ContainerSpec, ExecResult, JobResult
 from dockyard.engine.fake import FakeEngine
 
 from ..e2e.conftest import changed_nothing
@@ -219,6 +219,7 @@ def test_unhealthy_container_skips_its_dependants_and_the_rest_runs(site, state_
     assert failed.result == FAILED
     assert "keystone" in failed.error and "last log lines of keystone" in failed.error
     assert "fake logs of keystone" in failed.error
+    assert "its health check said: keystone is unhealthy (fake engine)" in failed.error
     for dependant in ("job:keystone_register", "create:glance_api", "wait_healthy:glance_api"):
         assert by_id[dependant].result == SKIPPED
         assert by_id[dependant].error == "needs keystone healthy"
@@ -229,6 +230,19 @@ def test_unhealthy_container_skips_its_dependants_and_the_rest_runs(site, state_
     assert result.exit_code == 1 and not result.ok
     assert len(outcomes) == len(result.outcomes)       # progress heard about every action, skips included
     assert engine.container("glance_api") is None
+
+
+def test_a_wait_passes_on_the_containers_own_check_before_the_engine_says_healthy(site, state_dir):
+    # The engine checks every 30 s; right after its start every container is
+    # still "starting" there. The wait runs the check itself and goes on.
+    engine = fake_engine()
+    engine.starting |= {"mariadb", "keystone", "glance_api"}
+    engine.exec_results["keystone"] = [ExecResult(1, "nothing listens on TCP port 5000\n"), ExecResult(0, "")]
+    result, _, _ = run(engine, fresh_plan(site), state_dir)
+    assert result.ok, [(o.action.id, o.error) for o in result.outcomes if o.result != OK]
+    assert engine.container("keystone").health == "starting"
+    assert [c[1] for c in engine.calls if c[0] == "exec"].count("keystone") == 2
+    assert {c[1] for c in engine.calls if c[0] == "exec"} == {"mariadb", "keystone", "glance_api"}
 
 
 def test_failed_job_is_not_recorded_and_reports_its_logs(site, state_dir):

@@ -30,8 +30,8 @@ def test_services_volumes_and_ordering(tmp_path):
                                     "keystone": {"condition": "service_healthy"}}
     assert glance["volumes"] == [f"{site.folder('glance_api')}:/var/lib/dockyard/config_files:ro",
                                  "glance:/var/lib/glance"]
-    assert glance["healthcheck"] == {"test": ["CMD", "dockyard-healthcheck", "glance_api"], "interval": "5s",
-                                     "timeout": "5s", "retries": 6, "start_period": "5s"}
+    assert glance["healthcheck"] == {"test": ["CMD", "dockyard-healthcheck", "glance_api"], "interval": "30s",
+                                     "timeout": "10s", "retries": 3, "start_period": "300s"}
     assert glance["labels"]["dockyard.managed"] == "true" and "dockyard.config-hash" in glance["labels"]
     # memcached has no health check: waiting for it means waiting for it to start.
     assert services["keystone"]["depends_on"]["memcached"] == {"condition": "service_started"}

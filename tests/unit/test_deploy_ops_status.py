@@ -6,9 +6,9 @@ import json
 
 from rich.console import Console
 
-from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
+from dockyard.labels import LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 from dockyard.deploy.ops.status import render, status, to_json
-from dockyard.engine.driver import ContainerSpec
+from dockyard.engine.driver import ContainerSpec, ExecResult
 
 from .wanted_factory import SECRET, Site, converge, fake_engine, make_wanted
 
@@ -27,6 +27,31 @@ def test_converged_site_is_all_up_to_date(tmp_path):
     keystone = rows_by_name(rows)["keystone"]
     assert (keystone.state, keystone.health, keystone.image) == ("running", "healthy", "dockyard/keystone:test")
     assert rows_by_name(rows)["memcached"].health == ""        # no health check
+
+
+def test_a_container_the_engine_has_not_checked_yet_is_up_to_date(tmp_path):
+    # Right after a deploy the engine's own check (every 30 s) has not run: the
+    # deploy saw it pass, a deploy now would only wait. Unhealthy is another story.
+    site, engine = Site(tmp_path / "site"), fake_engine()
+    wanted = make_wanted(site)
+    engine.starting |= {"mariadb", "keystone"}
+    engine.unhealthy.add("glance_api")
+    engine.exec_results["glance_api"] = [ExecResult(0, "")]        # the deploy's own check passed
+    converge(engine, wanted, tmp_path / "state")
+    rows = rows_by_name(status(engine, wanted))
+    assert (rows["keystone"].health, rows["keystone"].up_to_date, rows["keystone"].reason) == ("starting", True, "")
+    assert rows["mariadb"].up_to_date
+    assert (rows["glance_api"].health, rows["glance_api"].up_to_date) == ("unhealthy", False)
+    assert rows["glance_api"].reason == "wait_healthy: running, health unhealthy"
+
+
+def test_starting_counts_only_when_a_health_wait_is_all_it_needs(tmp_path):
+    site, engine = Site(tmp_path / "site"), fake_engine()
+    wanted = make_wanted(site)
+    converge(engine, wanted, tmp_path / "state")
+    engine._set("keystone", health="starting", labels={**engine.container("keystone").labels, LABEL_HASH: "old"})
+    row = rows_by_name(status(engine, wanted))["keystone"]
+    assert not row.up_to_date and row.reason.startswith("recreate: config-hash differs")
 
 
 def test_each_difference_has_its_reason(tmp_path):

@@ -33,6 +33,7 @@ CALLS = {
     "remove": lambda e: e.remove("memcached"),
     "logs": lambda e: e.logs("memcached"),
     "run_job": lambda e: e.run_job(SPEC, timeout=5),
+    "exec_in": lambda e: e.exec_in("memcached", ("true",), 5),
     "wait_healthy": lambda e: e.wait_healthy("memcached", 5),
     "volumes": lambda e: e.volumes(),
     "create_volume": lambda e: e.create_volume("v", {}),

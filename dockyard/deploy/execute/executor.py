@@ -6,15 +6,16 @@ action marks everything that (transitively) depends on it ``skipped``, naming
 what was missing ("needs keystone healthy"); every other branch still runs.
 
 ``parallelism`` bounds the work that loads the machine (jobs, container starts,
-file writes). Waiting for health changes nothing and only blocks on the
-engine's event stream, so it takes no slot: a slow health check never keeps a
-bootstrap job of another branch waiting for a free worker. When more actions
-are ready than there are slots, the one with the longest chain of dependants
-below it goes first (critical-path list scheduling), so the run's wall time
-stays close to its critical path.
+file writes). Waiting for health changes nothing (it runs the container's
+health check, a light exec, once a second), so it takes no slot: a slow health
+check never keeps a bootstrap job of another branch waiting for a free worker.
+When more actions are ready than there are slots, the one with the longest
+chain of dependants below it goes first (critical-path list scheduling), so the
+run's wall time stays close to its critical path.
 
-Nothing here sleeps: health waits block in the engine (on its events), and the
-scheduler blocks on a queue of finished actions.
+Nothing here sleeps: health waits pause between two runs of a check in the
+engine's wait (engine/health_wait.py), and the scheduler blocks on a queue of
+finished actions.
 """
 
 from __future__ import annotations

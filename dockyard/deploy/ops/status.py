@@ -6,6 +6,12 @@ status and ``deploy --dry-run`` never disagree. One list call to the engine (and
 for a container whose rebuilt image it may keep, its images' package lists).
 A container a deploy keeps on its current image, although that was rebuilt, is
 up to date and says so: "kept", with the versions that made it so.
+
+One difference from the plan: a running container with its wanted definition
+whose health the engine still reports ``starting`` is up to date. The engine
+checks every 30 s, so right after a deploy (which ran the check itself and saw
+it pass) that is every container with a health check. A deploy would only wait
+on it, changing nothing. One the engine found ``unhealthy`` is not up to date.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from rich.table import Table
 from dockyard.labels import LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import WantedState, unit_key
 from dockyard.deploy.plan.observe import observe_containers
-from dockyard.deploy.plan.planner import container_change
+from dockyard.deploy.plan.planner import ActionKind, Change, container_change
+from dockyard.engine.driver import ContainerState
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,12 @@ class StatusRow:
     up_to_date: bool
     reason: str = ""         # why not up to date: what a deploy would do about it
     kept: str = ""           # why a deploy keeps it on its current image, though that was rebuilt
+
+
+def settling(change: Change, current: ContainerState | None) -> bool:
+    """Only a health wait is needed, and only because the engine's own check has
+    not reported yet: up to date (the module's docstring says why)."""
+    return change.kind == ActionKind.WAIT_HEALTHY and current is not None and current.health == "starting"
 
 
 def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str] | None = None,
@@ -54,7 +67,10 @@ def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str
             continue
         key = unit_key(c.name, c.host, multi)
         current = observed.containers.get(key)
-        kind, reason, kept = container_change(c, current, packages=observed.packages.get(key))
+        change = container_change(c, current, packages=observed.packages.get(key))
+        kind, reason, kept = change
+        if settling(change, current):
+            kind, reason = None, ""
         rows.append(StatusRow(
             container=c.name, service=c.service, host=c.host,
             state=current.status if current else "missing",

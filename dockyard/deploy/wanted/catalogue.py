@@ -165,10 +165,16 @@ class Permission(StrictModel):
 
 
 class HealthSpec(StrictModel):
+    """A container's health check, as the engine runs it. The engine checks every
+    ``interval`` (each check an exec: 30 s keeps an idle cloud idle); a deploy
+    does not wait for it, it runs the same test itself every second while it
+    waits (engine/health_wait.py). Failures within ``start_period`` of a start
+    do not count; after it, ``retries`` failures in a row make it unhealthy."""
+
     test: list[str]                   # arguments of dockyard-healthcheck (templated)
-    interval: float = Field(default=2.0, gt=0)
+    interval: float = Field(default=30.0, gt=0)
     timeout: float = Field(default=10.0, gt=0)
-    retries: int = Field(default=5, ge=1)
+    retries: int = Field(default=3, ge=1)
     start_period: float = Field(default=300.0, ge=0)
 
     @field_validator("test")
