@@ -10,6 +10,7 @@ and ``registry up`` never touches the site's.
 
 from __future__ import annotations
 
+import errno as errno_mod
 import os
 import shutil
 from dataclasses import dataclass
@@ -63,6 +64,18 @@ def where(site: Site) -> Where:
                           "`registry: {address: ..., port: ...}`", path=Path(site.config_dir) / "globals.yml",
                           key="registry")
     return Where(settings.address or site.globals.internal_address, settings.port, tls_mod.tls_of(site.state_dir))
+
+
+def _bind_hint(site: Site, err: int) -> str:
+    """What to do when the registry's address is not this machine's: it runs on
+    the deployment host, and defaults to internal_address, which on a site of
+    several hosts is a control host's (perhaps another machine)."""
+    if err != errno_mod.EADDRNOTAVAIL:
+        return ""
+    default = "" if site.globals.registry is None or site.globals.registry.address else \
+        " (by default the internal address)"
+    return (f"; the address{default} is not this machine's, and the registry runs here: set registry.address in "
+            f"globals.yml to an address of this machine that every host reaches")
 
 
 def owner(site: Site) -> str:
@@ -138,7 +151,8 @@ def up(site: Site, catalogue: ServiceCatalogue, engine: Engine, say=print, certs
         if any(a.kind == ActionKind.CREATE for a in actions.actions):
             errno = bind_error(at.address, at.port)
             if errno:
-                raise ConfigError(f"the registry cannot listen on {at.url}: {os.strerror(errno)}", key="registry")
+                raise ConfigError(f"the registry cannot listen on {at.url}: {os.strerror(errno)}"
+                                  f"{_bind_hint(site, errno)}", key="registry")
         with Timeline(state_dir(site)) as timeline:
             result = execute(actions, engine, parallelism=2, timeline=timeline,
                              jobs_record=JobsRecord(state_dir(site)), progress=lambda o: say(o.line()))

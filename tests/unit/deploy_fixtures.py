@@ -74,13 +74,18 @@ def set_password(site_dir: Path, name: str, value: str | None) -> None:
 def write_inventory(config_dir: Path, hosts: dict, groups: dict | None = None) -> None:
     """The site's inventory.yml: ``hosts`` (name -> entry), in ``groups`` (default: all
     of them control, the first network and compute); and stand-ins for the TLS
-    files remote() names, which no fake engine reads."""
+    files remote() names, which no fake engine reads. With several hosts, the
+    site's internal_address becomes the first control host's."""
     tls = config_dir / "tls"
     tls.mkdir(exist_ok=True)
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tls / name).write_text("not checked here\n")
     groups = groups or {"control": list(hosts), "network": [next(iter(hosts))], "compute": [next(iter(hosts))]}
     (config_dir / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts, "groups": groups}))
+    if len(hosts) > 1 and (config_dir / "globals.yml").exists():
+        # The loader wants a site of several hosts to call its API services at a
+        # control host's address (dockyard.deploy.site.reach): the first one's.
+        set_globals(config_dir, internal_address=hosts[groups["control"][0]]["address"])
 
 
 def remote(address: str) -> dict:

@@ -23,6 +23,8 @@ KNOWN = {"mariadb", "memcached", "rabbitmq", "keystone", "glance", "placement", 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 INVENTORY = ("hosts: {ctl1: {address: 192.0.2.11}, cmp1: {address: 192.0.2.21}}\n"
              "groups: {control: [ctl1], network: [ctl1], compute: [cmp1, ctl1]}\n")
+# A site of several hosts calls its API services at a control host's address.
+AT_CTL1 = "internal_address: 192.0.2.11\n"
 
 
 def make_site(tmp_path: Path, **files: str) -> Path:
@@ -197,10 +199,11 @@ def test_openstack_knows_each_host_by_its_inventory_name_and_localhost_by_the_ma
     assert load(make_site(tmp_path)).inventory.hosts["localhost"].hostname == MACHINE_HOSTNAME
     (tmp_path / "named").mkdir()
     (tmp_path / "local").mkdir()
-    named = load(make_site(tmp_path / "named", inventory_yml=INVENTORY)).inventory
+    named = load(make_site(tmp_path / "named", inventory_yml=INVENTORY, globals_yml=AT_CTL1)).inventory
     assert {name: h.hostname for name, h in named.hosts.items()} == {"ctl1": "ctl1", "cmp1": "cmp1"}
     # An inventory may call the local engine's host localhost too: still this machine.
-    local = load(make_site(tmp_path / "local", inventory_yml=INVENTORY.replace("ctl1", "localhost"))).inventory
+    local = load(make_site(tmp_path / "local", inventory_yml=INVENTORY.replace("ctl1", "localhost"),
+                           globals_yml=AT_CTL1)).inventory
     assert {name: h.hostname for name, h in local.hosts.items()} == {"localhost": MACHINE_HOSTNAME, "cmp1": "cmp1"}
     assert Host("cmp9", "192.0.2.9").hostname == "cmp9"
 
@@ -232,7 +235,8 @@ def test_globals_as_written(tmp_path):
 
 
 def test_inventory_keeps_order_and_allows_custom_groups(tmp_path):
-    folder = make_site(tmp_path, inventory_yml=INVENTORY.replace("[cmp1, ctl1]}", "[cmp1, ctl1], storage: [cmp1]}"))
+    folder = make_site(tmp_path, inventory_yml=INVENTORY.replace("[cmp1, ctl1]}", "[cmp1, ctl1], storage: [cmp1]}"),
+                       globals_yml=AT_CTL1)
     inventory = load(folder).inventory
     assert list(inventory.groups) == ["control", "network", "compute", "storage"]
     assert [h.name for h in inventory.hosts_in("compute")] == ["cmp1", "ctl1"]

@@ -13,7 +13,7 @@ from dockyard import SOURCE_ROOT
 from dockyard.deploy.site import ini
 from dockyard.deploy.wanted.builder import wanted_state
 
-from .deploy_fixtures import fake_engine, make_site, site_of
+from .deploy_fixtures import fake_engine, make_site, set_globals, site_of
 from .test_deploy_wanted_formats import oslo_read, sql_literals
 
 INVENTORY = ("hosts: {ctl1: {address: 127.0.0.98}, cmp1: {address: 127.0.0.97}}\n"
@@ -24,6 +24,7 @@ INVENTORY = ("hosts: {ctl1: {address: 127.0.0.98}, cmp1: {address: 127.0.0.97}}\
 def multi(tmp_path_factory):
     site_dir = make_site(tmp_path_factory.mktemp("multi"))
     (site_dir / "inventory.yml").write_text(INVENTORY)
+    set_globals(site_dir, internal_address="127.0.0.98")          # the control host's
     site, catalogue = site_of(site_dir)
     return site, wanted_state(site, catalogue, fake_engine()).state
 
@@ -106,6 +107,7 @@ def test_no_rendered_command_holds_a_password_option(multi):
 def test_root_at_a_routable_database_address_only(tmp_path):
     site_dir = make_site(tmp_path)
     (site_dir / "inventory.yml").write_text(INVENTORY.replace("127.0.0.98", "192.0.2.98"))
+    set_globals(site_dir, internal_address="192.0.2.98")
     site, catalogue = site_of(site_dir)
     wanted = wanted_state(site, catalogue, fake_engine()).state
     bootstrap = files_named(wanted, "bootstrap.sql")["mariadb_bootstrap"]

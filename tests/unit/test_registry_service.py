@@ -124,3 +124,23 @@ def test_the_site_cannot_deploy_the_registry_as_a_service(tmp_path):
     with pytest.raises(ConfigError, match="dockyard registry up") as err:
         api.load(config_dir)
     assert err.value.key == "enabled_services"
+
+
+def test_an_address_not_on_this_machine_says_which_key_to_set(setup, monkeypatch):
+    """On a site of several hosts the registry's default address is a control
+    host's, perhaps another machine: registry up says to set registry.address."""
+    import errno
+
+    site, catalogue, engine, certs_d = setup
+    monkeypatch.setattr(service, "bind_error", lambda address, port: errno.EADDRNOTAVAIL)
+    with pytest.raises(ConfigError) as err:
+        service.up(site, catalogue, engine, say=quiet, certs_d=certs_d)
+    assert err.value.key == "registry" and err.value.exit_code == 2
+    assert "cannot listen on 127.0.0.99:4999" in str(err.value)
+    assert "(by default the internal address) is not this machine's" in str(err.value)
+    assert "set registry.address in globals.yml" in str(err.value)
+    assert not engine.container("dockyard_registry")
+    monkeypatch.setattr(service, "bind_error", lambda address, port: errno.EADDRINUSE)
+    with pytest.raises(ConfigError) as err:
+        service.up(site, catalogue, engine, say=quiet, certs_d=certs_d)
+    assert "registry.address" not in str(err.value)                  # in use: another cause, no such hint

@@ -30,6 +30,7 @@ from dockyard.releases import load_releases
 from .hostfacts import machine_hostname
 from .overrides import OVERRIDES_DIR
 from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
+from .reach import check_shared_addresses
 
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
@@ -474,6 +475,7 @@ def load_site(config_dir: Path, known_services: set[str], required_passwords: It
                           path=config_dir)
     g = load_globals(config_dir, known_services)
     inventory = load_inventory(config_dir, g, known_services)
+    check_shared_addresses(config_dir / GLOBALS_FILE, g, inventory)
     required = DEFAULT_PASSWORD_NAMES if required_passwords is None else required_passwords
     passwords = load_passwords(config_dir / PASSWORDS_FILE, required)
     return Site(config_dir, g, inventory, passwords)
