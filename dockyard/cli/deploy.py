@@ -193,10 +193,10 @@ def demo(config_dir: Path):
     nothing): the guest image uploaded to Glance (built from Debian packages if
     missing), flavors m1.tiny and m1.small, a provider network `public`, a
     network `demo-net` with a router to `public`, a security group `demo` (ICMP
-    and SSH in), a keypair `demo` (private key in CONFIG_DIR/demo/), and on the
-    all-in-one the provider network's far side: the network namespace
-    `dockyard-external`, from which floating IPs answer. Prints how to boot a
-    server and reach it.
+    and SSH in), a keypair `demo` (private key in CONFIG_DIR/demo/), and the
+    provider network's far side: the network namespace `dockyard-external`,
+    from which floating IPs answer, on the first host of the network group
+    (this machine on the all-in-one). Prints how to boot a server and reach it.
 
     \b
     Example:

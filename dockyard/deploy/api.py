@@ -447,11 +447,26 @@ def destroy(config_dir: Path, include_volumes: bool, *, dry_run: bool = False, s
 
 # -- the rest -------------------------------------------------------------------------
 
-def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, services_root: Path | None = None,
-         threads: int | None = None) -> demo_steps.DemoResult:
+def demo_engines(site: Site, engine: Engine | SiteEngines | None = None) -> tuple[Engine, Engine]:
+    """The demo's two engines, each answering (else exit 4): this machine's,
+    which builds and exports the guest image, and the first network host's,
+    which wires the client namespace into its external bridge (the same engine
+    on the all-in-one). ``engine``: the local engine, or every host's (tests)."""
+    local = engine.default if isinstance(engine, SiteEngines) else engine
+    local = engine_for(site, local)
+    host = demo_steps.external_host(site)
+    wiring = connect_site(site, engine if isinstance(engine, SiteEngines) else local).of(host.name)
+    if wiring is not local:
+        wiring.ping()
+    return local, wiring
+
+
+def demo(config_dir: Path, say: Say = print, engine: Engine | SiteEngines | None = None,
+         services_root: Path | None = None, threads: int | None = None) -> demo_steps.DemoResult:
     """First steps on the cloud (dockyard.deploy.ops.demo): guest image, flavors,
-    networks, router, security group, keypair, the provider network's far side.
-    Idempotent; builds the guest image first when it is missing."""
+    networks, router, security group, keypair, the provider network's far side
+    (on the first network host). Idempotent; builds the guest image first when
+    it is missing."""
     import openstack
 
     from dockyard import guestimage
@@ -462,7 +477,7 @@ def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, servi
     if missing:
         raise ConfigError(f"the demo boots servers: enable {' and '.join(missing)} in globals.yml",
                           path=Path(config_dir) / "globals.yml", key="enabled_services")
-    engine = engine_for(site, engine)
+    engine, wiring = demo_engines(site, engine)
     guest_ref, guest_release = demo_steps.guest_image(site)
     if engine.image(guest_ref) is None:
         say(f"building the guest image ({guest_ref})")
@@ -473,7 +488,7 @@ def demo(config_dir: Path, say: Say = print, engine: Engine | None = None, servi
     auth = yaml.safe_load(postdeploy.clouds_yaml(site))["clouds"]["dockyard"]
     conn = openstack.connect(**auth)
     say(f"demo on the cloud at {postdeploy.keystone_url(site)}:")
-    result = demo_steps.run(site, conn, engine, guest, say)
+    result = demo_steps.run(site, conn, wiring, guest, say)
     say(f"{len(result.created)} created, {len(result.present)} already there")
     say("")
     for line in demo_steps.next_steps(site, result):

@@ -12,11 +12,13 @@ creates, so a second run changes nothing:
   ``demo-net`` with a subnet, and a router ``demo-router`` between them;
 - a security group ``demo`` that lets ICMP and SSH in;
 - a keypair ``demo`` whose private key stays in ``<config_dir>/demo/`` (0600);
-- on the all-in-one, the far side of the provider network: a network namespace
+- the far side of the provider network: a network namespace
   ``dockyard-external`` holding the provider gateway's address, wired into the
-  external bridge by a veth pair. It stands for the world outside the cloud: the
-  floating IPs are reached from there (``ip netns exec dockyard-external ssh ...``),
-  and nothing is routed to or from the host's own network.
+  external bridge by a veth pair, on the first host of the network group (the
+  all-in-one's one host; on a site of several hosts, through that host's
+  engine). It stands for the world outside the cloud: the floating IPs are
+  reached from there (``ip netns exec dockyard-external ssh ...`` on that
+  host), and nothing is routed to or from the host's own network.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dockyard.engine.driver import ContainerSpec, Engine, Mount
 from dockyard.errors import ConfigError, DockyardError
 
 from dockyard.deploy.files import write_atomic
-from dockyard.deploy.site.loader import Site
+from dockyard.deploy.site.loader import Host, Site
 from dockyard.deploy.wanted.builder import site_id
 from dockyard.labels import LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
 
@@ -157,11 +159,24 @@ def external_side_spec(site: Site, external: External) -> ContainerSpec:
         user="root", cap_add=("NET_ADMIN", "SYS_ADMIN"), security_opt=("apparmor=unconfined",), restart_policy="no")
 
 
+def external_host(site: Site) -> Host:
+    """Where the client namespace goes: the first host of the network group,
+    whose external bridge carries the provider network (its L3 agent routes the
+    floating IPs)."""
+    return site.inventory.hosts_in("network")[0]
+
+
+def _on_host(site: Site) -> str:
+    """`` on host NAME`` on a site of several hosts, where it matters which; else ""."""
+    return f" on host {external_host(site).name}" if len(site.inventory.hosts) > 1 else ""
+
+
 def wire_external_side(site: Site, engine: Engine, external: External) -> None:
+    """Run the wiring job on ``engine``: the engine of :func:`external_host`."""
     result = engine.run_job(external_side_spec(site, external), timeout=120)
     if result.exit_code != 0:
-        raise DockyardError(f"wiring the namespace {EXTERNAL_NAMESPACE} to {external.bridge} failed (exit code "
-                            f"{result.exit_code}): {result.logs.strip()[-2000:]}")
+        raise DockyardError(f"wiring the namespace {EXTERNAL_NAMESPACE} to {external.bridge}{_on_host(site)} failed "
+                            f"(exit code {result.exit_code}): {result.logs.strip()[-2000:]}")
 
 
 class _Steps:
@@ -192,7 +207,8 @@ def _upload_image(conn, path: Path, checksum: str):
 
 def run(site: Site, conn, engine: Engine, guest: tuple[Path, str], say: Say) -> DemoResult:
     """Set the demo up on the cloud behind ``conn`` (openstacksdk). ``guest`` is
-    the guest image file and its sha256."""
+    the guest image file and its sha256; ``engine`` the engine of the first
+    network host (:func:`external_host`), which wires the client namespace."""
     result = DemoResult()
     steps = _Steps(conn, say, result)
     external = External.of(site)
@@ -262,7 +278,7 @@ def run(site: Site, conn, engine: Engine, guest: tuple[Path, str], say: Say) -> 
     steps.ensure(f"keypair {KEYPAIR}", find_keypair,
                  lambda: conn.compute.create_keypair(name=KEYPAIR, public_key=public_key))
     wire_external_side(site, engine, external)
-    say(f"  wired    namespace {EXTERNAL_NAMESPACE} ({external.gateway}) into {external.bridge}")
+    say(f"  wired    namespace {EXTERNAL_NAMESPACE} ({external.gateway}) into {external.bridge}{_on_host(site)}")
     return result
 
 
@@ -275,7 +291,16 @@ def next_steps(site: Site, result: DemoResult) -> list[str]:
         f"--security-group {SECURITY_GROUP} --key-name {KEYPAIR} --wait demo-1",
         f"  openstack floating ip create {PUBLIC}                    # note its address, FIP",
         "  openstack server add floating ip demo-1 FIP",
+        *_where_the_namespace_is(site, result),
         f"  ip netns exec {EXTERNAL_NAMESPACE} ping -c 3 FIP",
         f"  ip netns exec {EXTERNAL_NAMESPACE} ssh -i {result.key_file} root@FIP hostname",
         "The guest's console: openstack console log show demo-1",
     ]
+
+
+def _where_the_namespace_is(site: Site, result: DemoResult) -> list[str]:
+    if len(site.inventory.hosts) == 1:
+        return []
+    host = external_host(site)
+    return [f"  # on host {host.name} ({host.address}), where {EXTERNAL_NAMESPACE} is; the key is this "
+            f"machine's {result.key_file} (copy it there)"]
