@@ -58,6 +58,7 @@ def cli(ctx: click.Context, state_dir: str, subnet: str | None, storage_driver: 
       python3 -m dockyard.testbed status        what runs, what answers
       eval "$(python3 -m dockyard.testbed env dyk-h1)"; docker info
       python3 -m dockyard.testbed load dockyard/base:2025.1
+      python3 -m dockyard.testbed exec dyk-h1 -- ip -br addr    a command inside a host
       python3 -m dockyard.testbed down          remove everything, leave nothing
     """
     ctx.obj = {"state_dir": state_dir, "subnet": subnet, "storage_driver": storage_driver}
@@ -172,6 +173,41 @@ def load(ctx: click.Context, image: str, hosts: tuple[str, ...], source: str) ->
     indexes = [parse_host(h) for h in hosts] or None
     for line in _testbed(ctx).load_image(image, indexes, source):
         click.echo(line)
+
+
+@cli.command("exec", context_settings={"allow_interspersed_args": False})
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_command(ctx: click.Context, host: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside HOST: in its network, mount and UTS namespaces, as
+    its containers with host networking see the machine.
+
+    There the host's eth0 and lo are the only links, /run is the host's own
+    (/run/netns holds the namespaces its Neutron agents and `dockyard demo`
+    make) and the hostname is dyk-h<i>; every other file is this machine's. The
+    command starts in the current directory. Everything after HOST is the
+    command, options included; `--` before it is allowed. Needs root and the
+    host up (the namespaces are its dockerd's: nsenter --target PID).
+
+    Exit code: the command's (126 or 127: it could not be run); 1 when the host
+    is not up, 2 for an unknown host or no command.
+
+    \b
+    Examples:
+      python3 -m dockyard.testbed exec dyk-h1 -- ip -br addr
+      python3 -m dockyard.testbed exec 2 -- ping -c 1 10.113.0.11
+      python3 -m dockyard.testbed exec dyk-h1 -- ip netns list
+      python3 -m dockyard.testbed exec dyk-h1 -- ip netns exec dockyard-external ping -c 3 FLOATING_IP
+      python3 -m dockyard.testbed exec dyk-h1 -- ip netns exec dockyard-external \\
+          ssh -i /etc/dockyard/demo/id_ed25519 root@FLOATING_IP hostname
+    """
+    from . import hostexec
+
+    # Parsing stops at HOST, so a `--` after it arrives as the command's first word.
+    if command[:1] == ("--",):
+        command = command[1:]
+    hostexec.exec_in(_testbed(ctx).host(parse_host(host)), command)
 
 
 def main() -> None:
