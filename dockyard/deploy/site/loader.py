@@ -491,7 +491,8 @@ _DEFAULT_GLOBALS = """\
 # Services to deploy (the services they depend on come along).
 enabled_services: [{enabled_services}]
 
-# Services listen and talk on this address (IPv4).
+# Services listen and talk on this address (IPv4). With several hosts in
+# inventory.yml: the address of a host in the control group.
 internal_address: {internal_address}
 # Address (or DNS name) in public endpoints, clouds.yaml and Horizon's URL.
 # Default: the internal address.
