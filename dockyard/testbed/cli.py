@@ -14,6 +14,7 @@ from dockyard.cli import run
 from .plan import (
     DEFAULT_STATE_DIR,
     DEFAULT_SUBNET,
+    DEFAULT_TUNNEL_SUBNET,
     Layout,
     Subnet,
     docker_env,
@@ -25,7 +26,7 @@ from .testbed import Testbed
 def _testbed(ctx: click.Context) -> Testbed:
     o = ctx.obj
     return Testbed(Layout(Path(o["state_dir"])), Subnet.parse(o["subnet"]) if o["subnet"] else None,
-                   o["storage_driver"])
+                   o["storage_driver"], Subnet.parse(o["tunnel_subnet"]) if o["tunnel_subnet"] else None)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -41,8 +42,12 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
               help=f"The private /24 the hosts share (default {DEFAULT_SUBNET}, or the one in use).")
 @click.option("--storage-driver", default=None, envvar="DOCKYARD_TESTBED_STORAGE_DRIVER",
               help="Storage driver of the hosts' engines (default fuse-overlayfs, as the machine's).")
+@click.option("--tunnel-subnet", default=None, envvar="DOCKYARD_TESTBED_TUNNEL_SUBNET",
+              help=f"The private /24 of the hosts' second link, eth1: the tunnel network "
+                   f"(default {DEFAULT_TUNNEL_SUBNET}, or the one in use).")
 @click.pass_context
-def cli(ctx: click.Context, state_dir: str, subnet: str | None, storage_driver: str | None) -> None:
+def cli(ctx: click.Context, state_dir: str, subnet: str | None, storage_driver: str | None,
+        tunnel_subnet: str | None) -> None:
     """Several Docker Engine "hosts" on this one machine, for multi-host tests.
 
     Host dyk-h<i> is a network namespace with its own dockerd (and containerd),
@@ -50,7 +55,10 @@ def cli(ctx: click.Context, state_dir: str, subnet: str | None, storage_driver: 
     address 10.113.0.(10+i) on a private /24 shared by the hosts only. Its engine
     listens on tcp://ADDRESS:2376, TLS with client certificates, and on a unix
     socket in its state folder. The root namespace (you, the tests, dockyard)
-    is 10.113.0.1 on link dyk-root. Needs root. See docs/testbed.md.
+    is 10.113.0.1 on link dyk-root. A second link, eth1, joins the hosts on a
+    tunnel network of their own (10.114.0.0/24; host i is meant to use
+    10.114.0.(10+i) there, on the Open vSwitch bridge a deployment makes), left
+    without an address. Needs root. See docs/testbed.md.
 
     \b
     Examples:
@@ -61,7 +69,8 @@ def cli(ctx: click.Context, state_dir: str, subnet: str | None, storage_driver: 
       python3 -m dockyard.testbed exec dyk-h1 -- ip -br addr    a command inside a host
       python3 -m dockyard.testbed down          remove everything, leave nothing
     """
-    ctx.obj = {"state_dir": state_dir, "subnet": subnet, "storage_driver": storage_driver}
+    ctx.obj = {"state_dir": state_dir, "subnet": subnet, "storage_driver": storage_driver,
+               "tunnel_subnet": tunnel_subnet}
 
 
 @cli.command()
@@ -85,7 +94,8 @@ def up(ctx: click.Context, count: int, timeout: float) -> None:
     for line in changes:
         click.echo(f"  {line}", err=True)
     click.echo(f"{len(changes)} change(s) in {time.monotonic() - started:.1f} s", err=True)
-    click.echo(_table([[h.name, h.address, h.engine_url] for h in hosts], ["HOST", "ADDRESS", "ENGINE"]))
+    click.echo(_table([[h.name, h.address, h.engine_url, h.tunnel_address] for h in hosts],
+                      ["HOST", "ADDRESS", "ENGINE", "TUNNEL ADDRESS"]))
 
 
 @cli.command()
@@ -96,7 +106,7 @@ def down(ctx: click.Context, hosts: tuple[str, ...]) -> None:
     the state folder).
 
     Ends each host's dockerd, its containerd and containers, then deletes its
-    namespace, veth, cgroups and files. Leaves nothing behind; safe to repeat.
+    namespace, veths, cgroups and files. Leaves nothing behind; safe to repeat.
 
     \b
     Examples:
@@ -126,8 +136,9 @@ def status(ctx: click.Context, fmt: str) -> None:
     yes = {True: "yes", False: "no", None: "-"}
     click.echo(_table([[r["host"], r["address"], r["engine"], yes[r["namespace"]], r["pid"] or "-",
                         yes[r["answers"]], "-" if r["containers"] is None else r["containers"],
-                        "-" if r["images"] is None else r["images"]] for r in rows],
-                      ["HOST", "ADDRESS", "ENGINE", "NETNS", "DOCKERD", "ANSWERS", "RUNNING", "IMAGES"]))
+                        "-" if r["images"] is None else r["images"], r["tunnel_address"]] for r in rows],
+                      ["HOST", "ADDRESS", "ENGINE", "NETNS", "DOCKERD", "ANSWERS", "RUNNING", "IMAGES",
+                       "TUNNEL ADDRESS"]))
 
 
 @cli.command()
@@ -147,7 +158,8 @@ def env(ctx: click.Context, host: str, fmt: str) -> None:
     h = _testbed(ctx).host(parse_host(host))
     values = docker_env(h)
     if fmt == "json":
-        click.echo(json.dumps({**values, "unix_socket": h.socket_url, "address": h.address}, indent=2))
+        click.echo(json.dumps({**values, "unix_socket": h.socket_url, "address": h.address,
+                               "tunnel_address": h.tunnel_address}, indent=2))
         return
     for key, value in values.items():
         click.echo(f"export {key}={shlex.quote(value)}")

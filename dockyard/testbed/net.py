@@ -1,4 +1,4 @@
-"""Namespaces, the bridge and the veths, through ``ip`` (iproute2).
+"""Namespaces, the bridges and the veths, through ``ip`` (iproute2).
 
 Every ``ensure_*`` reads what exists first and returns the changes it made (an
 empty list when there was nothing to do), so ``up`` can be run again, or after
@@ -16,12 +16,13 @@ import subprocess
 
 from .plan import (
     BRIDGE,
-    HOST_LINK,
     NETNS_DIR,
     ROOT_LINK,
     ROOT_PORT,
     SWITCH_NETNS,
+    TUNNEL_BRIDGE,
     Host,
+    HostLink,
     Subnet,
 )
 
@@ -121,14 +122,16 @@ def overlapping_routes(routes: list[dict], subnet: Subnet) -> list[str]:
 
 
 def ensure_switch(subnet: Subnet) -> list[str]:
-    """The switch namespace with its bridge, and the root namespace's port on it."""
+    """The switch namespace with its bridges (the control network's and the
+    tunnel network's), and the root namespace's port on the first."""
     changes = ensure_netns(SWITCH_NETNS)
     inside = links(SWITCH_NETNS)
-    if BRIDGE not in inside:
-        _ip(SWITCH_NETNS, "link", "add", BRIDGE, "type", "bridge")
-        changes.append(f"bridge {BRIDGE} in {SWITCH_NETNS} created")
-    if not _is_up(inside.get(BRIDGE)):
-        _ip(SWITCH_NETNS, "link", "set", BRIDGE, "up")
+    for bridge in (BRIDGE, TUNNEL_BRIDGE):
+        if bridge not in inside:
+            _ip(SWITCH_NETNS, "link", "add", bridge, "type", "bridge")
+            changes.append(f"bridge {bridge} in {SWITCH_NETNS} created")
+        if not _is_up(inside.get(bridge)):
+            _ip(SWITCH_NETNS, "link", "set", bridge, "up")
     root = links(None).get(ROOT_LINK)
     if root is None:
         if ROOT_PORT in inside:         # its pair went with the root end: start again
@@ -158,33 +161,45 @@ def delete_switch() -> list[str]:
 
 
 def ensure_host_net(host: Host) -> list[str]:
-    """The host's namespace, its veth to the bridge and its address. No default
-    route: the host reaches the testbed's /24 and nothing else."""
+    """The host's namespace and its links (plan.Host.links): each a veth to its
+    bridge, with its address where it has one. No default route: the host
+    reaches the testbed's networks and nothing else."""
     changes = ensure_netns(host.netns)
-    mine = links(host.netns)
-    if HOST_LINK not in mine:
-        if host.switch_port in links(SWITCH_NETNS):
-            _ip(SWITCH_NETNS, "link", "delete", host.switch_port)
-        _ip(None, "link", "add", "name", host.switch_port, "netns", SWITCH_NETNS, "type", "veth",
-            "peer", "name", HOST_LINK, "address", host.mac, "netns", host.netns)
-        changes.append(f"link {host.netns}:{HOST_LINK} created")
-        mine = links(host.netns)
-    port = links(SWITCH_NETNS).get(host.switch_port)
-    if not port or port.get("master") != BRIDGE or not _is_up(port):
-        _ip(SWITCH_NETNS, "link", "set", host.switch_port, "master", BRIDGE, "up")
-    if not _has_addr(mine.get(HOST_LINK), host.address, host.subnet.prefixlen):
-        _ip(host.netns, "addr", "replace", f"{host.address}/{host.subnet.prefixlen}", "dev", HOST_LINK)
-        changes.append(f"address {host.address} on {host.netns}:{HOST_LINK}")
-    if not _is_up(mine.get(HOST_LINK)):
-        _ip(host.netns, "link", "set", HOST_LINK, "up")
-    if not _is_up(mine.get("lo")):
+    for link in host.links:
+        changes += _ensure_link(host, link)
+    if not _is_up(links(host.netns).get("lo")):
         _ip(host.netns, "link", "set", "lo", "up")
+    return changes
+
+
+def _ensure_link(host: Host, link: HostLink) -> list[str]:
+    changes = []
+    mine = links(host.netns)
+    if link.name not in mine:
+        if link.port in links(SWITCH_NETNS):        # its pair went with the host's end: start again
+            _ip(SWITCH_NETNS, "link", "delete", link.port)
+        _ip(None, "link", "add", "name", link.port, "netns", SWITCH_NETNS, "type", "veth",
+            "peer", "name", link.name, "address", link.mac, "netns", host.netns)
+        changes.append(f"link {host.netns}:{link.name} created")
+        mine = links(host.netns)
+    port = links(SWITCH_NETNS).get(link.port)
+    if not port or port.get("master") != link.bridge or not _is_up(port):
+        _ip(SWITCH_NETNS, "link", "set", link.port, "master", link.bridge, "up")
+    # Only the planned address is ensured; nothing is taken away: a bare link
+    # may carry what a deployment puts on it (its Open vSwitch port).
+    if link.address and not _has_addr(mine.get(link.name), link.address, link.prefixlen):
+        _ip(host.netns, "addr", "replace", f"{link.address}/{link.prefixlen}", "dev", link.name)
+        changes.append(f"address {link.address} on {host.netns}:{link.name}")
+    if not _is_up(mine.get(link.name)):
+        _ip(host.netns, "link", "set", link.name, "up")
     return changes
 
 
 def delete_host_net(host: Host) -> list[str]:
     changes = []
-    if host.switch_port in links(SWITCH_NETNS):
-        _ip(SWITCH_NETNS, "link", "delete", host.switch_port)
-        changes.append(f"link {SWITCH_NETNS}:{host.switch_port} deleted")
+    inside = links(SWITCH_NETNS)
+    for link in host.links:
+        if link.port in inside:
+            _ip(SWITCH_NETNS, "link", "delete", link.port)
+            changes.append(f"link {SWITCH_NETNS}:{link.port} deleted")
     return changes + delete_netns(host.netns)

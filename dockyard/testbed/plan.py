@@ -10,6 +10,10 @@ Topology (one machine, several "hosts")::
       namespace dyk-h1: eth0 10.113.0.11 <--veth-->  h1 --+
       namespace dyk-h2: eth0 10.113.0.12 <--veth-->  h2 --+
 
+      namespace dyk-h1: eth1 (no address) <--veth-->  t1 --+
+      namespace dyk-h2: eth1 (no address) <--veth-->  t2 --+
+                                                 br1 (Linux bridge: the tunnel network)
+
 The bridge lives in a namespace of its own rather than in the root one: the root
 namespace here filters bridged frames through iptables (br_netfilter is loaded)
 and the machine's Docker Engine sets its FORWARD policy to DROP, so host-to-host
@@ -17,6 +21,17 @@ frames on a root bridge would be dropped unless the machine's firewall were
 edited. In ``dyk-net`` the firewall is empty, and the root namespace keeps only
 one interface of the testbed (``dyk-root``), reached by plain INPUT/OUTPUT.
 No namespace of the testbed has a default route: its traffic stays on the /24.
+
+The second link, ``eth1``, is each host's tunnel network (VXLAN between the
+hosts' Open vSwitch): a separate /24 on a bridge of its own, which the root
+namespace is not on. The testbed leaves ``eth1`` without an address: with the
+userspace datapath the host's tunnel address belongs on an Open vSwitch bridge
+that holds ``eth1`` as its port (``br-tunnel``, made by the openvswitch
+service), and the same address on ``eth1`` too would give the kernel two routes
+to the tunnel network. The address a host is meant to use there is planned
+here (:attr:`Host.tunnel_address`), for the inventory. The control link
+``eth0`` (the engine's port, the control plane) stays out of Open vSwitch, so a
+restart of ``ovs-vswitchd`` never cuts a host off.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from pathlib import Path
 
 PREFIX = "dyk"
 DEFAULT_SUBNET = "10.113.0.0/24"
+DEFAULT_TUNNEL_SUBNET = "10.114.0.0/24"
 DEFAULT_STATE_DIR = Path("/var/lib/dockyard-testbed")
 DEFAULT_STORAGE_DRIVER = "fuse-overlayfs"
 ENGINE_PORT = 2376
@@ -42,6 +58,8 @@ BRIDGE = "br0"                    # inside SWITCH_NETNS
 ROOT_LINK = f"{PREFIX}-root"      # in the root namespace
 ROOT_PORT = "root"                # its peer, a port of BRIDGE
 HOST_LINK = "eth0"                # inside each host's namespace
+TUNNEL_BRIDGE = "br1"             # inside SWITCH_NETNS: the tunnel network
+TUNNEL_LINK = "eth1"              # inside each host's namespace, on TUNNEL_BRIDGE
 NETNS_DIR = Path("/run/netns")
 EXEC_ROOT = "/run/docker"         # inside the host's private /run
 
@@ -84,6 +102,20 @@ class Subnet:
     @property
     def prefixlen(self) -> int:
         return self.network.prefixlen
+
+
+@dataclass(frozen=True)
+class HostLink:
+    """One of a host's links: a veth pair, ``name`` in the host's namespace and
+    ``port`` in the switch's, on ``bridge``. ``address`` (with ``prefixlen``) is
+    put on ``name``; None leaves the link without one."""
+
+    name: str
+    port: str
+    bridge: str
+    mac: str
+    address: str | None
+    prefixlen: int
 
 
 def host_name(index: int) -> str:
@@ -138,12 +170,17 @@ class Layout:
         return self.state_dir / "created-run-netns"
 
 
+def _mac(prefix: str, index: int) -> str:
+    return f"{prefix}:{index >> 8:02x}:{index & 0xff:02x}"
+
+
 @dataclass(frozen=True)
 class Host:
     index: int
     subnet: Subnet
     layout: Layout
     storage_driver: str = DEFAULT_STORAGE_DRIVER
+    tunnel_subnet: Subnet = Subnet.parse(DEFAULT_TUNNEL_SUBNET)
 
     @property
     def name(self) -> str:
@@ -171,7 +208,33 @@ class Host:
         """A fixed, locally administered MAC for the host's ``eth0``: a link made
         again (after a killed run) keeps it, so no neighbour still holds a stale
         one (that costs half a minute of silence before ARP asks again)."""
-        return f"02:64:79:6b:{self.index >> 8:02x}:{self.index & 0xff:02x}"
+        return _mac("02:64:79:6b", self.index)
+
+    @property
+    def tunnel_port(self) -> str:
+        """The host's ``eth1`` peer in the switch namespace."""
+        return f"t{self.index}"
+
+    @property
+    def tunnel_address(self) -> str:
+        """The address the host is meant to use on the tunnel network: the
+        inventory's ``tunnel_address`` (with the prefix), put on ``br-tunnel`` by
+        the openvswitch service, not on ``eth1`` by the testbed."""
+        return self.tunnel_subnet.host_address(self.index)
+
+    @property
+    def tunnel_mac(self) -> str:
+        """Fixed, as :attr:`mac`, and distinct from every ``eth0``'s: Open vSwitch
+        gives ``br-tunnel`` the MAC of its port, the peers keep it in their caches."""
+        return _mac("02:64:79:74", self.index)
+
+    @property
+    def links(self) -> list[HostLink]:
+        """The host's links, as ``up`` makes them: the control link with the
+        host's address, the tunnel link bare."""
+        return [HostLink(HOST_LINK, self.switch_port, BRIDGE, self.mac, self.address, self.subnet.prefixlen),
+                HostLink(TUNNEL_LINK, self.tunnel_port, TUNNEL_BRIDGE, self.tunnel_mac, None,
+                         self.tunnel_subnet.prefixlen)]
 
     @property
     def engine_url(self) -> str:
@@ -295,13 +358,24 @@ exec "$@"
 """
 
 
+def check_subnets(subnet: Subnet, tunnel_subnet: Subnet) -> None:
+    """The tunnel network must be a network of its own: on the control one, each
+    host would have two links to one /24."""
+    if subnet.network.overlaps(tunnel_subnet.network):
+        raise PlanError(f"the tunnel subnet {tunnel_subnet.network} overlaps the testbed subnet "
+                        f"{subnet.network}: choose another (--tunnel-subnet)")
+
+
 def plan_hosts(count: int, subnet: Subnet, layout: Layout,
-               storage_driver: str = DEFAULT_STORAGE_DRIVER) -> list[Host]:
+               storage_driver: str = DEFAULT_STORAGE_DRIVER,
+               tunnel_subnet: Subnet | None = None) -> list[Host]:
+    tunnel_subnet = tunnel_subnet or Subnet.parse(DEFAULT_TUNNEL_SUBNET)
+    check_subnets(subnet, tunnel_subnet)
     if count < 1:
         raise PlanError("a testbed has at least one host")
     if count > subnet.max_hosts:
         raise PlanError(f"{count} hosts do not fit in {subnet.network} (at most {subnet.max_hosts})")
-    return [Host(i, subnet, layout, storage_driver) for i in range(1, count + 1)]
+    return [Host(i, subnet, layout, storage_driver, tunnel_subnet) for i in range(1, count + 1)]
 
 
 def docker_env(host: Host) -> dict[str, str]:

@@ -28,6 +28,7 @@ from .net import TestbedError
 from .plan import (
     DEFAULT_STORAGE_DRIVER,
     DEFAULT_SUBNET,
+    DEFAULT_TUNNEL_SUBNET,
     NETNS_DIR,
     PREFIX,
     SWITCH_NETNS,
@@ -48,6 +49,7 @@ class Testbed:
     layout: Layout = field(default_factory=Layout)
     subnet: Subnet | None = None             # None: the one in use, else the default
     storage_driver: str | None = None
+    tunnel_subnet: Subnet | None = None      # None: the one in use, else the default
 
     # -- settings ----------------------------------------------------------------
     def _settings_path(self) -> Path:
@@ -59,19 +61,24 @@ class Testbed:
         except (FileNotFoundError, ValueError):
             return {}
 
-    def _resolve(self) -> tuple[Subnet, str]:
+    def _resolve(self) -> tuple[Subnet, str, Subnet]:
         saved = self._saved()
         subnet = self.subnet or Subnet.parse(saved.get("subnet", DEFAULT_SUBNET))
         driver = self.storage_driver or saved.get("storage_driver", DEFAULT_STORAGE_DRIVER)
+        tunnel = self.tunnel_subnet or Subnet.parse(saved.get("tunnel_subnet", DEFAULT_TUNNEL_SUBNET))
+        # A testbed made before the tunnel network existed saved no tunnel subnet:
+        # its hosts have no eth1 yet, so any subnet may be chosen for them.
         if saved and self.existing() and (str(subnet.network) != saved.get("subnet")
-                                          or driver != saved.get("storage_driver")):
-            raise TestbedError(f"the testbed runs with subnet {saved.get('subnet')} and storage driver "
+                                          or driver != saved.get("storage_driver")
+                                          or saved.get("tunnel_subnet", str(tunnel.network)) != str(tunnel.network)):
+            raise TestbedError(f"the testbed runs with subnet {saved.get('subnet')}, tunnel subnet "
+                               f"{saved.get('tunnel_subnet', 'none')} and storage driver "
                                f"{saved.get('storage_driver')}: run down first to change them")
-        return subnet, driver
+        return subnet, driver, tunnel
 
     def host(self, index: int) -> Host:
-        subnet, driver = self._resolve()
-        return Host(index, subnet, self.layout, driver)
+        subnet, driver, tunnel = self._resolve()
+        return Host(index, subnet, self.layout, driver, tunnel)
 
     def existing(self) -> list[int]:
         """Hosts with anything left of them: a state folder or a namespace."""
@@ -97,11 +104,11 @@ class Testbed:
     # -- up ----------------------------------------------------------------------
     def up(self, count: int, timeout: float = 90) -> tuple[list[Host], list[str]]:
         with self._locked():
-            subnet, driver = self._resolve()
-            hosts = plan_hosts(count, subnet, self.layout, driver)
+            subnet, driver, tunnel = self._resolve()
+            hosts = plan_hosts(count, subnet, self.layout, driver, tunnel)
             changes: list[str] = []
-            settings = json.dumps({"subnet": str(subnet.network), "storage_driver": driver},
-                                  indent=2, sort_keys=True) + "\n"
+            settings = json.dumps({"subnet": str(subnet.network), "storage_driver": driver,
+                                   "tunnel_subnet": str(tunnel.network)}, indent=2, sort_keys=True) + "\n"
             if not self._settings_path().exists() or self._settings_path().read_text() != settings:
                 write_atomic(self._settings_path(), settings)
             conflicts = net.conflicting_routes(subnet)
@@ -139,11 +146,11 @@ class Testbed:
         if not self.layout.state_dir.exists() and not self.existing() and not net.netns_exists(SWITCH_NETNS):
             return []
         with self._locked():
-            subnet, driver = self._resolve()
+            subnet, driver, tunnel = self._resolve()
             present = self.existing()
             targets = present if indexes is None else [i for i in indexes if i in present]
             changes: list[str] = []
-            hosts = [Host(i, subnet, self.layout, driver) for i in sorted(targets, reverse=True)]
+            hosts = [Host(i, subnet, self.layout, driver, tunnel) for i in sorted(targets, reverse=True)]
             # The daemons end side by side (each waits on its own processes).
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
                 for done in pool.map(daemon.stop, hosts):
@@ -174,7 +181,8 @@ class Testbed:
         rows = []
         for index in self.existing():
             host = self.host(index)
-            row = {"host": host.name, "address": host.address, "engine": host.engine_url,
+            row = {"host": host.name, "address": host.address, "tunnel_address": host.tunnel_address,
+                   "engine": host.engine_url,
                    "namespace": net.netns_exists(host.netns), "pid": daemon.dockerd_pid(host),
                    "answers": False, "containers": None, "images": None}
             if row["pid"]:

@@ -155,6 +155,11 @@ def test_a_host_network_container_sees_only_its_host(testbed):
         assert f"inet {address}/" not in out
     assert "default" not in out                          # no way out of the testbed's /24
     assert "unreachable" in out
+    # The tunnel link: up, with its fixed MAC, and bare (a deployment puts the
+    # host's tunnel address on the Open vSwitch bridge that holds it).
+    out = run_in(h1, "sh", "-c", "ip -o link show eth1; echo addresses:; ip -4 -o addr show dev eth1")
+    assert "state UP" in out and h1.tunnel_mac in out, out
+    assert out.split("addresses:")[1].strip() == "", out
 
 
 def test_host1_reaches_host2(testbed):

@@ -62,7 +62,8 @@ def test_bad_host_names(text):
 def test_names_fit_the_kernel_limits():
     # Interface names are at most 15 characters, in every namespace.
     h = hosts(244)[-1]
-    for name in (h.switch_port, plan.ROOT_LINK, plan.ROOT_PORT, plan.BRIDGE, plan.HOST_LINK):
+    for name in (h.switch_port, h.tunnel_port, plan.ROOT_LINK, plan.ROOT_PORT, plan.BRIDGE, plan.HOST_LINK,
+                 plan.TUNNEL_BRIDGE, plan.TUNNEL_LINK):
         assert len(name) <= 15
     assert h.netns == "dyk-h244"
 
@@ -71,7 +72,35 @@ def test_macs_are_fixed_distinct_and_local():
     macs = [h.mac for h in hosts(244)]
     assert len(set(macs)) == 244
     assert macs[0] == "02:64:79:6b:00:01" and macs[-1] == "02:64:79:6b:00:f4"
-    assert all(int(m[:2], 16) & 0b11 == 0b10 for m in macs)      # unicast, locally administered
+    every = [link.mac for h in hosts(244) for link in h.links]      # eth0 and eth1 of every host
+    assert len(set(every)) == 2 * 244
+    assert all(int(m[:2], 16) & 0b11 == 0b10 for m in every)     # unicast, locally administered
+
+
+def test_each_host_has_a_control_link_and_a_bare_tunnel_link():
+    h = hosts(2)[1]
+    eth0, eth1 = h.links
+    assert (eth0.name, eth0.port, eth0.bridge, eth0.address, eth0.prefixlen) == \
+        ("eth0", "h2", "br0", "10.113.0.12", 24)
+    # The tunnel link is left bare: its address belongs on the Open vSwitch
+    # bridge a deployment makes (br-tunnel), not on eth1 as well.
+    assert (eth1.name, eth1.port, eth1.bridge, eth1.address) == ("eth1", "t2", "br1", None)
+    assert h.tunnel_address == "10.114.0.12" and eth1.mac == h.tunnel_mac != h.mac
+    ports = [link.port for x in hosts(244) for link in x.links]
+    assert len(set(ports)) == len(ports)                           # one switch namespace holds them all
+    assert plan.TUNNEL_BRIDGE != plan.BRIDGE
+
+
+def test_the_tunnel_subnet_moves_the_tunnel_addresses_only():
+    h = plan_hosts(2, Subnet.parse(plan.DEFAULT_SUBNET), LAYOUT, tunnel_subnet=Subnet.parse("192.168.9.0/24"))
+    assert [x.tunnel_address for x in h] == ["192.168.9.11", "192.168.9.12"]
+    assert [x.address for x in h] == ["10.113.0.11", "10.113.0.12"]
+    assert h[0].links[1].prefixlen == 24
+
+
+def test_the_tunnel_subnet_must_be_a_network_of_its_own():
+    with pytest.raises(PlanError, match="overlaps"):
+        plan_hosts(2, Subnet.parse("10.113.0.0/24"), LAYOUT, tunnel_subnet=Subnet.parse("10.113.0.0/24"))
 
 
 def test_every_file_lives_under_the_state_folder():
@@ -144,6 +173,29 @@ def test_cli_help_and_env_need_no_machine(tmp_path):
     assert out.exit_code == 0
     assert "export DOCKER_HOST=tcp://10.113.0.13:2376" in out.output
     assert f"export DOCKER_CERT_PATH={tmp_path}/tls/client" in out.output
+    out = runner.invoke(cli, ["--state-dir", str(tmp_path), "env", "h3", "--format", "json"])
+    assert out.exit_code == 0 and json.loads(out.output)["tunnel_address"] == "10.114.0.13"
+    out = runner.invoke(cli, ["--state-dir", str(tmp_path), "--tunnel-subnet", "172.30.5.0/24", "env", "h3",
+                              "--format", "json"])
+    assert out.exit_code == 0 and json.loads(out.output)["tunnel_address"] == "172.30.5.13"
+    assert not tmp_path.joinpath("testbed.json").exists()             # env only reads
+
+
+def test_a_running_testbed_keeps_its_tunnel_subnet(tmp_path):
+    from dockyard.testbed.net import TestbedError
+    from dockyard.testbed.testbed import Testbed
+
+    layout = Layout(tmp_path)
+    (layout.hosts_dir / "dyk-h1").mkdir(parents=True)                 # a host exists
+    (tmp_path / "testbed.json").write_text(json.dumps({"subnet": "10.113.0.0/24", "storage_driver": "vfs",
+                                                       "tunnel_subnet": "10.114.0.0/24"}))
+    assert Testbed(layout).host(1).tunnel_address == "10.114.0.11"
+    with pytest.raises(TestbedError, match="run down first"):
+        Testbed(layout, tunnel_subnet=Subnet.parse("10.115.0.0/24")).host(1)
+    # Made before the tunnel network: no eth1 anywhere yet, any subnet will do.
+    (tmp_path / "testbed.json").write_text(json.dumps({"subnet": "10.113.0.0/24", "storage_driver": "vfs"}))
+    assert Testbed(layout).host(1).tunnel_address == "10.114.0.11"
+    assert Testbed(layout, tunnel_subnet=Subnet.parse("10.115.0.0/24")).host(1).tunnel_address == "10.115.0.11"
 
 
 def test_routes_overlapping_the_subnet_are_found():
