@@ -464,7 +464,7 @@ def test_the_cleanup_touches_only_names_the_data_plane_makes(site_dir):
     script = hostnet.cleanup_script(site)
     for pattern in ("qrouter-*", "qdhcp-*", "dockyard-external"):
         assert pattern in script
-    assert "del-br $b" in script and "br-int br-tun br-ex" in script
+    assert "del-br $b" in script and "br-int br-tun br-ex br-tunnel" in script
     spec = hostnet.cleanup_spec(site)
     assert spec.cap_add == ("NET_ADMIN", "SYS_ADMIN") and spec.pid_mode is None
 

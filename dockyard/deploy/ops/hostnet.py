@@ -4,7 +4,9 @@ The DHCP and L3 agents make network namespaces (``qdhcp-*``, ``qrouter-*``, and
 ``snat-*``/``fip-*`` for distributed routers) under the host's /run/netns, so
 they outlive the agents' containers; ``dockyard demo`` makes
 ``dockyard-external``; Open vSwitch's userspace datapath makes a persistent tap
-device for each bridge's own port. None of that goes with the containers, so
+device for each bridge's own port (and the openvswitch service makes br-tunnel,
+with the tunnel address on its tap, on hosts with a tunnel_interface). None of
+that goes with the containers, so
 ``dockyard destroy`` removes it, through the engine (one-shot containers, as
 everything dockyard does to a host), and only what these names say is ours:
 the destroy plan's ``share_mount`` and ``clean_host_network`` actions.
@@ -16,6 +18,7 @@ import shlex
 
 from dockyard.deploy.plan.teardown import HostNetwork
 from dockyard.deploy.site.loader import Site
+from dockyard.deploy.site.tunnels import TUNNEL_BRIDGE
 from dockyard.deploy.wanted.builder import share_mount_spec, site_id
 from dockyard.engine.driver import ContainerSpec, Mount
 from dockyard.labels import LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_SITE
@@ -27,7 +30,9 @@ TOOLS_IMAGE = "openvswitch-vswitchd"      # ip, ovs-vsctl; on every network and 
 
 
 def bridges(site: Site) -> list[str]:
-    return ["br-int", "br-tun", str(agent_options(site)["external_bridge"])]
+    # Deleting br-tunnel lets go of its port, the tunnel network's NIC: the NIC
+    # stays, as it was before the deploy (its checksum offload aside).
+    return ["br-int", "br-tun", str(agent_options(site)["external_bridge"]), TUNNEL_BRIDGE]
 
 
 def cleanup_script(site: Site) -> str:

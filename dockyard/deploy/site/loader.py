@@ -15,7 +15,7 @@ import difflib
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Iterable
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from .hostfacts import machine_hostname
 from .overrides import OVERRIDES_DIR
 from .passwords import DEFAULT_PASSWORD_NAMES, PASSWORDS_FILE, load_passwords
 from .reach import check_shared_addresses
+from .tunnels import TUNNEL_BRIDGE
 
 DEFAULT_CONFIG_DIR = Path("/etc/dockyard")
 CONFIG_DIR_ENV = "DOCKYARD_CONFIG_DIR"
@@ -50,6 +51,12 @@ _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
 # Written unquoted into INI files, clouds.yaml and admin-openrc.sh.
 _REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+# A Linux interface name (at most 15 characters), of the characters a shell word
+# may hold unquoted: it is written into the openvswitch service's start script.
+_INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+# The bridges Open vSwitch holds on a host, and the loopback: none is the NIC
+# of a tunnel network.
+_NOT_AN_INTERFACE = (TUNNEL_BRIDGE, "br-int", "br-tun", "lo")
 
 
 def config_dir_from(value: str | os.PathLike | None) -> Path:
@@ -63,6 +70,36 @@ def _ipv4(value: str) -> str:
     except ValueError:
         hint = " (IPv6 is not supported yet)" if ":" in value else ""
         raise ValueError(f"must be an IPv4 address, e.g. 192.0.2.10{hint}") from None
+    return value
+
+
+def _tunnel_address(value: str) -> str:
+    """``A.B.C.D`` or ``A.B.C.D/N``; kept as written (the prefix, when given, is
+    read by :func:`tunnel_parts`)."""
+    address, slash, prefix = value.partition("/")
+    try:
+        ipaddress.IPv4Address(address)
+        if slash:
+            if not prefix.isdigit() or not 0 < int(prefix) <= 32:
+                raise ValueError
+    except ValueError:
+        raise ValueError("must be an IPv4 address, with the tunnel network's prefix length where dockyard puts "
+                         "it on an interface: e.g. 10.114.0.11/24") from None
+    return value
+
+
+def tunnel_parts(value: str) -> tuple[str, int | None]:
+    """``10.114.0.11/24`` -> ``("10.114.0.11", 24)``; no prefix: None."""
+    address, _, prefix = value.partition("/")
+    return address, int(prefix) if prefix else None
+
+
+def _interface(value: str) -> str:
+    if not _INTERFACE.fullmatch(value):
+        raise ValueError("not a network interface name (1 to 15 letters, digits, '_', '.', '-', e.g. eth1)")
+    if value in _NOT_AN_INTERFACE:
+        raise ValueError(f"{value} is not the host's interface but one Open vSwitch holds (br-tunnel, br-int, "
+                         f"br-tun) or the loopback: name the NIC of the tunnel network, e.g. eth1")
     return value
 
 
@@ -113,6 +150,8 @@ def _known(release: str) -> str:
 
 
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
+TunnelAddress = Annotated[str, AfterValidator(_tunnel_address)]
+Interface = Annotated[str, AfterValidator(_interface)]
 EngineKind = Annotated[str, AfterValidator(_engine_kind)]
 Address = Annotated[str | None, AfterValidator(_external)]
 # The engines' reference grammar (dockyard.reference): what the engine would
@@ -236,6 +275,11 @@ class _HostModel(StrictModel):
     address: IPv4
     engine: str | None = None          # None: the local engine (globals.yml's `engine`)
     tls: _TlsModel | None = None
+    # The address the Open vSwitch agent's tunnels (VXLAN) use, and the NIC of
+    # that network, which the openvswitch service makes a port of br-tunnel
+    # (userspace datapath). None: the host's address, and no NIC of dockyard's.
+    tunnel_address: TunnelAddress | None = None
+    tunnel_interface: Interface | None = None
 
 
 class _InventoryModel(StrictModel):
@@ -265,10 +309,19 @@ class Host:
     # hypervisor's name): the inventory name, except for the all-in-one's
     # `localhost`, which is the machine's own name. "" means the inventory name.
     hostname: str = ""
+    # The tunnel network (inventory.yml's tunnel_address, tunnel_interface):
+    # the address the Open vSwitch agent's tunnels use ("": the host's
+    # address), its prefix length (None: not given), and the NIC the
+    # openvswitch service makes a port of br-tunnel ("": none).
+    tunnel_address: str = ""
+    tunnel_prefixlen: int | None = None
+    tunnel_interface: str = ""
 
     def __post_init__(self) -> None:
         if not self.hostname:
             object.__setattr__(self, "hostname", self.name)
+        if not self.tunnel_address:
+            object.__setattr__(self, "tunnel_address", self.address)
 
     @property
     def remote(self) -> bool:
@@ -393,6 +446,7 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
                               f"engine would run containers of the same names", path=path, key=f"hosts.{name}.address")
         addresses[host.address] = name
     engines = {name: _engine(path, name, host) for name, host in model.hosts.items()}
+    tunnels = _tunnels(path, model.hosts)
     for group in REQUIRED_GROUPS:
         if not model.groups.get(group):
             state = "is empty" if group in model.groups else "is missing"
@@ -407,13 +461,52 @@ def load_inventory(config_dir: Path, g: Globals, known_services: Iterable[str] =
             if member in seen:
                 raise ConfigError(f"host {member!r} is listed twice", path=path, key=f"groups.{group}[{i}]")
             seen.add(member)
-    hosts = {name: Host(name, h.address, *engines[name]) for name, h in model.hosts.items()}
+    hosts = {name: Host(name, h.address, *engines[name], **tunnels[name]) for name, h in model.hosts.items()}
     # "localhost" names no machine to OpenStack: on the local engine it is this one.
     if ALL_IN_ONE_HOST in hosts and not hosts[ALL_IN_ONE_HOST].remote:
-        local = hosts[ALL_IN_ONE_HOST]
-        hosts[ALL_IN_ONE_HOST] = Host(local.name, local.address, local.engine, local.tls,
-                                      machine_hostname(path))
+        hosts[ALL_IN_ONE_HOST] = replace(hosts[ALL_IN_ONE_HOST], hostname=machine_hostname(path))
     return Inventory(hosts, {group: list(members) for group, members in model.groups.items()})
+
+
+def _tunnels(path: Path, hosts: dict[str, _HostModel]) -> dict[str, dict]:
+    """Each host's tunnel settings, checked: with a ``tunnel_interface``,
+    dockyard puts ``tunnel_address`` on the bridge br-tunnel, so it must be
+    given, with the prefix that makes the other hosts reachable through that
+    bridge, and must not be the host's address (which stays where it is); no
+    two hosts tunnel from one address."""
+    out: dict[str, dict] = {}
+    seen: dict[str, str] = {}
+    # Hosts that tunnel from their own address first: a clash is then said at
+    # the tunnel_address an operator wrote.
+    for name, host in sorted(hosts.items(), key=lambda item: item[1].tunnel_address is not None):
+        key = f"hosts.{name}.tunnel_address"
+        address, prefix = tunnel_parts(host.tunnel_address) if host.tunnel_address else (host.address, None)
+        if host.tunnel_interface:
+            example = f"e.g. {address if host.tunnel_address else '10.114.0.11'}/24"
+            if not host.tunnel_address:
+                raise ConfigError(f"tunnel_interface {host.tunnel_interface} needs a tunnel_address of its own, "
+                                  f"with the tunnel network's prefix length ({example}): dockyard puts it on the "
+                                  f"Open vSwitch bridge {TUNNEL_BRIDGE}", path=path, key=key)
+            if prefix is None:
+                raise ConfigError(f"with tunnel_interface, give the tunnel network's prefix length ({example}): "
+                                  f"the other hosts are reached through {TUNNEL_BRIDGE} on that network",
+                                  path=path, key=key)
+            if address == host.address:
+                raise ConfigError(f"with tunnel_interface, the tunnel address must not be the host's address: "
+                                  f"dockyard puts it on {TUNNEL_BRIDGE}, and it would be on two interfaces",
+                                  path=path, key=key)
+            network = ipaddress.IPv4Interface(f"{address}/{prefix}").network
+            if prefix == 32 or (prefix <= 30 and address in (str(network.network_address),
+                                                             str(network.broadcast_address))):
+                raise ConfigError(f"{address}/{prefix} is no host's address on a network with other hosts "
+                                  f"(a /32, or the network's own or broadcast address)", path=path, key=key)
+        if address in seen:
+            raise ConfigError(f"host {seen[address]!r} tunnels from {address} too: each host needs a tunnel "
+                              f"address of its own", path=path, key=key)
+        seen[address] = name
+        out[name] = {"tunnel_address": address, "tunnel_prefixlen": prefix,
+                     "tunnel_interface": host.tunnel_interface or ""}
+    return out
 
 
 _ENGINE_SCHEMES = ("unix", "tcp", "ssh")

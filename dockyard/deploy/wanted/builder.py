@@ -44,6 +44,7 @@ from .catalogue import (DATABASE_SERVICE, IDENTITY_SERVICE, TOOLBOX_IMAGE, Confi
                         Service, ServiceCatalogue, VolumeMount, unit_name)
 from .hashing import job_hash, secret_labels, spec_hashes
 from dockyard.deploy.site.hostfacts import UNKNOWN, HostFacts, choose_datapath, choose_virt_type
+from dockyard.deploy.site.tunnels import tunnel_bridge
 from dockyard.labels import (LABEL_HASH, LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_SITE,
                              LABEL_VERSION)
 from .model import WantedContainer, WantedFile, WantedImage, WantedJob, WantedSharedMount, WantedState
@@ -303,6 +304,14 @@ class WantedBuilder:
             "service": service.name,
             "host": host,
             "address": host.address,
+            # The tunnel network (inventory.yml): the address the agent's tunnels
+            # use (the host's address unless set), its prefix length (None: not
+            # given) and the NIC the openvswitch service puts in br-tunnel ("": none).
+            "tunnel_address": host.tunnel_address,
+            "tunnel_prefixlen": host.tunnel_prefixlen,
+            "tunnel_interface": host.tunnel_interface,
+            # The bridge the openvswitch service makes for it ("": none; tunnels.py).
+            "tunnel_bridge": tunnel_bridge(host, self.host_choices(host)["datapath"]),
             "internal_address": g.internal_address,
             "external_address": g.external_address or g.internal_address,
             "database_address": database_hosts[0].address,
