@@ -1,16 +1,20 @@
-"""The tunnel network in the inventory (tunnel_address, tunnel_interface) and
-the decision made from it (dockyard/deploy/site/tunnels.py)."""
+"""The tunnel network in the inventory (tunnel_address, tunnel_interface), the
+decisions made from it (dockyard/deploy/site/tunnels.py) and the prechecks'
+verdict on a site whose agents' tunnels could not leave their hosts."""
 
 from __future__ import annotations
 
 import pytest
 
+from dockyard.deploy import api
+from dockyard.deploy.engines import SiteEngines
+from dockyard.deploy.ops import prechecks
 from dockyard.deploy.site import loader
 from dockyard.deploy.site.loader import ALL_IN_ONE_HOST, Globals, Host, load_inventory
-from dockyard.deploy.site.tunnels import TUNNEL_BRIDGE, tunnel_bridge
+from dockyard.deploy.site.tunnels import TUNNEL_BRIDGE, tunnel_bridge, untunnelled
 from dockyard.errors import ConfigError
 
-from .deploy_fixtures import write_inventory
+from .deploy_fixtures import fake_engine, make_site, quiet, remote, set_globals, site_of, write_inventory
 
 H1 = {"address": "192.0.2.11"}
 H2 = {"address": "192.0.2.12"}
@@ -109,3 +113,65 @@ def test_only_the_userspace_datapath_with_a_nic_gets_the_bridge():
     assert tunnel_bridge(host("h1", "eth1"), "system") == ""       # the kernel routes the tunnels itself
     assert tunnel_bridge(host("h1"), "netdev") == ""               # no address is moved that was not given
 
+
+def test_untunnelled_hosts_are_netdev_hosts_without_a_nic_among_several():
+    hosts = [host("a", "eth1"), host("b"), host("c")]
+    assert [h.name for h in untunnelled(hosts, {"a": "netdev", "b": "netdev", "c": "system"})] == ["b"]
+    assert untunnelled([host("b")], {"b": "netdev"}) == []         # one host tunnels to no one
+
+
+# -- prechecks ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def cloud_on_two_hosts(tmp_path):
+    """The default services on two remote hosts: the agent on both (network h1,
+    compute h1 and h2); remote hosts get the userspace datapath (not probed)."""
+    config_dir = make_site(tmp_path)
+    hosts = {"h1": remote("192.0.2.11"), "h2": remote("192.0.2.12")}
+    write_inventory(config_dir, hosts, {"control": ["h1"], "network": ["h1"], "compute": ["h1", "h2"]})
+    return config_dir, hosts
+
+
+def tunnel_checks(config_dir, tmp_path):
+    site, catalogue = site_of(config_dir)
+    return prechecks._tunnels(site, catalogue, catalogue.closure(site.globals.enabled_services), tmp_path)
+
+
+def test_prechecks_fail_for_each_agent_host_that_cannot_tunnel(cloud_on_two_hosts, tmp_path):
+    config_dir, hosts = cloud_on_two_hosts
+    checks = tunnel_checks(config_dir, tmp_path)
+    assert [(c.name, c.status) for c in checks] == [("tunnels", "FAIL"), ("tunnels", "FAIL")]
+    assert f"{config_dir / 'inventory.yml'}: hosts.h1.tunnel_interface: host h1" in checks[0].message
+    assert "hosts.h2.tunnel_interface: host h2" in checks[1].message
+    assert "netdev" in checks[1].message and "hosts.h2.tunnel_address" in checks[1].advice
+    # Told where its tunnels leave from, each passes.
+    hosts["h1"].update(tunnel_address="10.114.0.11/24", tunnel_interface="eth1")
+    hosts["h2"].update(tunnel_address="10.114.0.12/24", tunnel_interface="eth1")
+    write_inventory(config_dir, hosts, {"control": ["h1"], "network": ["h1"], "compute": ["h1", "h2"]})
+    checks = tunnel_checks(config_dir, tmp_path)
+    assert [(c.status, c.message) for c in checks] == [
+        ("ok", "VXLAN between h1 from 10.114.0.11 on br-tunnel (eth1), h2 from 10.114.0.12 on br-tunnel (eth1)")]
+
+
+def test_prechecks_say_nothing_of_tunnels_with_one_agent_host(cloud_on_two_hosts, tmp_path):
+    config_dir, hosts = cloud_on_two_hosts
+    write_inventory(config_dir, hosts, {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]})
+    assert tunnel_checks(config_dir, tmp_path) == []
+
+
+def test_with_the_kernel_datapath_a_nic_is_not_needed_and_is_said_unused(cloud_on_two_hosts, tmp_path):
+    config_dir, hosts = cloud_on_two_hosts
+    set_globals(config_dir, services={"openvswitch": {"datapath": "system"}})
+    assert [c.status for c in tunnel_checks(config_dir, tmp_path)] == ["ok"]
+    hosts["h2"].update(tunnel_address="10.114.0.12/24", tunnel_interface="eth1")
+    write_inventory(config_dir, hosts, {"control": ["h1"], "network": ["h1"], "compute": ["h1", "h2"]})
+    checks = tunnel_checks(config_dir, tmp_path)
+    assert [c.status for c in checks] == ["WARN"] and "host h2: tunnel_interface eth1 is not used" in checks[0].message
+
+
+def test_the_prechecks_command_fails_on_it(cloud_on_two_hosts):
+    config_dir, _ = cloud_on_two_hosts
+    engines = SiteEngines({"h1": fake_engine(), "h2": fake_engine()})
+    checks = api.prechecks(config_dir, engine=engines, say=quiet)
+    assert {(c.name, c.status) for c in checks if c.name == "tunnels"} == {("tunnels", "FAIL")}
+    assert prechecks.failed(checks)

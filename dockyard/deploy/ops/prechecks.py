@@ -23,10 +23,13 @@ from dockyard.deploy.wanted.catalogue import TOOLBOX_IMAGE, ServiceCatalogue, lo
 from dockyard.labels import LABEL_MANAGED, LABEL_SITE
 from dockyard.deploy.site.loader import ALL_IN_ONE_HOST, Site, load_site
 from dockyard.deploy.site.passwords import PASSWORDS_FILE, mode_problem
-from dockyard.deploy.site.hostfacts import choose_datapath, choose_virt_type, probe as probe_host
+from dockyard.deploy.site.hostfacts import UNKNOWN, choose_datapath, choose_virt_type, probe as probe_host
+from dockyard.deploy.site.tunnels import TUNNEL_BRIDGE, untunnelled
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 MEMORY_ADVISED_GIB = 8.0
+# The container whose tunnels (VXLAN) join the network and compute hosts.
+AGENT_SERVICE, AGENT_CONTAINER = "neutron-agents", "neutron-openvswitch-agent"
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,49 @@ def _data_plane(site: Site, catalogue: ServiceCatalogue, enabled: list[str], roo
     return checks
 
 
+def _tunnels(site: Site, catalogue: ServiceCatalogue, enabled: list[str], root: Path = Path("/")) -> list[Check]:
+    """Can the Open vSwitch agents' tunnels leave their hosts? With the userspace
+    datapath only through a bridge holding the tunnel address, which dockyard
+    makes from a host's tunnel_interface (tunnels.py): a site whose agents run on
+    several hosts fails here for each such host without one."""
+    if AGENT_SERVICE not in enabled:
+        return []
+    groups = catalogue.services[AGENT_SERVICE].spec.containers[AGENT_CONTAINER].groups
+    hosts = list({h.name: h for g in groups for h in site.inventory.hosts_in(g)}.values())
+    if len(hosts) < 2:
+        return []
+    options = site.globals.services.get("openvswitch", {})
+    local = probe_host(root) if any(not h.remote for h in hosts) else UNKNOWN
+    try:
+        datapaths = {h.name: choose_datapath(options, UNKNOWN if h.remote else local).value for h in hosts}
+    except ConfigError:
+        return []                       # said by the data plane's check
+    path = Path(site.config_dir) / "inventory.yml"
+    checks = []
+    for host in untunnelled(hosts, datapaths):
+        checks.append(Check(
+            "tunnels", FAIL,
+            f"{path}: hosts.{host.name}.tunnel_interface: host {host.name} runs the Open vSwitch agent with the "
+            f"userspace datapath (netdev), which sends its tunnels to the other hosts only out of an Open vSwitch "
+            f"bridge holding the tunnel address, and no tunnel_interface is set for dockyard to make one "
+            f"({TUNNEL_BRIDGE})",
+            f"set hosts.{host.name}.tunnel_interface (the tunnel network's NIC, e.g. eth1) and "
+            f"hosts.{host.name}.tunnel_address (its address there, with the prefix, e.g. 10.114.0.11/24); or "
+            f"load the openvswitch kernel module on the host (the kernel datapath)"))
+    for host in hosts:
+        if host.tunnel_interface and datapaths[host.name] == "system":
+            checks.append(Check(
+                "tunnels", WARN, f"host {host.name}: tunnel_interface {host.tunnel_interface} is not used with the "
+                f"kernel datapath: the kernel routes the tunnels, from {host.tunnel_address} on whichever interface "
+                f"holds it", f"put {host.tunnel_address} on an interface of {host.name}, or leave tunnel_interface "
+                f"out"))
+    if not checks:
+        ways = [f"{h.name} from {h.tunnel_address}" + (f" on {TUNNEL_BRIDGE} ({h.tunnel_interface})"
+                                                      if datapaths[h.name] == "netdev" else "") for h in hosts]
+        checks.append(Check("tunnels", OK, "VXLAN between " + ", ".join(ways)))
+    return checks
+
+
 def _host_engines(site: Site, catalogue: ServiceCatalogue, enabled: list[str], engine: Engine | None
                   ) -> tuple[Engine | None, list[Check]]:
     """Engine and images, per engine of the inventory's hosts; the local engine
@@ -248,6 +294,7 @@ def run_prechecks(config_dir: Path, engine: Engine | None = None, services_root:
     checks += _ports(site, catalogue, enabled, engine)
     checks.append(_memory())
     checks += _data_plane(site, catalogue, enabled)
+    checks += _tunnels(site, catalogue, enabled)
     return checks
 
 

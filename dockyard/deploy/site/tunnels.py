@@ -9,7 +9,8 @@ own bridges that holds the address: so on such a host with a
 netdev bridge with that NIC as its port and the tunnel address on the bridge's
 own port (services/templates/openvswitch/tunnel-bridge.j2).
 
-A pure decision, for the templates (:func:`tunnel_bridge`).
+Pure decisions, for the templates (:func:`tunnel_bridge`) and the prechecks
+(:func:`untunnelled`).
 """
 
 from __future__ import annotations
@@ -29,3 +30,11 @@ def tunnel_bridge(host: Host, datapath: str) -> str:
     was not given)."""
     return TUNNEL_BRIDGE if datapath == "netdev" and host.tunnel_interface else ""
 
+
+def untunnelled(agent_hosts: list[Host], datapaths: dict[str, str]) -> list[Host]:
+    """Of the hosts that run the Open vSwitch agent, those whose tunnels to the
+    others cannot leave: the userspace datapath and no ``tunnel_interface``.
+    None when one host runs the agent (it tunnels to no one)."""
+    if len({h.name for h in agent_hosts}) < 2:
+        return []
+    return [h for h in agent_hosts if datapaths.get(h.name) == "netdev" and not h.tunnel_interface]
