@@ -105,15 +105,20 @@ def test_sigkill_mid_deploy_then_deploy_completes_after_destroy(cloud, engine):
 
 def test_two_deploys_at_once_one_refuses(cloud, engine):
     # Give the first run real work (a container to recreate), let it take the lock
-    # (its first line says so), then start the second while it works.
+    # (its first line says so), and hold it there (SIGSTOP) while the second
+    # starts: however quick the first run's work, the second meets the lock.
     engine.remove(containers_of(engine, "memcached")[0].name)
     first = deploy_popen()
-    head = first.stdout.readline()
-    assert "run" in head.lower(), head
-    second = deploy_popen()
+    try:
+        head = first.stdout.readline()
+        assert "run" in head.lower(), head
+        first.send_signal(signal.SIGSTOP)
+        second = deploy_popen()
+        out2, _ = second.communicate(timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
     out1, _ = first.communicate(timeout=1800)
     out1 = head + out1
-    out2, _ = second.communicate(timeout=1800)
     assert (first.returncode, second.returncode) == (0, 3), (out1, out2)
     refused = out2
     assert "lock" in refused.lower()
