@@ -326,6 +326,25 @@ def refused(site_dir: Path, engine: FakeEngine, *words: str) -> None:
     assert acting_calls(engine) == []
 
 
+@pytest.mark.parametrize("password", ["it's-mine", "back\\slash"])
+def test_a_database_password_mariadb_upgrade_cannot_pass_on_is_refused(deployed, password):
+    import yaml
+
+    site_dir, engine = deployed
+    passwords_file = site_dir / "passwords.yml"
+    passwords = yaml.safe_load(passwords_file.read_text())
+    passwords["database_password"] = password
+    passwords_file.write_text(yaml.safe_dump(passwords))
+    assert api.deploy(site_dir, engine=engine, say=quiet).ok          # the database takes it
+    set_release(site_dir, "2026.1")
+    refused(site_dir, engine, "passwords.yml: database_password", "mariadb-upgrade", "Nothing was changed")
+    with pytest.raises(ConfigError) as exc:
+        upgrade(site_dir, engine=engine, dry_run=True, say=quiet)
+    assert password not in str(exc.value)                  # the value is never said
+    set_release(site_dir, "2026.1", {"mariadb": "2025.1"})  # mariadb stays: nothing to refuse
+    assert upgrade(site_dir, engine=engine, dry_run=True, say=quiet).moves
+
+
 def test_a_downgrade_is_refused(deployed):
     site_dir, engine = deployed
     set_release(site_dir, "2026.1")
