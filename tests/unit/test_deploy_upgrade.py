@@ -361,6 +361,17 @@ def test_a_site_not_converged_on_its_release_is_refused(deployed):
     assert not load_record(api.load(site_dir, need_passwords=False)[0].state_dir)
 
 
+def test_a_container_the_engine_has_not_checked_yet_is_converged_an_unhealthy_one_is_not(deployed):
+    # Just recreated (a deploy a moment ago): the engine's own check, every 30 s,
+    # still says starting. That is no reason to refuse; unhealthy is.
+    site_dir, engine = deployed
+    engine._set("mariadb", health="starting")
+    set_release(site_dir, "2026.1")
+    assert upgrade(site_dir, engine=engine, dry_run=True, say=quiet).moves
+    engine._set("mariadb", health="unhealthy")
+    refused(site_dir, engine, "not converged", "wait_healthy:mariadb")
+
+
 def test_a_site_keeping_libvirt_over_a_rebuild_is_converged_and_upgrades(deployed):
     """libvirt kept on its rebuilt 2025.1 image (an in-place update) is as the
     site wants it: the upgrade's convergence check agrees, and moves it."""
