@@ -37,8 +37,9 @@ from dockyard.deploy.execute.timeline import Timeline
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops.availability import AvailabilityRecord
 from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
+from dockyard.deploy.ops.status import settling
 from dockyard.deploy.plan.observe import ObservedState, observe, observe_packages
-from dockyard.deploy.plan.planner import Action, ActionKind, Plan, make_plan
+from dockyard.deploy.plan.planner import ActionKind, Plan, make_plan
 from dockyard.deploy.plan.upgrade import Move, Step, UpgradePlan, make_upgrade_plan, running_releases
 from dockyard.deploy.site.loader import GLOBALS_FILE, Site
 from dockyard.deploy.site.passwords import PASSWORDS_FILE
@@ -284,14 +285,6 @@ def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord
         say(line)
 
 
-def _settling(action: Action, observed: ObservedState) -> bool:
-    """A health wait only because the engine's own check, every 30 s, has not
-    reported since the container started: converged, as ``dockyard status``
-    says (an unhealthy container is not)."""
-    current = observed.containers.get(unit_key(action.target, action.host, observed.multi_host))
-    return current is not None and current.health == "starting"
-
-
 def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prepared, decision: Decision,
                      observed: ObservedState, services: set[str] | None) -> None:
     now = current_site(site, decision)
@@ -305,8 +298,12 @@ def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prep
     as_it_runs = replace(observed, packages={})
     observe_packages(prepared.engines(), wanted.state, as_it_runs)
     plan = make_plan(wanted.state, as_it_runs, only_services=services, secret_order=False)
-    pending = [a for a in plan.actions if a.changes_something or (a.kind == ActionKind.WAIT_HEALTHY
-                                                                  and not _settling(a, as_it_runs))]
+    # A health wait only because the engine's own check (every 30 s) has not
+    # reported since the container started is converged, as `dockyard status`
+    # counts it; an unhealthy container is not.
+    pending = [a for a in plan.actions if a.changes_something or (
+        a.kind == ActionKind.WAIT_HEALTHY
+        and not settling(a.kind, as_it_runs.containers.get(unit_key(a.target, a.host, as_it_runs.multi_host))))]
     if pending:
         shown = "; ".join(f"{a.id} ({a.reason})" for a in pending[:5])
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""

@@ -26,7 +26,7 @@ from rich.table import Table
 from dockyard.labels import LABEL_HOST, LABEL_SERVICE
 from dockyard.deploy.wanted.model import WantedState, unit_key
 from dockyard.deploy.plan.observe import observe_containers
-from dockyard.deploy.plan.planner import ActionKind, Change, container_change
+from dockyard.deploy.plan.planner import ActionKind, container_change
 from dockyard.engine.driver import ContainerState
 
 
@@ -43,10 +43,11 @@ class StatusRow:
     kept: str = ""           # why a deploy keeps it on its current image, though that was rebuilt
 
 
-def settling(change: Change, current: ContainerState | None) -> bool:
-    """Only a health wait is needed, and only because the engine's own check has
-    not reported yet: up to date (the module's docstring says why)."""
-    return change.kind == ActionKind.WAIT_HEALTHY and current is not None and current.health == "starting"
+def settling(kind: ActionKind | None, current: ContainerState | None) -> bool:
+    """Only a health wait (``kind``) is needed, and only because the engine's own
+    check has not reported yet: up to date (the module's docstring says why).
+    ``dockyard upgrade`` counts such a container converged by the same rule."""
+    return kind == ActionKind.WAIT_HEALTHY and current is not None and current.health == "starting"
 
 
 def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str] | None = None,
@@ -67,9 +68,8 @@ def status(engine, wanted: WantedState, site: str | None = None, hosts: list[str
             continue
         key = unit_key(c.name, c.host, multi)
         current = observed.containers.get(key)
-        change = container_change(c, current, packages=observed.packages.get(key))
-        kind, reason, kept = change
-        if settling(change, current):
+        kind, reason, kept = container_change(c, current, packages=observed.packages.get(key))
+        if settling(kind, current):
             kind, reason = None, ""
         rows.append(StatusRow(
             container=c.name, service=c.service, host=c.host,
