@@ -156,8 +156,8 @@ def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> N
     """For each wanted container whose package versions decide whether it is
     kept (:func:`rebuilt_only`), those versions in the image it runs and in the
     wanted one, read from its host's engine by image id, with the two images'
-    own-file hashes (their labels); each image's list read once per engine,
-    every engine at once. What cannot be read is said in
+    own-file hashes (their labels); each image's list and labels read once per
+    engine, every engine at once. What cannot be read is said in
     ``error`` (and the container is recreated, with that reason)."""
     from dockyard.deploy.engines import brief
 
@@ -185,9 +185,13 @@ def observe_packages(engines, wanted: WantedState, observed: ObservedState) -> N
                     lists[image_id] = f"cannot read {MANIFEST} of image {image_id[:19]}: {exc}"
             return lists[image_id]
 
+        owns: dict[str, str] = {}                            # image id -> its own-file hash ("": none)
+
         def own_hash(image_id: str) -> str:
-            info = engine.image(image_id)
-            return info.labels.get(LABEL_OWN_HASH, "") if info is not None else ""
+            if image_id not in owns:
+                info = engine.image(image_id)
+                owns[image_id] = info.labels.get(LABEL_OWN_HASH, "") if info is not None else ""
+            return owns[image_id]
 
         out = {}
         for host in served:
