@@ -4,6 +4,7 @@ exit codes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -39,7 +40,7 @@ def files_under(path: Path) -> list[Path]:
 def test_fresh_deploy_then_a_second_one_changes_nothing(deployed):
     site_dir, engine = deployed
     running = {c.name for c in engine.containers() if c.running}
-    assert {"mariadb", "keystone", "glance_api", "nova_conductor", "neutron_server", "horizon"} <= running
+    assert {"mariadb", "keystone", "glance_api", "nova_conductor", "neutron_api", "neutron_rpc_server", "horizon"} <= running
     assert engine.jobs_run.index("mariadb_bootstrap") < engine.jobs_run.index("keystone_databases") \
         < engine.jobs_run.index("keystone_bootstrap") < engine.jobs_run.index("keystone_admin") \
         < engine.jobs_run.index("glance_register")
@@ -57,6 +58,26 @@ def test_fresh_deploy_then_a_second_one_changes_nothing(deployed):
     assert lines[-1].startswith("0 changes")
     assert acting_calls(engine) == []
     assert len(files_under(site_dir / "state" / "timeline")) == 2     # every run writes one
+
+
+def test_a_site_with_the_one_piece_neutron_server_moves_to_its_three_parts(deployed):
+    """Sites deployed before neutron's server was split run one neutron_server
+    container on port 9696: the next deploy removes it before neutron-api binds
+    that port, and nothing else of the site changes."""
+    site_dir, engine = deployed
+    api_spec = engine.spec("neutron_api")
+    for part in ("neutron_api", "neutron_rpc_server", "neutron_periodic_workers"):
+        engine.remove(part)
+    engine.create(dataclasses.replace(api_spec, name="neutron_server"))
+    engine.start("neutron_server")
+    plan = api.deploy(site_dir, engine=engine, dry_run=True, say=quiet)
+    acting = {a.id for a in plan.actions if not a.id.startswith("wait_healthy:")}
+    assert acting == {"remove:neutron_server", "create:neutron_api", "create:neutron_rpc_server",
+                      "create:neutron_periodic_workers"}
+    assert "remove:neutron_server" in plan.by_id()["create:neutron_api"].deps
+    result = api.deploy(site_dir, engine=engine, say=quiet)
+    assert result.ok
+    assert engine.container("neutron_server") is None and engine.container("neutron_api").running
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(site_dir):

@@ -29,7 +29,8 @@ def test_all_in_one_wanted_state(site_dir):
     site, wanted = wanted_of(site_dir, engine)
     names = {c.name for c in wanted.containers}
     assert {"mariadb", "memcached", "rabbitmq", "keystone", "glance_api", "placement_api", "nova_api",
-            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon",
+            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_api", "neutron_rpc_server",
+            "neutron_periodic_workers", "horizon",
             "openvswitch_db_server", "openvswitch_vswitchd", "neutron_openvswitch_agent", "neutron_dhcp_agent",
             "neutron_l3_agent", "neutron_metadata_agent", "nova_metadata", "nova_virtlogd", "nova_libvirt",
             "nova_compute"} == names

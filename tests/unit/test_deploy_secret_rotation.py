@@ -68,7 +68,7 @@ def test_a_service_users_keystone_password(site):
 
 def test_another_services_user_password_waits_for_that_services_registration(site):
     plan = rotate(site, "neutron_keystone_password")
-    for unit in ("recreate:nova_api", "recreate:nova_conductor", "recreate:neutron_server"):
+    for unit in ("recreate:nova_api", "recreate:nova_conductor", "recreate:neutron_api"):
         assert "job:neutron_register" in waits_for(plan, unit), unit
     assert "recreate:nova_compute" in plan.secrets["neutron_keystone_password"]
     then_converged(site)
@@ -115,7 +115,7 @@ def test_the_rabbitmq_password(site):
     plan = rotate(site, "rabbitmq_password")
     changes = kinds(plan)
     assert "secret rabbitmq_password changed" in changes["recreate:rabbitmq"]
-    for unit in ("recreate:nova_api", "recreate:neutron_server", "recreate:nova_compute",
+    for unit in ("recreate:nova_api", "recreate:neutron_rpc_server", "recreate:nova_compute",
                  "recreate:neutron_openvswitch_agent"):
         assert "wait_healthy:rabbitmq" in waits_for(plan, unit), unit
     then_converged(site)

@@ -43,7 +43,7 @@ def test_a_folder_named_like_an_override_is_not_one(tmp_path):
 
 def test_the_service_part_is_the_file_name_the_catalogue_gives(tmp_path):
     ml2 = put(tmp_path, "ml2_conf.conf", "")
-    assert overrides.find(tmp_path, "ml2_conf", "neutron-server", "ctl1") == [ml2]
+    assert overrides.find(tmp_path, "ml2_conf", "neutron-rpc-server", "ctl1") == [ml2]
 
 
 @pytest.mark.parametrize("service, component, host", [

@@ -78,7 +78,7 @@ def test_services_move_one_after_the_other(deployed):
     assert before(plan, "wait_healthy:placement_api", "upgrade:nova:check")
     assert before(plan, "wait_healthy:nova_api", "recreate:openvswitch_db_server")
     assert before(plan, "wait_healthy:openvswitch_vswitchd", "upgrade:neutron:expand")
-    assert before(plan, "wait_healthy:neutron_server", "recreate:neutron_openvswitch_agent")
+    assert before(plan, "wait_healthy:neutron_rpc_server", "recreate:neutron_openvswitch_agent")
     assert before(plan, "wait_healthy:nova_compute", "recreate:horizon")
 
 
@@ -112,7 +112,8 @@ def test_expand_before_the_new_containers_contract_after_no_old_code_runs(deploy
     assert before(plan, "upgrade:keystone:contract", "job:keystone_bootstrap")
     assert not before(plan, "job:keystone_bootstrap", "recreate:keystone")
     # neutron: expand before the server; contract once the server and every agent run the new code.
-    assert before(plan, "upgrade:neutron:expand", "recreate:neutron_server")
+    for part in ("neutron_api", "neutron_rpc_server", "neutron_periodic_workers"):
+        assert before(plan, "upgrade:neutron:expand", f"recreate:{part}"), part
     for agent in ("neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent", "neutron_metadata_agent"):
         assert before(plan, f"wait_healthy:{agent}", "upgrade:neutron:contract")
     # nova: api_db sync and db sync before any nova service restarts; online migrations after all, computes too.

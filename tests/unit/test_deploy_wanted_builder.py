@@ -46,7 +46,8 @@ def test_every_enabled_service_has_its_containers_and_jobs(aio):
     assert {c.name for c in wanted.containers} == expected_containers
     assert {j.name for j in wanted.jobs} == expected_jobs
     assert {"mariadb", "memcached", "rabbitmq", "keystone", "glance_api", "placement_api", "nova_api",
-            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_server", "horizon"} <= expected_containers
+            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_api", "neutron_rpc_server", "neutron_periodic_workers",
+            "horizon"} <= expected_containers
     assert {"nova_databases", "nova_bootstrap", "nova_register", "keystone_admin", "mariadb_bootstrap"} <= expected_jobs
     # The all-in-one runs servers: the compute and network hosts' services are there.
     assert {"nova_compute", "nova_libvirt", "openvswitch_vswitchd", "neutron_openvswitch_agent", "neutron_l3_agent",
@@ -420,7 +421,7 @@ def test_the_all_in_one_reports_the_machines_name_everywhere(aio, machine_hostna
     # neutron agents (the OVS agent wires only ports bound to its own name) and
     # the control services alike: one name, the machine's, never "localhost".
     for unit in ("nova_compute", "neutron_openvswitch_agent", "neutron_dhcp_agent", "neutron_l3_agent",
-                 "neutron_metadata_agent", "neutron_server", "nova_conductor", "nova_scheduler"):
+                 "neutron_metadata_agent", "neutron_rpc_server", "nova_conductor", "nova_scheduler"):
         assert reported[("localhost", unit)] == machine_hostname, unit
     assert set(reported.values()) == {machine_hostname}
     # The cell mapping job waits for the compute host under the same name.

@@ -102,7 +102,7 @@ BROKEN = [
      "glance.yml: config.glance-api.conf.dest"),
     ("glance", lambda d: d["containers"]["glance-api"].update(after=["ghost-api"]),
      "glance.yml: containers.glance-api.after"),
-    ("glance", lambda d: d["containers"]["glance-api"].update(after=["neutron-server"]),
+    ("glance", lambda d: d["containers"]["glance-api"].update(after=["neutron-api"]),
      "glance.yml: containers.glance-api.after"),     # exists, but glance does not depend on neutron
     ("glance", lambda d: d["containers"]["glance-api"].update(group="storage"),
      "glance.yml: containers.glance-api.group"),
