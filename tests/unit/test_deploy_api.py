@@ -40,7 +40,8 @@ def files_under(path: Path) -> list[Path]:
 def test_fresh_deploy_then_a_second_one_changes_nothing(deployed):
     site_dir, engine = deployed
     running = {c.name for c in engine.containers() if c.running}
-    assert {"mariadb", "keystone", "glance_api", "nova_conductor", "neutron_api", "neutron_rpc_server", "horizon"} <= running
+    assert {"mariadb", "keystone", "glance_api", "nova_conductor", "neutron_api", "neutron_rpc_server",
+            "horizon"} <= running
     assert engine.jobs_run.index("mariadb_bootstrap") < engine.jobs_run.index("keystone_databases") \
         < engine.jobs_run.index("keystone_bootstrap") < engine.jobs_run.index("keystone_admin") \
         < engine.jobs_run.index("glance_register")
