@@ -46,8 +46,8 @@ def test_every_enabled_service_has_its_containers_and_jobs(aio):
     assert {c.name for c in wanted.containers} == expected_containers
     assert {j.name for j in wanted.jobs} == expected_jobs
     assert {"mariadb", "memcached", "rabbitmq", "keystone", "glance_api", "placement_api", "nova_api",
-            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_api", "neutron_rpc_server", "neutron_periodic_workers",
-            "horizon"} <= expected_containers
+            "nova_conductor", "nova_scheduler", "nova_novncproxy", "neutron_api", "neutron_rpc_server",
+            "neutron_periodic_workers", "horizon"} <= expected_containers
     assert {"nova_databases", "nova_bootstrap", "nova_register", "keystone_admin", "mariadb_bootstrap"} <= expected_jobs
     # The all-in-one runs servers: the compute and network hosts' services are there.
     assert {"nova_compute", "nova_libvirt", "openvswitch_vswitchd", "neutron_openvswitch_agent", "neutron_l3_agent",
