@@ -1,15 +1,20 @@
-"""Guests on the all-in-one: boot them and reach them, as a user would.
+"""Guests: boot them and reach them, as a user would.
 
-Shared by the data-plane story and the upgrade. Traffic goes only from the
-namespace ``dockyard-external`` that ``dockyard demo`` made (the provider
-network's far side) to the guests' addresses. Every wait polls with a deadline;
-none sleeps to synchronise.
+Shared by the data-plane story, the upgrade and the multi-host cloud. Traffic
+goes only from the namespace ``dockyard-external`` that ``dockyard demo`` made
+(the provider network's far side) to the guests' addresses. On the all-in-one
+that namespace is this machine's; on a site of several hosts it is on the first
+network host, and ``prefix`` is the command that runs what follows there (a
+testbed host's ``python3 -m dockyard.testbed exec HOST --``). Every wait polls
+with a deadline; none sleeps to synchronise.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from dockyard.guestimage import CONSOLE_SSHD
 
@@ -21,20 +26,23 @@ KEY = CONFIG_DIR / "demo" / "id_ed25519"
 BOOT_TIMEOUT = 600          # QEMU emulation on a busy 2-core machine
 
 
-def in_namespace(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", NAMESPACE, *cmd], capture_output=True, text=True, timeout=timeout)
+def in_namespace(*cmd: str, timeout: float = 60, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """``cmd`` in the demo's client namespace, entered through ``prefix`` (none: this machine's)."""
+    return subprocess.run([*prefix, "ip", "netns", "exec", NAMESPACE, *cmd], capture_output=True, text=True,
+                          timeout=timeout)
 
 
-def ssh(address: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def ssh(address: str, command: str, timeout: float = 60, *, prefix: Sequence[str] = (),
+        key: Path = KEY) -> subprocess.CompletedProcess:
     """``command`` on the guest at ``address``. A guest that goes away mid-session
     (a reboot that comes just after the connection) ends the try, as a failed one,
     rather than the caller: ssh gives up after ~15 s of silence, and the bound
     on the whole call is a failure like any other."""
-    argv = ("ssh", "-i", str(KEY), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    argv = ("ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", f"root@{address}", command)
     try:
-        return in_namespace(*argv, timeout=timeout)
+        return in_namespace(*argv, timeout=timeout, prefix=prefix)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, 255, "", f"ssh: no answer within {timeout:.0f}s")
 
@@ -55,12 +63,13 @@ def poll(what: str, check, timeout: float = BOOT_TIMEOUT, every: float = 2.0, on
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){more}")
 
 
-def console(server: str) -> str:
-    return openstack("console", "log", "show", server, check=False).stdout
+def console(server: str, **env: str) -> str:
+    """The server's console log; ``env`` for the client (``OS_CLIENT_CONFIG_FILE``: another site's)."""
+    return openstack("console", "log", "show", server, check=False, **env).stdout
 
 
-def answers_ping(address: str) -> bool:
-    return in_namespace("ping", "-c", "1", "-W", "2", address).returncode == 0
+def answers_ping(address: str, *, prefix: Sequence[str] = ()) -> bool:
+    return in_namespace("ping", "-c", "1", "-W", "2", address, prefix=prefix).returncode == 0
 
 
 def boot(name: str, image: str = "dockyard-guest") -> dict:
@@ -79,6 +88,6 @@ def active(name: str):
     return server if server["status"] == "ACTIVE" else None
 
 
-def fixed_address(name: str) -> str:
-    addresses = openstack_json("server", "show", name)["addresses"]
+def fixed_address(name: str, **env: str) -> str:
+    addresses = openstack_json("server", "show", name, **env)["addresses"]
     return addresses["demo-net"][0] if isinstance(addresses["demo-net"], list) else addresses["demo-net"]
