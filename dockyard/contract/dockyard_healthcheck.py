@@ -195,7 +195,13 @@ def _process_matches(pid_dir: str, name: str) -> bool:
     args = [a.decode(errors="replace") for a in (_read(os.path.join(pid_dir, "cmdline")) or b"").split(b"\0") if a]
     if args:
         # setproctitle-style titles put "name (details)" in argv[0] alone.
-        names = {os.path.basename(args[0]), os.path.basename(args[0].split()[0]) if args[0].strip() else ""}
+        first = args[0].split()[0] if args[0].strip() else ""
+        names = {os.path.basename(args[0]), os.path.basename(first)}
+        # oslo.service's threading backend (cotyledon, 2026.1's nova and neutron)
+        # titles its processes "name: master process [argv]" and "name: ... worker(0)",
+        # and setproctitle puts the title's start in comm too ("nova-conductor:").
+        if first.endswith(":") and len(args) == 1:
+            names.add(first[:-1])
         # "python3 /usr/bin/nova-conductor": the service is the script, not python.
         if len(args) > 1 and os.path.basename(args[0]).startswith(INTERPRETERS):
             names.add(os.path.basename(args[1]))

@@ -287,6 +287,13 @@ def fake_process(proc: Path, pid: int, comm: str, argv: list[str], state: str = 
      "S", "neutron-openvswitch-agent", False),                                      # same 15 chars, other program
     ("neutron-openvsw", [], "S", "neutron-openvswitch-agent", True),                # argv unreadable: trust comm
     ("uwsgi", ["keystone-uwsgi (uwsgi worker 1)"], "S", "keystone-uwsgi", True),    # a process title
+    # cotyledon's titles (oslo.service's threading backend), comm set from the title.
+    ("nova-conductor:", ["nova-conductor: master process [/usr/bin/nova-conductor --config-file x]"],
+     "S", "nova-conductor", True),
+    ("neutron-rpc-ser", ["neutron-rpc-server: RpcWorker worker(0)"], "S", "neutron-rpc-server", True),
+    ("neutron-rpc-ser", ["neutron-rpc-server-x: master process [/usr/bin/neutron-rpc-server-x]"],
+     "S", "neutron-rpc-server", False),                                             # another program's title
+    ("python3", ["/usr/bin/python3", "nova-conductor:", "x"], "S", "nova-conductor", False),  # an argument, no title
     ("sh", ["/bin/sh", "-c", "nova-conductor"], "S", "nova-conductor", False),
     ("sleep", ["sleep", "nova-conductor"], "S", "nova-conductor", False),          # not an interpreter
 ])
