@@ -29,13 +29,6 @@ same site, not a second one):
    globals.yml says so); the session's end destroys it, as always.
 
 Every wait polls with a deadline; none sleeps to synchronise.
-
-Not in the suite yet (the file is not named test_*.py, so ``pytest`` does not
-collect it; ``pytest tests/e2e/story_upgrade.py`` runs it, about 17 min with
-both releases built). Its last run, 2026-12-01, passed steps 1 to 7 and failed
-step 8: 2026.1's nova and neutron title their processes ``name: master
-process [...]`` (cotyledon), which the process health check did not know. The
-check knows it since; the story has not run again (docs/upgrades.md, "Not yet").
 """
 
 from __future__ import annotations
