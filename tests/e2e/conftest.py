@@ -123,15 +123,20 @@ def demo(cloud):
     return first, again
 
 
+def testbed_inventory_host(host) -> dict:
+    """A testbed host's entry in inventory.yml: its address, its engine reached
+    over TLS with the testbed's client certificate."""
+    tls = host.layout.client_dir
+    return {"address": host.address, "engine": host.engine_url,
+            "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"), "key": str(tls / "key.pem")}}
+
+
 def write_testbed_site(config: Path, hosts: list, **globals_yml) -> None:
     """A site's inventory.yml and globals.yml for testbed hosts: each reached over
     TLS with the testbed's client certificate; memcached on both (control),
     network and compute on the first; ``globals_yml`` added to its globals."""
-    tls = hosts[0].layout.client_dir
     inventory = {
-        "hosts": {f"h{h.index}": {"address": h.address, "engine": h.engine_url,
-                                  "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"),
-                                          "key": str(tls / "key.pem")}} for h in hosts},
+        "hosts": {f"h{h.index}": testbed_inventory_host(h) for h in hosts},
         "groups": {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]},
     }
     (config / "inventory.yml").write_text(yaml.safe_dump(inventory))

@@ -89,7 +89,7 @@ from dockyard.testbed.daemon import API_VERSION, dockerd_pid
 from dockyard.testbed.plan import TUNNEL_LINK
 
 from .client import openstack, openstack_json
-from .conftest import REPO, changed_nothing, dockyard
+from .conftest import REPO, changed_nothing, dockyard, testbed_inventory_host
 from .guests import answers_ping, console, fixed_address, poll, ssh
 from .test_45_multihost import containers_of, tb_cli
 from .test_47_registry import PORT, REGISTRY, ROOT_ADDRESS, dockyard_images, e2e_catalogue
@@ -115,12 +115,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs roo
 def write_site(config: Path, hosts: list) -> None:
     """inventory.yml and globals.yml: hosts named as the testbed names them, each
     reached over TLS and tunnelling from its eth1; the site's registry."""
-    tls = hosts[0].layout.client_dir
     inventory = {
-        "hosts": {h.name: {"address": h.address, "engine": h.engine_url,
-                           "tls": {"ca": str(tls / "ca.pem"), "cert": str(tls / "cert.pem"),
-                                   "key": str(tls / "key.pem")},
-                           "tunnel_interface": TUNNEL_LINK,
+        "hosts": {h.name: {**testbed_inventory_host(h), "tunnel_interface": TUNNEL_LINK,
                            "tunnel_address": f"{h.tunnel_address}/{h.tunnel_subnet.prefixlen}"} for h in hosts},
         "groups": {"control": [CONTROL], "network": [CONTROL], "compute": list(COMPUTES)},
     }
