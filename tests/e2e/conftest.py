@@ -123,7 +123,7 @@ def demo(cloud):
     return first, again
 
 
-def testbed_inventory_host(host) -> dict:
+def inventory_entry_of(host) -> dict:
     """A testbed host's entry in inventory.yml: its address, its engine reached
     over TLS with the testbed's client certificate."""
     tls = host.layout.client_dir
@@ -136,7 +136,7 @@ def write_testbed_site(config: Path, hosts: list, **globals_yml) -> None:
     TLS with the testbed's client certificate; memcached on both (control),
     network and compute on the first; ``globals_yml`` added to its globals."""
     inventory = {
-        "hosts": {f"h{h.index}": testbed_inventory_host(h) for h in hosts},
+        "hosts": {f"h{h.index}": inventory_entry_of(h) for h in hosts},
         "groups": {"control": ["h1", "h2"], "network": ["h1"], "compute": ["h1"]},
     }
     (config / "inventory.yml").write_text(yaml.safe_dump(inventory))

@@ -89,7 +89,7 @@ from dockyard.testbed.daemon import API_VERSION, dockerd_pid
 from dockyard.testbed.plan import TUNNEL_LINK
 
 from .client import openstack, openstack_json
-from .conftest import REPO, changed_nothing, dockyard, testbed_inventory_host
+from .conftest import REPO, changed_nothing, dockyard, inventory_entry_of
 from .guests import answers_ping, console, fixed_address, poll, ssh
 from .test_45_multihost import containers_of, tb_cli
 from .test_47_registry import PORT, REGISTRY, ROOT_ADDRESS, dockyard_images, e2e_catalogue
@@ -116,7 +116,7 @@ def write_site(config: Path, hosts: list) -> None:
     """inventory.yml and globals.yml: hosts named as the testbed names them, each
     reached over TLS and tunnelling from its eth1; the site's registry."""
     inventory = {
-        "hosts": {h.name: {**testbed_inventory_host(h), "tunnel_interface": TUNNEL_LINK,
+        "hosts": {h.name: {**inventory_entry_of(h), "tunnel_interface": TUNNEL_LINK,
                            "tunnel_address": f"{h.tunnel_address}/{h.tunnel_subnet.prefixlen}"} for h in hosts},
         "groups": {"control": [CONTROL], "network": [CONTROL], "compute": list(COMPUTES)},
     }
@@ -191,29 +191,38 @@ class ComputeSampler:
     def __init__(self, hosts, every: float = SAMPLE_EVERY):
         self.hosts, self.every = hosts, every
         self.samples: list[tuple[float, dict[str, bool | None]]] = []
-        self._stop = threading.Event()
+        self._stop, self._first = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="nova-compute-sampler", daemon=True)
+
+    def _sample(self, clients) -> None:
+        at, sample = time.time(), {}
+        for name, c in clients.items():
+            try:
+                sample[name] = bool(c.api.inspect_container("nova_compute")["State"]["Running"])
+            except docker.errors.NotFound:
+                sample[name] = False
+            except Exception:  # noqa: BLE001 - no answer in time: unknown, not down
+                sample[name] = None
+        self.samples.append((at, sample))
+        self._first.set()
 
     def _run(self) -> None:
         clients = {h.name: client(h, timeout=5) for h in self.hosts}
         try:
             while not self._stop.is_set():
-                at, sample = time.time(), {}
-                for name, c in clients.items():
-                    try:
-                        sample[name] = bool(c.api.inspect_container("nova_compute")["State"]["Running"])
-                    except docker.errors.NotFound:
-                        sample[name] = False
-                    except Exception:  # noqa: BLE001 - no answer in time: unknown, not down
-                        sample[name] = None
-                self.samples.append((at, sample))
+                self._sample(clients)
                 self._stop.wait(self.every)        # the sampling period, bounded; not a synchronisation
+            # One sample after the run ended, so the samples cover all of it.
+            self._sample(clients)
         finally:
+            self._first.set()
             for c in clients.values():
                 c.close()
 
     def __enter__(self) -> ComputeSampler:
         self._thread.start()
+        # The samples must begin before the run does.
+        self._first.wait(timeout=30)
         return self
 
     def __exit__(self, *exc) -> None:
