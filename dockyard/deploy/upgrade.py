@@ -33,8 +33,9 @@ from dockyard.deploy.execute.executor import RunResult, execute
 from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.execute.records import UPGRADE_RECORD
-from dockyard.deploy.execute.timeline import Timeline
+from dockyard.deploy.execute.timeline import Timeline, load_timeline
 from dockyard.deploy.files import write_atomic
+from dockyard.deploy.ops import outages
 from dockyard.deploy.ops.availability import AvailabilityRecord
 from dockyard.deploy.ops.probe import AvailabilityProbe, cloud_auth
 from dockyard.deploy.ops.status import settling
@@ -267,9 +268,11 @@ def _main_packages(image: str) -> list[str]:
     return names
 
 
-def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord, say: Say) -> None:
+def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord, state_dir: Path,
+                         say: Say) -> None:
     """The run's figures, written whole (no longer partial) with those of the
-    runs before it, and printed: all of them added up."""
+    runs before it, and printed: all of them added up, with the steps every
+    moment of every API down at once came with."""
     report = watcher.stop()
     try:
         total = figures.write(report, partial=False)
@@ -283,6 +286,13 @@ def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord
         f"the upgrade's {figures.runs} runs (the time between them not polled)"
     for line in total.lines(during):
         say(line)
+    events = []
+    for run in figures.run_ids:
+        path = Path(state_dir) / "timeline" / f"{run}.jsonl"
+        if path.exists():
+            events += load_timeline(path)
+    for outage in outages.during(total.all_down_at, events):
+        say(f"    {outage.line()}")
 
 
 def _check_converged(site: Site, catalogue: ServiceCatalogue, prepared: api.Prepared, decision: Decision,
@@ -403,7 +413,7 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
                                  progress=lambda o: say(o.line()))
             finally:
                 if watcher is not None and figures is not None:
-                    _report_availability(watcher, figures, say)
+                    _report_availability(watcher, figures, site.state_dir, say)
         if result.ok:
             record = load_record(site.state_dir)
             write_record(site.state_dir, {**record, "complete": True})

@@ -649,6 +649,10 @@ def test_7_the_probes_figures_are_printed_and_kept(story, cloud):
         line = rf"^  {re.escape(api_name)}\s+unavailable\s+{figures['unavailable_s']:.1f} s in {figures['outages']} "
         assert re.search(line, out, re.M), (api_name, figures, out[-2000:])
     assert f"every API down at once: {report['all_down_s']:.1f} s" in out, out[-2000:]
+    # Each time every API was down, the report says what the upgrade was doing.
+    told = re.findall(r"^    (\d+\.\d) s from \d\d:\d\d:\d\d, (?:during (.+)|while no action.*)$", out, re.M)
+    assert len(told) == len(report["all_down_at"]), (told, report["all_down_at"])
+    assert round(sum(float(s) for s, _ in told), 1) == pytest.approx(report["all_down_s"], abs=0.1 * len(told) + 0.1)
 
     results = {
         "measured": time.strftime("%Y-%m-%d"),
@@ -664,6 +668,8 @@ def test_7_the_probes_figures_are_printed_and_kept(story, cloud):
             "longest_outage_s": {a: f["longest_outage_s"] for a, f in report["apis"].items()},
             "outages": {a: f["outages"] for a, f in report["apis"].items()},
             "all_down_s": report["all_down_s"],
+            "all_down_during": [{"s": float(s), "actions": actions.split(", ") if actions else []}
+                                for s, actions in told],
             "runs": [{"partial": r["partial"], "wall_s": r["wall_s"], "all_down_s": r["all_down_s"],
                       "unavailable_s": {a: f["unavailable_s"] for a, f in r["apis"].items()}}
                      for r in report["runs"]],

@@ -84,7 +84,7 @@ class ScriptedProbe(AvailabilityProbe):
 def rounds(probe: ScriptedProbe, clock: Clock, times: list[float]) -> None:
     """The probe's rounds, one at each of ``times``, in this thread."""
     clock.now = times[0]
-    probe._t0 = clock()
+    probe._t0, probe._started_at = clock(), probe.wall_clock()
     for t in times:
         clock.now = t
         probe.poll_once()
@@ -164,3 +164,44 @@ def test_combined_figures_add_up_and_keep_the_longest_outage():
     total = combine([a, b])
     assert total.wall_s == 8.0 and total.all_down_s == 3.0
     assert total.apis["image"] == ApiFigures(polls=8, failed=4, unavailable_s=4.0, longest_outage_s=3.0, outages=2)
+
+
+# -- when every API was down, and what the run was doing then -------------------------------
+
+def test_the_report_keeps_when_every_api_was_down_in_the_hosts_clock():
+    polls = samples("identity", "++---+++++") + samples("image", "++++----++")
+    report = summarise(polls, wall_s=10.0, apis=("identity", "image"), started_at=1000.0)
+    assert report.all_down_at == [[1004.0, 1005.0]]
+    again = ProbeReport.from_dict(json.loads(report.to_json()))
+    assert again.all_down_at == [[1004.0, 1005.0]]
+
+
+def test_the_probe_stamps_its_spans_with_the_wall_clock_it_started_at():
+    clock = Clock()
+    probe = ScriptedProbe(clock, "-", wall_clock=lambda: 5000.0)
+    rounds(probe, clock, [0.0, 1.0, 2.0])
+    assert probe.figures().all_down_at == [[5000.0, 5002.0]]
+
+
+def test_figures_of_earlier_versions_without_spans_still_read():
+    data = json.loads(summarise(samples("image", "+-+"), wall_s=3.0, apis=("image",)).to_json())
+    del data["all_down_at"]
+    assert ProbeReport.from_dict(data).all_down_at == []
+
+
+def test_spans_that_are_not_from_to_pairs_are_refused():
+    data = json.loads(summarise(samples("image", "+-+"), wall_s=3.0, apis=("image",)).to_json())
+    for bad in ([[3.0, 1.0]], [[1.0]], "soon", [["a", "b"]]):
+        data["all_down_at"] = bad
+        try:
+            ProbeReport.from_dict(data)
+        except ValueError as exc:
+            assert "all_down_at" in str(exc) or "seconds" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} was read")
+
+
+def test_combined_figures_keep_every_runs_spans():
+    one = summarise(samples("image", "+-+"), wall_s=3.0, apis=("image",), started_at=100.0)
+    two = summarise(samples("image", "--+"), wall_s=3.0, apis=("image",), started_at=200.0)
+    assert combine([one, two]).all_down_at == [[101.0, 102.0], [200.0, 202.0]]

@@ -315,6 +315,45 @@ def test_a_killed_upgrades_figures_are_kept_and_the_resumed_run_adds_to_them(pro
     assert password and password not in figures_file.read_text()
 
 
+def test_the_report_names_the_steps_going_on_while_every_api_was_down(deployed, monkeypatch):
+    """A probe that never gets an answer: every API down at once from its
+    first round (as the run starts) to its last (as it ends); the report names
+    the run's actions of that time, from its timeline."""
+    import re
+
+    from dockyard.deploy import upgrade as upgrade_mod
+    from dockyard.deploy.execute.timeline import load_timeline
+    from dockyard.deploy.ops.probe import APIS, AvailabilityProbe
+
+    site_dir, engine = deployed
+    api.post_deploy(site_dir)
+
+    class Unanswered(AvailabilityProbe):
+        def start(self) -> None:           # no thread: a round as the run starts, one as it ends
+            self._t0, self._started_at = self.clock(), self.wall_clock()
+            self.poll_once()
+
+        def stop(self):
+            self.poll_once()
+            return self.figures()
+
+        def _ask_round(self) -> None:
+            for name in APIS:
+                self._record(name, False)
+
+    monkeypatch.setattr(upgrade_mod, "AvailabilityProbe", Unanswered)
+    set_release(site_dir, "2026.1")
+    lines: list[str] = []
+    assert upgrade(site_dir, engine=engine, say=lines.append).ok
+    site = api.load(site_dir, need_passwords=False)[0]
+    (timeline,) = (site.state_dir / "timeline").glob(f"{load_record(site.state_dir)['started_by']}.jsonl")
+    ran = {e["action"] for e in load_timeline(timeline) if e.get("event") == "start"}
+    text = "\n".join(lines)
+    (outage,) = re.findall(r"^    \d+\.\d s from \d\d:\d\d:\d\d, during (.+)$", text, re.M)
+    named = outage.split(", ")
+    assert 1 <= len(named) <= 4 and set(named) <= ran, (named, sorted(ran))
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 def refused(site_dir: Path, engine: FakeEngine, *words: str) -> None:

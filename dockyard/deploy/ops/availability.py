@@ -97,6 +97,11 @@ class AvailabilityRecord:
     def runs(self) -> int:
         return len(self.earlier) + 1
 
+    @property
+    def run_ids(self) -> list[str]:
+        """The upgrade's runs, this one last."""
+        return [r.run for r in self.earlier] + [self.run]
+
     def write(self, report: ProbeReport, partial: bool = True) -> ProbeReport:
         """Replace the file with the earlier runs' figures and ``report``, this
         run's; the figures of all of them added up."""

@@ -7,7 +7,9 @@ whether it answered. Afterwards ``summarise`` turns the samples into each API's
 unavailable seconds (from the first failed poll of an outage to the next poll
 that answered), its longest outage, and how long every API was down at once:
 the figure an operator cares about most, and the one a rolling upgrade keeps
-at zero.
+at zero. The report keeps when those moments were (``all_down_at``, in the
+host's clock, as the run's timeline is), so the upgrade can say which of its
+steps were going on then (``outages.py``).
 
 While it runs, the probe hands its figures so far to ``on_figures`` after a
 round of polls, at most once every ``every`` seconds (the upgrade writes them to
@@ -62,6 +64,8 @@ class ProbeReport:
     wall_s: float
     apis: dict[str, ApiFigures] = field(default_factory=dict)
     all_down_s: float = 0.0
+    # Each time every API was down at once: [from, to], seconds since the epoch.
+    all_down_at: list[list[float]] = field(default_factory=list)
 
     def lines(self, during: str = "the run") -> list[str]:
         out = [f"availability during {during} ({self.wall_s:.1f} s):"]
@@ -86,7 +90,13 @@ class ProbeReport:
             apis[str(name)] = ApiFigures(_count(figures["polls"]), _count(figures["failed"]),
                                          _seconds(figures["unavailable_s"]), _seconds(figures["longest_outage_s"]),
                                          _count(figures["outages"]))
-        return cls(_seconds(data.get("wall_s")), apis, _seconds(data.get("all_down_s")))
+        spans = data.get("all_down_at", [])         # absent from the figures of earlier versions
+        if not isinstance(spans, list) or not all(
+                isinstance(span, list) and len(span) == 2 and _seconds(span[0]) <= _seconds(span[1])
+                for span in spans):
+            raise ValueError("all_down_at: not a list of [from, to] times")
+        return cls(_seconds(data.get("wall_s")), apis, _seconds(data.get("all_down_s")),
+                   [[float(a), float(b)] for a, b in spans])
 
 
 def _count(value: object) -> int:
@@ -116,6 +126,7 @@ def combine(reports: list[ProbeReport]) -> ProbeReport:
             into.unavailable_s = round(into.unavailable_s + f.unavailable_s, 1)
             into.longest_outage_s = max(into.longest_outage_s, f.longest_outage_s)
         total.all_down_s = round(total.all_down_s + report.all_down_s, 1)
+        total.all_down_at += [list(span) for span in report.all_down_at]
     return total
 
 
@@ -144,7 +155,10 @@ def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> li
     return out
 
 
-def summarise(samples: list[Sample], wall_s: float, apis: tuple[str, ...] = APIS) -> ProbeReport:
+def summarise(samples: list[Sample], wall_s: float, apis: tuple[str, ...] = APIS,
+              started_at: float = 0.0) -> ProbeReport:
+    """The figures of ``samples`` (their times in seconds since the probe
+    started, at ``started_at`` seconds since the epoch)."""
     report = ProbeReport(wall_s=round(wall_s, 1))
     every: list[tuple[float, float]] | None = None
     for name in apis:
@@ -156,6 +170,7 @@ def summarise(samples: list[Sample], wall_s: float, apis: tuple[str, ...] = APIS
             longest_outage_s=round(max((e - s for s, e in spans), default=0.0), 1), outages=len(spans))
         every = spans if every is None else _intersect(every, spans)
     report.all_down_s = round(sum(e - s for s, e in every or []), 1)
+    report.all_down_at = [[round(started_at + s, 2), round(started_at + e, 2)] for s, e in sorted(every or [])]
     return report
 
 
@@ -178,14 +193,17 @@ class AvailabilityProbe:
 
     def __init__(self, auth: dict, interval: float = 0.3, timeout: float = 3.0,
                  clock: Callable[[], float] = time.monotonic,
-                 on_figures: Callable[[ProbeReport], object] | None = None, every: float = 1.0):
+                 on_figures: Callable[[ProbeReport], object] | None = None, every: float = 1.0,
+                 wall_clock: Callable[[], float] = time.time):
         self.auth, self.interval, self.timeout, self.clock = auth, interval, timeout, clock
+        self.wall_clock = wall_clock
         self.on_figures, self.every = on_figures, every
         self.samples: list[Sample] = []
         self.publish_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="availability-probe", daemon=True)
         self._t0 = 0.0
+        self._started_at = 0.0                      # the wall clock when the probe started
         self._published: float | None = None        # when on_figures was last called
         self._token_session = None                  # the last session that got a token: the others ask with it
 
@@ -198,7 +216,7 @@ class AvailabilityProbe:
             self.stop()
 
     def start(self) -> None:
-        self._t0 = self.clock()
+        self._t0, self._started_at = self.clock(), self.wall_clock()
         self._thread.start()
 
     def stop(self) -> ProbeReport:
@@ -208,7 +226,7 @@ class AvailabilityProbe:
 
     def figures(self) -> ProbeReport:
         """The report of the samples so far."""
-        return summarise(self.samples, self.clock() - self._t0)
+        return summarise(self.samples, self.clock() - self._t0, started_at=self._started_at)
 
     def poll_once(self) -> None:
         """One round, then the figures handed over when they are due."""
