@@ -11,16 +11,55 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import time
 
 from dockyard.deploy.site.hostfacts import machine_hostname
 from dockyard.guestimage import CONSOLE_DHCP, CONSOLE_HOSTNAME, CONSOLE_KEYS
 
 from .client import container_facts, openstack, openstack_json
-from .conftest import CONFIG_DIR, REPO, changed_nothing, dockyard
-from .guests import KEY, active, answers_ping, boot, console, fixed_address, poll, ssh
+from .conftest import CONFIG_DIR, REPO, WORK, changed_nothing, dockyard
+from .guests import KEY, NAMESPACE, active, answers_ping, boot, console, fixed_address, poll, ssh
 
 RESULTS = REPO / "bench" / "results" / "data_plane_story.json"
+
+# The switch's two containers and their images; a change to their parent's
+# Dockerfile rebuilds both with new ids and the same packages (the packages
+# that matter come from the parent's cached layer).
+SWITCH = {"openvswitch_db_server": "openvswitch-db-server", "openvswitch_vswitchd": "openvswitch-vswitchd"}
+SWITCH_REBUILT = """{% extends parent_template %}
+{% block openvswitch_base_footer %}
+RUN echo "rebuilt by the data-plane story" > /etc/dockyard-rebuilt
+{% endblock %}
+"""
+
+
+def build_switch_images(*options: str) -> None:
+    dockyard("build", "--work-dir", str(WORK / "build"), *options, "^openvswitch-(db-server|vswitchd)$",
+             timeout=1800)
+
+
+class Pinger:
+    """``ping`` from the demo's client namespace to ``address``, five a second,
+    while open (at most ``limit`` of them); afterwards, how many went unanswered
+    (the one in flight when it is stopped counts as answered or not, as it fell)."""
+
+    def __init__(self, address: str, limit: int = 3000):
+        self.argv = ["ip", "netns", "exec", NAMESPACE, "ping", "-n", "-i", "0.2", "-W", "2", "-c", str(limit),
+                     address]
+        self.sent = self.received = 0
+
+    def __enter__(self) -> "Pinger":
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)                # ping prints its statistics and ends
+        out, _ = self.proc.communicate(timeout=30)
+        counts = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert counts, out
+        self.sent, self.received = int(counts[1]), int(counts[2])
 
 
 def test_compute_and_network_hosts_services_are_up(cloud):
@@ -89,6 +128,31 @@ def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
     redeploy = dockyard("deploy", "--config-dir", str(CONFIG_DIR)).stdout
     assert changed_nothing(redeploy), redeploy
     assert container_facts(engine) == before
+
+    # -- the switch's images rebuilt: a deploy keeps Open vSwitch running --------------
+    # An in-place update (the same release rebuilt) that changes none of the
+    # packages the switch is made of: new image ids, and the deploy keeps both
+    # containers running, so the guests' network never drops.
+    override = WORK / "switch-rebuilt.j2"
+    override.write_text(SWITCH_REBUILT)
+    images_before = {c: engine.image(f"dockyard/{i}:2025.1").id for c, i in SWITCH.items()}
+    build_switch_images("--template-override", str(override))
+    assert all(engine.image(f"dockyard/{i}:2025.1").id != images_before[c] for c, i in SWITCH.items())
+    with Pinger(fip) as pinger:
+        started = time.monotonic()
+        rebuilt = dockyard("deploy", "--config-dir", str(CONFIG_DIR)).stdout
+        figures["switch_rebuilt_deploy_s"] = round(time.monotonic() - started, 1)
+    for container in SWITCH:
+        assert re.search(rf"^keep {container}: image rebuilt, .* unchanged: kept running$", rebuilt, re.M), rebuilt
+    assert changed_nothing(rebuilt), rebuilt
+    assert container_facts(engine) == before
+    figures["switch_rebuilt_pings"] = {"sent": pinger.sent, "received": pinger.received}
+    assert pinger.sent >= 5 and pinger.sent - pinger.received <= 1, figures["switch_rebuilt_pings"]
+    # Back to the catalogue's images: kept again.
+    build_switch_images()
+    again = dockyard("deploy", "--config-dir", str(CONFIG_DIR)).stdout
+    assert changed_nothing(again) and container_facts(engine) == before, again
+
     override = CONFIG_DIR / "config" / "nova.conf"
     override.parent.mkdir(exist_ok=True)
     override.write_text("[DEFAULT]\nreclaim_instance_interval = 0\n")
