@@ -91,3 +91,29 @@ def active(name: str):
 def fixed_address(name: str, **env: str) -> str:
     addresses = openstack_json("server", "show", name, **env)["addresses"]
     return addresses["demo-net"][0] if isinstance(addresses["demo-net"], list) else addresses["demo-net"]
+
+
+def network_diagnosis(name: str, engine) -> str:
+    """What a guest without network looks like from the all-in-one's side: its
+    console's tail, its port as neutron has it, the switch's view of its tap,
+    and the last lines of the agent, the hook and the DHCP agent. Said when a
+    wait for the guest gives up, so a failure in a run nobody watched can be
+    read afterwards."""
+    parts = [f"-- console of {name} (tail):\n{console(name)[-1500:]}"]
+    try:
+        ports = openstack_json("port", "list", "--server", name, "--long")
+        parts.append(f"-- ports of {name}: {ports}")
+        taps = [f"tap{p['ID'][:11]}" for p in ports]
+    except AssertionError as exc:
+        parts.append(f"-- ports of {name}: {exc}")
+        taps = []
+    for tap in taps:
+        for command in (("ovs-vsctl", "--timeout=10", "list", "Interface", tap),
+                        ("ovs-vsctl", "--timeout=10", "list", "Port", tap),
+                        ("ovs-ofctl", "dump-ports", "br-int", tap)):
+            result = engine.exec_in("openvswitch_vswitchd", command, timeout=20)
+            parts.append(f"-- {' '.join(command)} (exit {result.exit_code}):\n{result.output[-2000:]}")
+    for container, lines in (("neutron_openvswitch_agent", 80), ("nova_libvirt", 30), ("neutron_dhcp_agent", 30),
+                             ("nova_compute", 40)):
+        parts.append(f"-- last {lines} lines of {container}:\n{engine.logs(container, tail=lines)}")
+    return "\n".join(parts)

@@ -20,7 +20,8 @@ from dockyard.guestimage import CONSOLE_DHCP, CONSOLE_HOSTNAME, CONSOLE_KEYS
 
 from .client import container_facts, openstack, openstack_json
 from .conftest import CONFIG_DIR, REPO, WORK, changed_nothing, dockyard
-from .guests import KEY, NAMESPACE, active, answers_ping, boot, console, fixed_address, poll, ssh
+from .guests import (KEY, NAMESPACE, active, answers_ping, boot, console, fixed_address, network_diagnosis, poll,
+                     ssh)
 
 RESULTS = REPO / "bench" / "results" / "data_plane_story.json"
 
@@ -180,7 +181,7 @@ def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
     openstack("server", "start", "dp-1")
     poll("dp-1 ACTIVE again", lambda: active("dp-1"))
     poll(f"ssh {fip} after start", lambda: ssh(fip, "hostname").stdout.strip() == "dp-1",
-         on_timeout=lambda: console("dp-1")[-3000:])
+         on_timeout=lambda: network_diagnosis("dp-1", engine))
     # A soft reboot: the guest powers off and libvirt starts the same domain again,
     # with a new tap device that nova does not plug; nova-libvirt's qemu hook plugs
     # it again for the userspace datapath (images/nova-libvirt/qemu-hook). A hard
@@ -192,7 +193,7 @@ def test_a_server_boots_answers_and_survives_the_operators_day(demo, engine):
         openstack("server", "reboot", f"--{kind}", "dp-1")
         poll(f"ssh {fip} from a new boot after a {kind} reboot",
              lambda old=boot_id: ssh(fip, "cat /proc/sys/kernel/random/boot_id").stdout.strip() not in ("", old),
-             on_timeout=lambda: console("dp-1")[-3000:])
+             on_timeout=lambda: network_diagnosis("dp-1", engine))
         poll(f"dp-1 ACTIVE after a {kind} reboot", lambda: active("dp-1"))
 
     # -- a snapshot becomes an image that boots a third server ---------------------------
