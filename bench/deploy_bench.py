@@ -31,9 +31,12 @@ dockyard site in use.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import shutil
 import subprocess
 import sys
@@ -49,7 +52,6 @@ from dockyard.deploy.execute.timeline import critical_path, durations, load_time
 from dockyard.deploy.wanted.builder import site_id
 from dockyard.engine import connect
 
-from compose_tool import find_compose
 
 RESULTS = Path(__file__).parent / "results"
 COMPOSE_PROJECT = "dockyardbench"
@@ -86,20 +88,36 @@ def fresh_site(config_dir: Path) -> None:
     dockyard(config_dir, "genpwd")
 
 
-def noop_breakdown(config_dir: Path) -> dict[str, float]:
-    """One no-op deploy's phases, in this process: where a converged run spends its time."""
+def noop_breakdown(config_dir: Path, profile: bool = False) -> dict:
+    """One no-op deploy's phases, in this process, as ``dockyard deploy`` runs
+    them (every host of the inventory observed): where a converged run spends
+    its time. ``profile``: also the functions that took longest (cumulative),
+    as ``profile`` lines."""
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     t0 = time.perf_counter()
     prepared = api.prepare(config_dir)
     t1 = time.perf_counter()
-    observed = observe(prepared.engine, prepared.wanted, prepared.site.state_dir, site_id(prepared.site))
+    site = prepared.site
+    observed = observe(prepared.engines(), prepared.wanted, site.state_dir, site_id(site),
+                       hosts=list(site.inventory.hosts), unreachable=prepared.unreachable)
     t2 = time.perf_counter()
     plan = make_plan(prepared.wanted, observed)
     t3 = time.perf_counter()
+    if profiler:
+        profiler.disable()
     if plan.changes():
         sys.exit(f"the site is not converged: {plan.changes()} changes planned")
-    return {"load_and_render_s": round(t1 - t0, 3), "observe_engine_s": round(t2 - t1, 3),
-            "plan_s": round(t3 - t2, 3), "containers": len(prepared.wanted.containers),
-            "jobs": len(prepared.wanted.jobs), "files": len(prepared.wanted.files)}
+    figures: dict = {"load_and_render_s": round(t1 - t0, 3), "observe_engine_s": round(t2 - t1, 3),
+                     "plan_s": round(t3 - t2, 3), "hosts": len(site.inventory.hosts),
+                     "containers": len(prepared.wanted.containers), "jobs": len(prepared.wanted.jobs),
+                     "files": len(prepared.wanted.files)}
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        figures["profile"] = out.getvalue().splitlines()
+    return figures
 
 
 def wait_all_healthy(engine, names: list[str], timeout: float = 900) -> None:
@@ -146,6 +164,10 @@ def compose_figures(site: Path, engine, figures: dict) -> None:
     dockyard(site, "export", "compose", "-o", str(compose_file))
     fresh_site(site)
     doc = yaml.safe_load(compose_file.read_text())
+    # Beside this script (bench/ is the script's folder on sys.path); imported
+    # here so the tests can import noop_breakdown from the package.
+    from compose_tool import find_compose
+
     tool = find_compose(site.parent)
     figures["compose_tool"] = tool.version
     compose = [*tool.command, "-p", COMPOSE_PROJECT, "-f", str(compose_file)]

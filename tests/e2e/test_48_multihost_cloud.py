@@ -76,6 +76,7 @@ import docker.errors
 import pytest
 import yaml
 
+from bench.deploy_bench import noop_breakdown
 from dockyard.deploy import api
 from dockyard.deploy.execute.timeline import critical_path, durations, load_timeline
 from dockyard.deploy.wanted.catalogue import load_services
@@ -500,6 +501,12 @@ def test_a_second_deploy_is_a_noop_on_every_host(site):
     site["figures"]["noop_deploy_s"] = round(time.monotonic() - started, 2)
     assert changed_nothing(again), again
     assert managed_containers(hosts) == before
+    # Where it goes: the same no-op's phases, in this process (bench/README.md).
+    breakdown = noop_breakdown(site["dir"], profile=True)
+    print("\nno-op deploy, three hosts:", json.dumps({k: v for k, v in breakdown.items() if k != "profile"}))
+    print("\n".join(breakdown.pop("profile")[:45]))
+    site["figures"]["noop_breakdown"] = breakdown
+    assert breakdown["hosts"] == 3 and managed_containers(hosts) == before
 
 
 def test_a_hosts_override_recreates_nova_compute_on_that_host_only(site):
