@@ -274,9 +274,10 @@ def up(config_dir: Path, threads: int | None):
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Poll every API while the upgrade runs and report each one's unavailable seconds (needs the "
                    "clouds.yaml that post-deploy writes).")
+@serial_option
 @click.option("--abandon", is_flag=True, help="Give up the upgrade a killed or failed run left unfinished (its "
                                               "steps not done then never run); change nothing else.")
-def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool, abandon: bool):
+def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool, serial: int | None, abandon: bool):
     """Move the running site to the release globals.yml now names (`release`,
     `service_releases`), service by service: the infrastructure first, then
     each API before those that call it. Per service: its pre-upgrade check,
@@ -299,14 +300,16 @@ def upgrade(config_dir: Path, services: str | None, dry_run: bool, probe: bool, 
       dockyard build --release 2026.1        the new release's images first
       dockyard upgrade --dry-run             the order, the versions and the steps
       dockyard upgrade
+      dockyard upgrade --serial 1            each service one host at a time (several hosts)
     """
     from dockyard.deploy.upgrade import abandon as abandon_upgrade
     from dockyard.deploy.upgrade import upgrade as run_upgrade
 
     if abandon:
-        if services or dry_run:
-            raise click.UsageError("--abandon takes neither --services nor --dry-run")
+        if services or dry_run or serial:
+            raise click.UsageError("--abandon takes neither --services, --dry-run nor --serial")
         abandon_upgrade(config_dir, say=say)
         return EXIT_OK
-    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say, probe=probe)
+    result = run_upgrade(config_dir, services=_services(services), dry_run=dry_run, say=say, probe=probe,
+                         serial=serial)
     return result.exit_code if hasattr(result, "exit_code") and not dry_run else EXIT_OK

@@ -214,7 +214,8 @@ def package_versions(engine: Engine, old_ref: str, new_ref: str, packages: list[
 # -- the command ------------------------------------------------------------------------
 
 def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: Engine | None = None,
-                 services_root: Path | None = None) -> tuple[api.Prepared, UpgradePlan, Decision, ObservedState]:
+                 services_root: Path | None = None,
+                 serial: int | None = None) -> tuple[api.Prepared, UpgradePlan, Decision, ObservedState]:
     """Everything the upgrade needs, decided and checked; nothing changed. The
     caller holds the site's lock."""
     prepared = api.prepare(Path(config_dir), engine, services_root)
@@ -249,7 +250,7 @@ def plan_upgrade(config_dir: Path, *, services: set[str] | None = None, engine: 
         moves.append(Move(service, source, target, steps,
                           tuple(svc.spec.upgrade.contract_after) if svc.spec.upgrade else (), versions))
     if moves:
-        plan = make_upgrade_plan(prepared.wanted, observed, moves, only_services=services)
+        plan = make_upgrade_plan(prepared.wanted, observed, moves, only_services=services, serial=serial)
     else:
         plan = Plan()
     return prepared, UpgradePlan(moves, plan, decision.stays), decision, observed
@@ -361,7 +362,7 @@ def _check_mariadb_upgrade_password(site: Site, decision: Decision) -> None:
 
 def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool = False, say: Say = print,
             engine: Engine | None = None, services_root: Path | None = None,
-            probe: bool = True) -> RunResult | UpgradePlan:
+            probe: bool = True, serial: int | None = None) -> RunResult | UpgradePlan:
     """Move the running site to the releases globals.yml names. Returns the plan on
     a dry run (nothing done), else the run's result.
 
@@ -369,11 +370,14 @@ def upgrade(config_dir: Path, *, services: set[str] | None = None, dry_run: bool
     polled while the upgrade runs; the figures are kept in
     ``<state_dir>/upgrade-availability.json`` as the run goes (partial until it
     ends: a killed run leaves them), a resumed upgrade's added to those of its
-    runs before (``ops/availability.py``), and printed at the end."""
+    runs before (``ops/availability.py``), and printed at the end.
+
+    ``serial``: every service's containers move N hosts at a time, each batch
+    healthy before the next (else as each service's catalogue entry says)."""
     site, _ = api.load(Path(config_dir), services_root, need_passwords=False)
     with SiteLock(site.state_dir):
         prepared, upgrade_plan, decision, observed = plan_upgrade(config_dir, services=services, engine=engine,
-                                                                  services_root=services_root)
+                                                                  services_root=services_root, serial=serial)
         site = prepared.site
         if not upgrade_plan.moves:
             say("nothing to upgrade: every service runs the release globals.yml names"

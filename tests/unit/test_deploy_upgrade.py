@@ -18,7 +18,8 @@ from dockyard.engine.fake import FakeEngine
 from dockyard.errors import ConfigError
 from dockyard.labels import LABEL_RELEASE
 
-from .deploy_fixtures import acting_calls, converge_site, full_engine, quiet, set_globals, waits_for
+from .deploy_fixtures import (acting_calls, converge_site, full_engine, quiet, remote, set_globals, waits_for,
+                              write_inventory)
 
 
 def set_release(site_dir: Path, release: str, service_releases: dict[str, str] | None = None) -> None:
@@ -233,6 +234,50 @@ def test_an_abandoned_upgrade_is_not_resumed_and_nothing_else_changes(deployed, 
     refused(site_dir, engine, "not converged")
     assert run_cli(monkeypatch, engine, "upgrade", "--config-dir", str(site_dir), "--abandon") == 0
     assert "no unfinished upgrade to abandon" in capsys.readouterr().out
+
+
+# -- several hosts ----------------------------------------------------------------------
+
+@pytest.fixture
+def three_hosts(site_dir):
+    """The site on three remote hosts (h1 control and network, h2 and h3
+    compute), each a fake engine with both releases' images, converged on 2025.1."""
+    from dockyard.deploy.engines import SiteEngines
+
+    hosts = {f"h{i}": remote(f"192.0.2.1{i}") for i in (1, 2, 3)}
+    write_inventory(site_dir, hosts, {"control": ["h1"], "network": ["h1"], "compute": ["h2", "h3"]})
+    fakes = {name: full_engine("2025.1", "2026.1") for name in hosts}
+    for name, fake in fakes.items():
+        fake.url = hosts[name]["engine"]
+    engines = SiteEngines(fakes, urls={name: fake.url for name, fake in fakes.items()})
+    converge_site(site_dir, engines)
+    return site_dir, engines
+
+
+def test_an_upgrade_moves_a_service_on_several_hosts_at_once_unless_serial(three_hosts):
+    site_dir, engines = three_hosts
+    set_release(site_dir, "2026.1")
+    together = upgrade(site_dir, engine=engines, dry_run=True, say=quiet).plan
+    assert not before(together, "wait_healthy:nova_compute@h2", "recreate:nova_compute@h3")
+    rolled = upgrade(site_dir, engine=engines, dry_run=True, say=quiet, serial=1).plan
+    # h3's compute containers wait for h2's, healthy; the service's steps still
+    # come after every host's new containers.
+    assert before(rolled, "wait_healthy:nova_compute@h2", "recreate:nova_compute@h3")
+    assert before(rolled, "wait_healthy:nova_libvirt@h2", "recreate:nova_libvirt@h3")
+    assert not before(rolled, "wait_healthy:nova_compute@h3", "recreate:nova_compute@h2")
+    finish = [a.id for a in rolled.actions if a.service == "nova" and a.kind == ActionKind.UPGRADE_STEP
+              and a.id.endswith(":online_migrations")]
+    assert finish and all(before(rolled, f"wait_healthy:nova_compute@{h}", finish[0]) for h in ("h2", "h3"))
+
+
+def test_a_serial_upgrade_runs_to_the_end_on_every_host(three_hosts):
+    site_dir, engines = three_hosts
+    set_release(site_dir, "2026.1")
+    assert upgrade(site_dir, engine=engines, say=quiet, serial=1, probe=False).ok
+    for host in ("h2", "h3"):
+        assert engines.of(host).container("nova_compute").labels[LABEL_RELEASE] == "2026.1"
+    again = upgrade(site_dir, engine=engines, say=quiet, serial=1, probe=False)
+    assert not again.moves
 
 
 # -- the probe's figures of a killed run, and of the run that resumes it ------------------

@@ -119,9 +119,11 @@ class UpgradePlan:
 
 
 def make_upgrade_plan(wanted: WantedState, observed: ObservedState, moves: list[Move], *,
-                      only_services: set[str] | None = None) -> Plan:
-    """The deploy plan of ``wanted``, with ``moves`` (in order) woven in."""
-    base = make_plan(wanted, observed, only_services=only_services, secret_order=False)
+                      only_services: set[str] | None = None, serial: int | None = None) -> Plan:
+    """The deploy plan of ``wanted``, with ``moves`` (in order) woven in.
+    ``serial``: each service's containers move N hosts at a time, as a deploy's
+    (else as each service's catalogue entry says: all at once by default)."""
+    base = make_plan(wanted, observed, only_services=only_services, secret_order=False, serial=serial)
     return _Weaver(base, observed, moves).run()
 
 
