@@ -4,10 +4,12 @@ while it runs and kept on disk, run by run."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from dockyard.deploy.ops.availability import AvailabilityRecord, figures_path
-from dockyard.deploy.ops.probe import APIS, ApiFigures, AvailabilityProbe, ProbeReport, Sample, combine, summarise
+from dockyard.deploy.ops.probe import (APIS, IDENTITY, ApiFigures, AvailabilityProbe, ProbeReport, Sample, combine,
+                                     summarise)
 
 
 def samples(api: str, pattern: str, step: float = 1.0) -> list[Sample]:
@@ -75,10 +77,10 @@ class ScriptedProbe(AvailabilityProbe):
     def __init__(self, clock: Clock, answers: str = "+", **options):
         super().__init__({"password": "probe-secret-70"}, clock=clock, **options)
         self.answers = answers
+        self._credentials = ("a scripted token", {})     # every API is asked, whatever identity answers
 
-    def _ask_round(self) -> None:
-        for name in APIS:
-            self._record(name, self.answers == "+")
+    def _ask(self, api: str) -> bool:
+        return self.answers == "+"
 
 
 def rounds(probe: ScriptedProbe, clock: Clock, times: list[float]) -> None:
@@ -205,3 +207,64 @@ def test_combined_figures_keep_every_runs_spans():
     one = summarise(samples("image", "+-+"), wall_s=3.0, apis=("image",), started_at=100.0)
     two = summarise(samples("image", "--+"), wall_s=3.0, apis=("image",), started_at=200.0)
     assert combine([one, two]).all_down_at == [[101.0, 102.0], [200.0, 202.0]]
+
+
+# -- one thread per API ----------------------------------------------------------------------
+
+class ThreadedProbe(AvailabilityProbe):
+    """Real threads, scripted answers: identity gives its first token at its
+    ``token_from``-th poll; ``compute`` hangs until ``release`` is set; every
+    poll counts, and ``identity_polls`` is set at the fifth of identity's."""
+
+    def __init__(self, token_from: int = 1):
+        super().__init__({"password": "probe-secret-70"}, interval=0.01)
+        self.token_from = token_from
+        self.polls = {name: 0 for name in APIS}
+        self.release, self.identity_polls = threading.Event(), threading.Event()
+        self.compute_asked = threading.Event()
+
+    def _new_token(self) -> bool:
+        self.polls[IDENTITY] += 1
+        if self.polls[IDENTITY] >= 5:
+            self.identity_polls.set()
+        if self.polls[IDENTITY] < self.token_from:
+            return False
+        self._credentials = ("a scripted token", {})
+        self._have_token.set()
+        return True
+
+    def _query(self, api: str) -> bool:
+        self.polls[api] += 1
+        if api == "compute":
+            self.compute_asked.set()
+            self.release.wait(30)
+        return True
+
+
+def test_an_api_that_hangs_does_not_hold_up_the_others():
+    probe = ThreadedProbe()
+    probe.start()
+    try:
+        assert probe.compute_asked.wait(30) and probe.identity_polls.wait(30)
+        # compute is still in its first poll; identity went on meanwhile.
+        hung = [s for s in probe.samples if s.api == "compute"]
+        assert hung == [] and probe.polls["compute"] == 1
+        assert sum(s.api == IDENTITY for s in probe.samples) >= 5
+    finally:
+        probe.release.set()
+        report = probe.stop()
+    assert report.apis["compute"].polls >= 1 and report.apis["compute"].failed == 0
+
+
+def test_no_api_is_asked_before_the_first_token():
+    probe = ThreadedProbe(token_from=3)
+    probe.release.set()
+    probe.start()
+    try:
+        assert probe.identity_polls.wait(30)
+    finally:
+        report = probe.stop()
+    first_token = min(s.at for s in probe.samples if s.api == IDENTITY and s.ok)
+    assert report.apis[IDENTITY].failed == 2
+    assert all(s.at >= first_token for s in probe.samples if s.api != IDENTITY)
+    assert all(f.failed == 0 for name, f in report.apis.items() if name != IDENTITY)

@@ -294,7 +294,7 @@ def probed(deployed, monkeypatch):
     that moves half a second each time it is read. Once ``kill`` is set, its
     stop() dies with the run (a killed process stops no thread)."""
     from dockyard.deploy import upgrade as upgrade_mod
-    from dockyard.deploy.ops.probe import APIS, AvailabilityProbe
+    from dockyard.deploy.ops.probe import AvailabilityProbe
 
     site_dir, engine = deployed
     api.post_deploy(site_dir)
@@ -315,9 +315,9 @@ def probed(deployed, monkeypatch):
             self.poll_once()
             return self.figures()
 
-        def _ask_round(self) -> None:
-            for name in APIS:
-                self._record(name, True)
+        def _ask(self, api: str) -> bool:
+            self._credentials = ("a scripted token", {})
+            return True
 
     monkeypatch.setattr(upgrade_mod, "AvailabilityProbe", ScriptedProbe)
     return site_dir, engine, state
@@ -368,7 +368,7 @@ def test_the_report_names_the_steps_going_on_while_every_api_was_down(deployed, 
 
     from dockyard.deploy import upgrade as upgrade_mod
     from dockyard.deploy.execute.timeline import load_timeline
-    from dockyard.deploy.ops.probe import APIS, AvailabilityProbe
+    from dockyard.deploy.ops.probe import AvailabilityProbe
 
     site_dir, engine = deployed
     api.post_deploy(site_dir)
@@ -382,9 +382,9 @@ def test_the_report_names_the_steps_going_on_while_every_api_was_down(deployed, 
             self.poll_once()
             return self.figures()
 
-        def _ask_round(self) -> None:
-            for name in APIS:
-                self._record(name, False)
+        def _ask(self, api: str) -> bool:
+            self._credentials = ("a scripted token", {})    # asked, never answered
+            return False
 
     monkeypatch.setattr(upgrade_mod, "AvailabilityProbe", Unanswered)
     set_release(site_dir, "2026.1")

@@ -1,8 +1,8 @@
 """The availability probe: what a cloud's users saw while it was being changed.
 
-While an upgrade runs, a thread polls each API the way a client would (a new
+While an upgrade runs, a thread per API polls it the way a client would (a new
 token from keystone; an image, network, server and resource provider list with
-a token) a few times a second. Each poll is a sample: the API, when, and
+the last token) a few times a second. Each poll is a sample: the API, when, and
 whether it answered. Afterwards ``summarise`` turns the samples into each API's
 unavailable seconds (from the first failed poll of an outage to the next poll
 that answered), its longest outage, and how long every API was down at once:
@@ -181,14 +181,19 @@ def cloud_auth(clouds_yaml: Path, cloud: str = "dockyard") -> dict:
 
 
 class AvailabilityProbe:
-    """Polls every API from a thread until ``stop()``, which returns the report.
+    """Polls every API until ``stop()``, which returns the report: one thread per
+    API, so an API that hangs (its timeout) never delays the samples of the
+    others, and each outage's ends are seen within a poll of that API.
 
-    ``interval`` is the pause between two rounds (each round asks every API
-    once, each with ``timeout``): about three rounds a second on a quiet cloud.
+    The identity thread asks keystone for a new token each time; the others ask
+    their API with the last token it got, at the endpoints of that token's
+    catalogue; until there is a first token they ask nothing (nobody could).
+    ``interval`` is each thread's pause between two polls (each with
+    ``timeout``): two or three polls of each API a second on a quiet cloud.
     ``on_figures``, when given, is handed the report so far after the first
-    round, then after a round at most once every ``every`` seconds, in the
-    probe's thread; an OSError it raises (a full disk) does not stop the
-    polling: the first one is kept in ``publish_error``.
+    poll, then at most once every ``every`` seconds, in one of the probe's
+    threads; an OSError it raises (a full disk) does not stop the polling: the
+    first one is kept in ``publish_error``.
     """
 
     def __init__(self, auth: dict, interval: float = 0.3, timeout: float = 3.0,
@@ -201,84 +206,108 @@ class AvailabilityProbe:
         self.samples: list[Sample] = []
         self.publish_error: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="availability-probe", daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(api,), name=f"availability-probe-{api}",
+                                          daemon=True) for api in APIS]
         self._t0 = 0.0
         self._started_at = 0.0                      # the wall clock when the probe started
         self._published: float | None = None        # when on_figures was last called
-        self._token_session = None                  # the last session that got a token: the others ask with it
+        self._publishing = threading.Lock()
+        # The last token and the endpoints of its catalogue: (token, {api: url}).
+        self._credentials: tuple[str, dict[str, str]] | None = None
+        self._have_token = threading.Event()
+        self._http = threading.local()              # each thread's own HTTP session
 
     def __enter__(self) -> AvailabilityProbe:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._thread.is_alive():
+        if any(t.is_alive() for t in self._threads):
             self.stop()
 
     def start(self) -> None:
         self._t0, self._started_at = self.clock(), self.wall_clock()
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> ProbeReport:
         self._stop.set()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
         return self.figures()
 
     def figures(self) -> ProbeReport:
         """The report of the samples so far."""
-        return summarise(self.samples, self.clock() - self._t0, started_at=self._started_at)
+        return summarise(list(self.samples), self.clock() - self._t0, started_at=self._started_at)
 
-    def poll_once(self) -> None:
-        """One round, then the figures handed over when they are due."""
-        self._ask_round()
+    def poll_once(self, apis: tuple[str, ...] = APIS) -> None:
+        """One poll of each of ``apis`` (identity first: the others ask with its
+        token), then the figures handed over when they are due."""
+        for api in apis:
+            if api == IDENTITY or self._credentials is not None:
+                self._record(api, self._ask(api))
         self._publish_if_due()
 
     def _publish_if_due(self) -> None:
-        if self.on_figures is None:
-            return
-        now = self.clock()
-        if self._published is not None and now - self._published < self.every:
-            return
-        self._published = now
+        if self.on_figures is None or not self._publishing.acquire(blocking=False):
+            return                                  # another thread is handing them over
         try:
-            self.on_figures(self.figures())
-        except OSError as exc:
-            self.publish_error = self.publish_error or str(exc)
+            now = self.clock()
+            if self._published is not None and now - self._published < self.every:
+                return
+            self._published = now
+            try:
+                self.on_figures(self.figures())
+            except OSError as exc:
+                self.publish_error = self.publish_error or str(exc)
+        finally:
+            self._publishing.release()
 
-    def _session(self):
-        from keystoneauth1 import session
-        from keystoneauth1.identity import v3
-
-        return session.Session(auth=v3.Password(**self.auth), timeout=self.timeout)
-
-    def _run(self) -> None:
+    def _run(self, api: str) -> None:
         while not self._stop.is_set():
-            self.poll_once()
+            if api != IDENTITY and not self._have_token.is_set():
+                self._have_token.wait(self.interval)        # bounded: the loop looks at stop again
+                continue
+            self.poll_once((api,))
             self._stop.wait(self.interval)
 
-    def _ask_round(self) -> None:
-        """Every API asked once, each answer recorded as it comes."""
-        from keystoneauth1 import exceptions
+    def _ask(self, api: str) -> bool:
+        """Whether ``api`` answered one request."""
+        return self._new_token() if api == IDENTITY else self._query(api)
 
-        fresh = self._session()
-        try:                                # identity: a new token, every round
-            fresh.get_token()
-            self._token_session = fresh
-            self._record(IDENTITY, True)
+    def _new_token(self) -> bool:
+        from keystoneauth1 import exceptions, session
+        from keystoneauth1.identity import v3
+
+        fresh = session.Session(auth=v3.Password(**self.auth), timeout=self.timeout)
+        try:
+            token = fresh.get_token()
+            endpoints = {name: fresh.get_endpoint(service_type=service_type, interface="public")
+                         for name, (service_type, _) in QUERIES.items()}
         except exceptions.ClientException:
-            self._record(IDENTITY, False)
-        session = self._token_session
-        for name, (service_type, path) in QUERIES.items():
-            ok = False
-            if session is not None:
-                try:
-                    answer = session.get(path, endpoint_filter={"service_type": service_type,
-                                                                "interface": "public"},
-                                         raise_exc=False, timeout=self.timeout)
-                    ok = answer.status_code == 200
-                except exceptions.ClientException:
-                    ok = False
-            self._record(name, ok)
+            return False
+        if token is None or not all(endpoints.values()):
+            return False
+        self._credentials = (token, {name: str(url) for name, url in endpoints.items()})
+        self._have_token.set()
+        return True
+
+    def _query(self, api: str) -> bool:
+        import requests
+
+        if self._credentials is None:
+            return False
+        token, endpoints = self._credentials
+        http = getattr(self._http, "session", None)
+        if http is None:
+            http = self._http.session = requests.Session()
+            http.trust_env = False                  # the cloud's own addresses: no proxy
+        try:
+            answer = http.get(endpoints[api].rstrip("/") + QUERIES[api][1], headers={"X-Auth-Token": token},
+                              timeout=self.timeout)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200
 
     def _record(self, api: str, ok: bool) -> None:
         self.samples.append(Sample(api, self.clock() - self._t0, ok))
