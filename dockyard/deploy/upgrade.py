@@ -33,7 +33,7 @@ from dockyard.deploy.execute.executor import RunResult, execute
 from dockyard.deploy.execute.jobs_record import JobsRecord
 from dockyard.deploy.execute.lock import SiteLock
 from dockyard.deploy.execute.records import UPGRADE_RECORD
-from dockyard.deploy.execute.timeline import Timeline, load_timeline
+from dockyard.deploy.execute.timeline import Timeline, load_timeline, timeline_path
 from dockyard.deploy.files import write_atomic
 from dockyard.deploy.ops import outages
 from dockyard.deploy.ops.availability import AvailabilityRecord
@@ -289,7 +289,7 @@ def _report_availability(watcher: AvailabilityProbe, figures: AvailabilityRecord
         say(line)
     events = []
     for run in figures.run_ids:
-        path = Path(state_dir) / "timeline" / f"{run}.jsonl"
+        path = timeline_path(state_dir, run)
         if path.exists():
             events += load_timeline(path)
     for outage in outages.during(total.all_down_at, events):

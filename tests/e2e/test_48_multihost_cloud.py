@@ -78,7 +78,7 @@ import yaml
 
 from bench.deploy_bench import noop_breakdown
 from dockyard.deploy import api
-from dockyard.deploy.execute.timeline import critical_path, durations, load_timeline
+from dockyard.deploy.execute.timeline import critical_path, durations, load_timeline, timeline_path
 from dockyard.deploy.wanted.catalogue import load_services
 from dockyard.engine import connect
 from dockyard.guestimage import CONSOLE_SSHD
@@ -158,7 +158,7 @@ def run_id(output: str) -> str:
 
 
 def timeline_of(site, output: str) -> list[dict]:
-    return load_timeline(site["dir"] / "state" / "timeline" / f"{run_id(output)}.jsonl")
+    return load_timeline(timeline_path(site["dir"] / "state", run_id(output)))
 
 
 def in_container(host, container: str, *cmd: str) -> str:

@@ -51,7 +51,7 @@ import pytest
 import yaml
 
 from dockyard.deploy import api
-from dockyard.deploy.execute.timeline import load_timeline
+from dockyard.deploy.execute.timeline import load_timeline, timeline_path
 from dockyard.deploy.ops.availability import figures_path
 from dockyard.deploy.ops.probe import APIS
 from dockyard.deploy.upgrade import load_record
@@ -267,7 +267,7 @@ def run_id(output: str) -> str:
 
 
 def timeline_of(run: str) -> list[dict]:
-    return load_timeline(state_dir() / "timeline" / f"{run}.jsonl")
+    return load_timeline(timeline_path(state_dir(), run))
 
 
 def steps_ended_ok(run: str) -> list[str]:

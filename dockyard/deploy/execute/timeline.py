@@ -30,10 +30,15 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + f"-{os.getpid()}"
 
 
+def timeline_path(state_dir: Path, run_id: str) -> Path:
+    """Where the run ``run_id`` of a site writes its timeline."""
+    return Path(state_dir) / "timeline" / f"{run_id}.jsonl"
+
+
 class Timeline:
     def __init__(self, state_dir: Path, run_id: str | None = None):
         self.run_id = run_id or new_run_id()
-        self.path = Path(state_dir) / "timeline" / f"{self.run_id}.jsonl"
+        self.path = timeline_path(state_dir, self.run_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
