@@ -4,8 +4,8 @@ The probe knows when the cloud's users saw nothing answer (``ProbeReport.
 all_down_at``); the run's timeline knows when each of its actions started and
 ended. Put side by side, they name the steps an outage came with:
 
-    every API down at once: 11.8 s
-      9.9 s from 19:40:12, during recreate:mariadb, wait_healthy:mariadb
+    every API down at once: <seconds> s
+      <seconds> s from <HH:MM:SS>, during <action id>, <action id>, ...
 
 so an operator (and whoever tunes the upgrade's order) sees which restart cost
 the cloud its availability, instead of guessing. Both sides are in the host's

@@ -11,13 +11,13 @@ at zero. The report keeps when those moments were (``all_down_at``, in the
 host's clock, as the run's timeline is), so the upgrade can say which of its
 steps were going on then (``outages.py``).
 
-While it runs, the probe hands its figures so far to ``on_figures`` after a
-round of polls, at most once every ``every`` seconds (the upgrade writes them to
+While it runs, the probe hands its figures so far to ``on_figures`` after its
+first poll, then at most once every ``every`` seconds (the upgrade writes them to
 disk: ``availability.py``), so a run killed outright leaves figures up to its
 last second or so.
 
 The summary is a pure function of the samples, so it is tested without a
-cloud, and so is the hand-over (a probe whose rounds answer from a script); the
+cloud, and so is the hand-over (a probe whose polls answer from a script); the
 polling itself is tested against a real one (tests/e2e).
 """
 
@@ -189,7 +189,7 @@ class AvailabilityProbe:
     their API with the last token it got, at the endpoints of that token's
     catalogue; until there is a first token they ask nothing (nobody could).
     ``interval`` is each thread's pause between two polls (each with
-    ``timeout``): two or three polls of each API a second on a quiet cloud.
+    ``timeout``).
     ``on_figures``, when given, is handed the report so far after the first
     poll, then at most once every ``every`` seconds, in one of the probe's
     threads; an OSError it raises (a full disk) does not stop the polling: the
